@@ -1,0 +1,7 @@
+"""``python -m nas_mnist`` runs the CLI."""
+
+import sys
+
+from nas_mnist.cli import main
+
+sys.exit(main())

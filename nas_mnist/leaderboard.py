@@ -1,0 +1,86 @@
+"""The leaderboard: one row per trial of a study, best val_accuracy first (a pandas DataFrame)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+COLUMNS = (
+    "trial",
+    "baseline",
+    "state",
+    "val_accuracy",
+    "test_accuracy",
+    "params",
+    "depth",
+    "kernel_sizes",
+    "num_pools",
+    "num_batch_norm",
+    "optimizer",
+    "train_seconds",
+    "reason",
+    "note",
+)
+
+
+def _number(value: Any) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _short(reason: str, width: int = 40) -> str:
+    """The first words of a reason (e.g. "invalid_architecture: layer 13 ...")."""
+    return reason if len(reason) <= width else reason[: width - 1] + "…"
+
+
+def leaderboard(study: Any, states: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """The study's trials as a table sorted by val_accuracy (highest first, unranked last).
+
+    Args:
+        study: an ``optuna.Study``.
+        states: keep only these states (lower-case Optuna names: "complete", "pruned", "fail",
+            "running"); ``None`` keeps all.
+
+    Returns:
+        A DataFrame with the columns in ``COLUMNS``. ``val_accuracy`` is the best epoch's for
+        complete trials and the last reported one for pruned trials; ``test_accuracy`` is set
+        for complete trials only (reporting, never selection).
+    """
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        state = t.state.name.lower()
+        if states is not None and state not in states:
+            continue
+        attrs = t.user_attrs
+        val = t.value if t.value is not None else attrs.get("val_accuracy")
+        if val is None and t.intermediate_values:
+            val = max(t.intermediate_values.values())
+        rows.append(
+            {
+                "trial": t.number,
+                "baseline": attrs.get("baseline", ""),
+                "state": state,
+                "val_accuracy": _number(val),
+                "test_accuracy": _number(attrs.get("test_accuracy")),
+                "params": attrs.get("params"),
+                "depth": attrs.get("depth"),
+                "kernel_sizes": attrs.get("kernel_sizes", ""),
+                "num_pools": attrs.get("num_pools"),
+                "num_batch_norm": attrs.get("num_batch_norm"),
+                "optimizer": attrs.get("optimizer", ""),
+                "train_seconds": _number(attrs.get("train_seconds")),
+                "reason": attrs.get("reason", ""),
+                "note": _short(attrs.get("reason", "")),
+            }
+        )
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    complete_first = frame["state"].ne("complete")
+    frame = frame.assign(_rank=complete_first).sort_values(
+        ["_rank", "val_accuracy", "trial"], ascending=[True, False, True], na_position="last"
+    )
+    return frame.drop(columns="_rank").reset_index(drop=True)

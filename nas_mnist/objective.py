@@ -1,0 +1,215 @@
+"""The Optuna objective: spec from the trial, train it, report val_accuracy, log to MLflow.
+
+Each trial gets a nested MLflow run before anything else happens, so that every trial, complete,
+pruned or failed, has a run whose ``state`` tag and ``reason`` tag say how it ended.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import optuna
+
+from nas_mnist.data import DataSplits
+from nas_mnist.search_space import SearchSpace
+from nas_mnist.spec import ArchitectureSpec, SpecError
+from nas_mnist.tracking import RUN_ATTR, Tracker
+
+logger = logging.getLogger(__name__)
+
+# Trial user attributes written by the objective (read by the leaderboard and export).
+SPEC_ATTR = "spec"
+REASON_ATTR = "reason"
+MODEL_URI_ATTR = "model_uri"
+SUMMARY_ATTRS = ("depth", "kernel_sizes", "num_pools", "num_batch_norm", "optimizer", "params")
+
+
+class SearchListener(Protocol):
+    """Progress hooks (the CLI draws progress bars with them); all are optional no-ops."""
+
+    def trial_started(self, number: int, epochs: int, label: str) -> None: ...
+    def epoch_ended(self, number: int, epoch: int, logs: dict[str, float]) -> None: ...
+    def trial_ended(self, number: int, state: str, value: float | None) -> None: ...
+
+
+class _NoListener:
+    def trial_started(self, number: int, epochs: int, label: str) -> None:
+        pass
+
+    def epoch_ended(self, number: int, epoch: int, logs: dict[str, float]) -> None:
+        pass
+
+    def trial_ended(self, number: int, state: str, value: float | None) -> None:
+        pass
+
+
+@dataclass
+class ObjectiveConfig:
+    """Settings shared by every trial of one search.
+
+    Attributes:
+        epochs: training epochs per trial.
+        seed: base seed; trial ``n`` trains with seed ``seed + n``.
+        batch_size: overrides every spec's batch size when set (images per step).
+        max_params: specs with more parameters are pruned before training (memory guard).
+    """
+
+    epochs: int = 15
+    seed: int = 0
+    batch_size: int | None = None
+    max_params: int | None = None
+
+
+def _epoch_callbacks(
+    trial: optuna.Trial, tracker: Tracker, run_id: str, listener: SearchListener
+) -> list[Any]:
+    """Keras callbacks that log each epoch to MLflow, report it to Optuna and prune."""
+    import keras
+
+    class TrialCallback(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            logs = {k: float(v) for k, v in (logs or {}).items()}
+            tracker.log_metrics(run_id, logs, step=epoch)
+            listener.epoch_ended(trial.number, epoch, logs)
+            value = logs.get("val_accuracy")
+            if value is None:
+                return
+            trial.report(value, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(
+                    f"pruned after epoch {epoch + 1}: val_accuracy {value:.4f} is below the median "
+                    "of earlier trials at this epoch"
+                )
+
+    return [TrialCallback()]
+
+
+class Objective:
+    """Callable objective for ``study.optimize``.
+
+    Args:
+        space: the search space that proposes specs.
+        data: the splits; loaded once per process and shared by every trial.
+        tracker: MLflow logger.
+        experiment_id, parent_run_id: where the trial runs go.
+        config: epochs, seed and limits.
+        listener: progress hooks.
+        spec_for_trial: optional override ``(trial) -> spec`` (baseline trials use it); the
+            default samples ``space``.
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        data: DataSplits,
+        tracker: Tracker,
+        experiment_id: str,
+        parent_run_id: str,
+        config: ObjectiveConfig,
+        listener: SearchListener | None = None,
+        spec_for_trial: Callable[[optuna.Trial], ArchitectureSpec] | None = None,
+    ) -> None:
+        self.space = space
+        self.data = data
+        self.tracker = tracker
+        self.experiment_id = experiment_id
+        self.parent_run_id = parent_run_id
+        self.config = config
+        self.listener = listener or _NoListener()
+        self.spec_for_trial = spec_for_trial or space.suggest
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        from nas_mnist.training import NanLossError, train_spec
+
+        tags = {k: str(v) for k, v in trial.user_attrs.items() if k in ("baseline", "in_space")}
+        run_id = self.tracker.start_trial_run(
+            self.experiment_id, self.parent_run_id, trial.number, trial.study.study_name, tags=tags
+        )
+        trial.set_user_attr(RUN_ATTR, run_id)
+        label = trial.user_attrs.get("baseline") or f"trial {trial.number}"
+        self.listener.trial_started(trial.number, self.config.epochs, label)
+        try:
+            spec = self._spec(trial)
+            trial.set_user_attr(SPEC_ATTR, spec.to_dict())
+            summary = spec.summary()
+            for key in SUMMARY_ATTRS:
+                trial.set_user_attr(key, summary[key])
+            self.tracker.log_params(
+                run_id, {**spec.flat_params(), **{f"space.{k}": v for k, v in trial.params.items()}}
+            )
+            self.tracker.log_text(run_id, spec.to_json(indent=2), "spec.json")
+            self.tracker.log_metrics(
+                run_id, {"num_params": spec.num_params, "trial_number": trial.number}
+            )
+            if self.config.max_params is not None and spec.num_params > self.config.max_params:
+                raise optuna.TrialPruned(
+                    f"too_large: {spec.num_params:,} params exceed --max-params "
+                    f"{self.config.max_params:,}"
+                )
+            result = train_spec(
+                spec,
+                self.data,
+                self.config.epochs,
+                callbacks=_epoch_callbacks(trial, self.tracker, run_id, self.listener),
+                seed=self.config.seed + trial.number,
+                batch_size=self.config.batch_size,
+            )
+            model_uri = self._save_model(result.model, run_id)
+            for key, value in (
+                ("val_accuracy", result.val_accuracy),
+                ("test_accuracy", result.test_accuracy),
+                ("train_seconds", result.train_seconds),
+                ("best_epoch", result.best_epoch),
+                (MODEL_URI_ATTR, model_uri),
+            ):
+                trial.set_user_attr(key, value)
+            self.tracker.log_metrics(
+                run_id,
+                {
+                    "best_val_accuracy": result.val_accuracy,
+                    "test_accuracy": result.test_accuracy,
+                    "test_loss": result.test_loss,
+                    "train_seconds": result.train_seconds,
+                    "best_epoch": result.best_epoch,
+                },
+            )
+            self.tracker.end_trial_run(run_id, "complete")
+            self.listener.trial_ended(trial.number, "complete", result.val_accuracy)
+            return result.val_accuracy
+        except optuna.TrialPruned as exc:
+            self._end(trial, run_id, "pruned", str(exc) or "pruned")
+            raise
+        except NanLossError as exc:
+            self._end(trial, run_id, "failed", f"{exc.reason}: {exc}")
+            raise
+        except Exception as exc:
+            self._end(trial, run_id, "failed", f"{type(exc).__name__}: {exc}")
+            raise
+        except BaseException:  # KeyboardInterrupt, SystemExit: the process is going away
+            self._end(trial, run_id, "killed", "interrupted")
+            raise
+
+    def _spec(self, trial: optuna.Trial) -> ArchitectureSpec:
+        try:
+            return self.spec_for_trial(trial)
+        except SpecError as exc:
+            raise optuna.TrialPruned(f"invalid_architecture: {exc}") from None
+
+    def _save_model(self, model: Any, run_id: str) -> str:
+        with tempfile.TemporaryDirectory(prefix="nas_mnist_") as tmp:
+            path = Path(tmp) / "model.keras"
+            model.save(path)
+            return self.tracker.log_artifact(run_id, str(path), "model")
+
+    def _end(self, trial: optuna.Trial, run_id: str, state: str, reason: str) -> None:
+        trial.set_user_attr(REASON_ATTR, reason)
+        try:
+            self.tracker.end_trial_run(run_id, state, reason)
+        except Exception:  # never hide the trial's own error behind a tracking error
+            logger.exception("could not close MLflow run %s of trial %d", run_id, trial.number)
+        self.listener.trial_ended(trial.number, state, None)

@@ -1,0 +1,408 @@
+"""Search spaces are data: load a YAML/JSON/TOML file and turn it into Optuna suggestions.
+
+A space file (see ``search_spaces/default.yaml``) describes the choices; ``SearchSpace.suggest``
+samples them through an ``optuna.Trial`` (or ``optuna.trial.FixedTrial``) and returns an
+``ArchitectureSpec``. Conditional parameters are plain ``if``/loops on sampled values: per-layer
+parameters exist only for the layers that the sampled depth creates.
+
+Plain Python: no TensorFlow/Keras import.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomllib
+import yaml
+
+from nas_mnist.spec import (
+    ACTIVATIONS,
+    OPTIMIZERS,
+    PADDINGS,
+    ArchitectureSpec,
+    BatchNorm,
+    Conv,
+    Dense,
+    Dropout,
+    Flatten,
+    MaxPool,
+    OptimizerSpec,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SPACE_PATH = Path(__file__).resolve().parent.parent / "search_spaces" / "default.yaml"
+BATCH_NORM_PLACEMENTS = ("none", "after_conv", "after_pool_block", "dense_head")
+
+# Top-level sections and their keys; used to reject typos with a clear message.
+_SCHEMA: dict[str, set[str] | None] = {
+    "name": None,
+    "description": None,
+    "conv": {
+        "depth",
+        "filters",
+        "kernel_size",
+        "padding",
+        "kernel_initializer",
+        "strides",
+        "activation",
+    },
+    "pooling": {"every", "pool_size", "padding"},
+    "batch_norm": None,
+    "dropout": {"conv", "dense"},
+    "dense": {"num_layers", "units", "activation", "kernel_initializer"},
+    "optimizer": {"name", "learning_rate", "momentum"},
+    "batch_size": None,
+}
+_REQUIRED = ("conv", "pooling", "optimizer")
+
+
+class SearchSpaceError(ValueError):
+    """A search-space file is missing or malformed; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A loaded search space.
+
+    Args:
+        name: the space's ``name`` (defaults to the file stem).
+        source: where it was loaded from (a path, or "<dict>").
+        config: the parsed, validated file content.
+    """
+
+    name: str
+    source: str
+    config: Mapping[str, Any]
+
+    # --- sampling ------------------------------------------------------------------------------
+
+    def suggest(self, trial: Any) -> ArchitectureSpec:
+        """Sample one architecture through ``trial``'s ``suggest_*`` API.
+
+        Args:
+            trial: an ``optuna.Trial`` or ``optuna.trial.FixedTrial``.
+
+        Returns:
+            The sampled spec.
+
+        Raises:
+            SpecError: the sampled combination is impossible (e.g. valid convolutions and pools
+                shrink the map to zero); a study prunes such a trial without training it.
+        """
+        c = self.config
+        conv, pool = c["conv"], c["pooling"]
+        depth = _sample(trial, "depth", conv["depth"])
+        pool_every = _sample(trial, "pool_every", pool["every"])
+        batch_norm = _sample(trial, "batch_norm", c.get("batch_norm", "none"))
+        dropout = c.get("dropout", {})
+        conv_dropout = _sample(trial, "conv_dropout", dropout.get("conv", 0.0))
+        dense_dropout = _sample(trial, "dense_dropout", dropout.get("dense", 0.0))
+
+        layers: list[Any] = []
+        for i in range(1, depth + 1):
+            layers.append(
+                Conv(
+                    filters=_sample(trial, f"conv{i}_filters", conv["filters"]),
+                    kernel_size=_sample(trial, f"conv{i}_kernel_size", conv["kernel_size"]),
+                    strides=_sample(trial, f"conv{i}_strides", conv.get("strides", 1)),
+                    padding=_sample(trial, f"conv{i}_padding", conv.get("padding", "valid")),
+                    activation=_sample(trial, "conv_activation", conv.get("activation", "relu")),
+                    kernel_initializer=_sample(
+                        trial,
+                        f"conv{i}_kernel_initializer",
+                        conv.get("kernel_initializer", "glorot_uniform"),
+                    ),
+                )
+            )
+            if batch_norm == "after_conv":
+                layers.append(BatchNorm())
+            if i % pool_every == 0:
+                layers.append(
+                    MaxPool(
+                        pool_size=_sample(trial, "pool_size", pool.get("pool_size", 2)),
+                        padding=_sample(trial, "pool_padding", pool.get("padding", "same")),
+                    )
+                )
+                if batch_norm == "after_pool_block":
+                    layers.append(BatchNorm())
+                if conv_dropout > 0:
+                    layers.append(Dropout(round(conv_dropout, 4)))
+        layers.append(Flatten())
+
+        dense = c.get("dense", {"num_layers": 1, "units": 128})
+        for j in range(1, _sample(trial, "dense_num_layers", dense.get("num_layers", 1)) + 1):
+            layers.append(
+                Dense(
+                    units=_sample(trial, f"dense{j}_units", dense["units"]),
+                    activation=_sample(trial, "dense_activation", dense.get("activation", "relu")),
+                    kernel_initializer=_sample(
+                        trial,
+                        f"dense{j}_kernel_initializer",
+                        dense.get("kernel_initializer", "glorot_uniform"),
+                    ),
+                )
+            )
+            if batch_norm == "dense_head":
+                layers.append(BatchNorm())
+            if dense_dropout > 0:
+                layers.append(Dropout(round(dense_dropout, 4)))
+
+        opt = c["optimizer"]
+        name = _sample(trial, "optimizer", opt["name"])
+        optimizer = OptimizerSpec(
+            name=name,
+            learning_rate=_sample(
+                trial, f"learning_rate_{name}", _per_optimizer(opt["learning_rate"], name)
+            ),
+            momentum=_optional(trial, f"momentum_{name}", opt.get("momentum"), name),
+        )
+        return ArchitectureSpec(
+            layers=tuple(layers),
+            optimizer=optimizer,
+            batch_size=_sample(trial, "batch_size", c.get("batch_size", 128)),
+        )
+
+    def describe(self) -> str:
+        """One line: the space's name and source."""
+        return f"search space {self.name!r} ({self.source})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Leaves
+# ---------------------------------------------------------------------------------------------
+
+
+def _is_range(value: Any) -> bool:
+    return isinstance(value, Mapping) and "low" in value and "high" in value
+
+
+def _sample(trial: Any, name: str, leaf: Any) -> Any:
+    """Sample one leaf: fixed scalar, categorical list, or int/float range."""
+    if isinstance(leaf, list):
+        return leaf[0] if len(leaf) == 1 else trial.suggest_categorical(name, leaf)
+    if _is_range(leaf):
+        kind = leaf.get("type") or (
+            "int" if all(isinstance(leaf[k], int) for k in ("low", "high")) else "float"
+        )
+        kwargs = {k: leaf[k] for k in ("step", "log") if k in leaf}
+        if kind == "int":
+            return trial.suggest_int(name, int(leaf["low"]), int(leaf["high"]), **kwargs)
+        return trial.suggest_float(name, float(leaf["low"]), float(leaf["high"]), **kwargs)
+    return leaf
+
+
+def _per_optimizer(leaf: Any, optimizer: str) -> Any:
+    """A leaf that may be given per optimizer name ({adam: ..., sgd: ...})."""
+    if isinstance(leaf, Mapping) and not _is_range(leaf):
+        return leaf[optimizer]
+    return leaf
+
+
+def _optional(trial: Any, name: str, leaf: Any, optimizer: str) -> Any:
+    if leaf is None:
+        return None
+    if isinstance(leaf, Mapping) and not _is_range(leaf):
+        if optimizer not in leaf:
+            return None
+        leaf = leaf[optimizer]
+    return _sample(trial, name, leaf)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading and validation
+# ---------------------------------------------------------------------------------------------
+
+
+def _parse_file(path: Path) -> Any:
+    text = path.read_text(encoding="utf-8")
+    suffix = path.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        return yaml.safe_load(text)
+    if suffix == ".json":
+        return json.loads(text)
+    if suffix == ".toml":
+        return tomllib.loads(text)
+    raise SearchSpaceError(
+        f"{path}: unknown search-space format {suffix!r}; use .yaml, .json or .toml"
+    )
+
+
+def load_search_space(path: str | Path | None = None) -> SearchSpace:
+    """Load and validate a search-space file.
+
+    Args:
+        path: a .yaml/.yml, .json or .toml file; ``None`` means ``search_spaces/default.yaml``.
+
+    Returns:
+        The validated ``SearchSpace``.
+
+    Raises:
+        SearchSpaceError: the file is missing, unparsable, or has unknown/invalid keys; the
+            message names the file and the key.
+    """
+    path = Path(path) if path is not None else DEFAULT_SPACE_PATH
+    if not path.is_file():
+        raise SearchSpaceError(
+            f"{path}: search-space file not found; pass --space FILE "
+            "(see search_spaces/default.yaml for the format)"
+        )
+    try:
+        data = _parse_file(path)
+    except SearchSpaceError:
+        raise
+    except (
+        yaml.YAMLError,
+        json.JSONDecodeError,
+        tomllib.TOMLDecodeError,
+        UnicodeDecodeError,
+    ) as exc:
+        raise SearchSpaceError(f"{path}: cannot parse the search-space file: {exc}") from None
+    return search_space_from_dict(data, source=str(path), default_name=path.stem)
+
+
+def search_space_from_dict(
+    data: Any, source: str = "<dict>", default_name: str = "custom"
+) -> SearchSpace:
+    """Validate parsed space content (see ``load_search_space``) and wrap it.
+
+    Raises:
+        SearchSpaceError: invalid content; the message names ``source`` and the key.
+    """
+
+    def fail(msg: str) -> SearchSpaceError:
+        return SearchSpaceError(f"{source}: {msg}")
+
+    if not isinstance(data, Mapping):
+        raise fail("a search space is a mapping of sections (conv, pooling, optimizer, ...)")
+    unknown = set(data) - set(_SCHEMA)
+    if unknown:
+        raise fail(f"unknown section(s) {sorted(unknown)}; expected some of {sorted(_SCHEMA)}")
+    for key in _REQUIRED:
+        if key not in data:
+            raise fail(f"missing section {key!r}")
+    for section, keys in _SCHEMA.items():
+        if keys is None or section not in data:
+            continue
+        if not isinstance(data[section], Mapping):
+            raise fail(f"section {section!r} must be a mapping of {sorted(keys)}")
+        bad = set(data[section]) - keys
+        if bad:
+            raise fail(
+                f"unknown key(s) {sorted(bad)} in {section!r}; expected some of {sorted(keys)}"
+            )
+
+    def leaf_values(where: str, leaf: Any) -> list[Any]:
+        """Check a leaf's form; return its possible values (ranges return their bounds)."""
+        if isinstance(leaf, list):
+            if not leaf:
+                raise fail(f"{where}: an empty list of choices")
+            for v in leaf:
+                if not isinstance(v, (str, int, float, bool)) or v is None:
+                    raise fail(f"{where}: choices must be strings or numbers, got {v!r}")
+            return list(leaf)
+        if isinstance(leaf, Mapping):
+            if not _is_range(leaf):
+                raise fail(f"{where}: a range needs 'low' and 'high', got {dict(leaf)!r}")
+            extra = set(leaf) - {"low", "high", "log", "step", "type"}
+            if extra:
+                raise fail(f"{where}: unknown range key(s) {sorted(extra)}")
+            low, high = leaf["low"], leaf["high"]
+            if not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)
+            ):
+                raise fail(f"{where}: low and high must be numbers, got {low!r}, {high!r}")
+            if low > high:
+                raise fail(f"{where}: low {low} is above high {high}")
+            if leaf.get("log") and low <= 0:
+                raise fail(f"{where}: a log range needs low > 0, got {low}")
+            if leaf.get("type", "int") not in ("int", "float"):
+                raise fail(f"{where}: type must be 'int' or 'float'")
+            return [low, high]
+        if leaf is None:
+            raise fail(f"{where}: no value")
+        return [leaf]
+
+    def check(where: str, leaf: Any, ok: Any, expected: str) -> None:
+        for v in leaf_values(where, leaf):
+            if not ok(v):
+                raise fail(f"{where}: {v!r} is not valid; expected {expected}")
+
+    def positive_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+    conv, pool = data["conv"], data["pooling"]
+    for key in ("depth", "filters", "kernel_size"):
+        if key not in conv:
+            raise fail(f"missing conv.{key}")
+        check(f"conv.{key}", conv[key], positive_int, "a positive integer")
+    check("conv.strides", conv.get("strides", 1), positive_int, "a positive integer")
+    check("conv.padding", conv.get("padding", "valid"), lambda v: v in PADDINGS, list(PADDINGS))
+    check(
+        "conv.activation",
+        conv.get("activation", "relu"),
+        lambda v: v in ACTIVATIONS,
+        list(ACTIVATIONS),
+    )
+    check(
+        "conv.kernel_initializer",
+        conv.get("kernel_initializer", "glorot_uniform"),
+        lambda v: isinstance(v, str),
+        "a Keras initializer name",
+    )
+    if "every" not in pool:
+        raise fail("missing pooling.every (a pool after every k-th conv layer)")
+    check("pooling.every", pool["every"], positive_int, "a positive integer")
+    check("pooling.pool_size", pool.get("pool_size", 2), positive_int, "a positive integer")
+    check("pooling.padding", pool.get("padding", "same"), lambda v: v in PADDINGS, list(PADDINGS))
+    check(
+        "batch_norm",
+        data.get("batch_norm", "none"),
+        lambda v: v in BATCH_NORM_PLACEMENTS,
+        list(BATCH_NORM_PLACEMENTS),
+    )
+    for key, leaf in data.get("dropout", {}).items():
+        check(
+            f"dropout.{key}",
+            leaf,
+            lambda v: isinstance(v, (int, float)) and 0 <= v < 1,
+            "a rate in [0, 1)",
+        )
+    dense = data.get("dense", {})
+    if dense and "units" not in dense:
+        raise fail("missing dense.units")
+    for key in ("num_layers", "units"):
+        if key in dense:
+            check(f"dense.{key}", dense[key], positive_int, "a positive integer")
+    check(
+        "dense.activation",
+        dense.get("activation", "relu"),
+        lambda v: v in ACTIVATIONS,
+        list(ACTIVATIONS),
+    )
+    check("batch_size", data.get("batch_size", 128), positive_int, "a positive integer")
+
+    opt = data["optimizer"]
+    if "name" not in opt or "learning_rate" not in opt:
+        raise fail("the optimizer section needs 'name' and 'learning_rate'")
+    names = leaf_values("optimizer.name", opt["name"])
+    for name in names:
+        if name not in OPTIMIZERS:
+            raise fail(f"optimizer.name: {name!r} is not one of {list(OPTIMIZERS)}")
+    lr = opt["learning_rate"]
+    for name in names:
+        leaf = _per_optimizer(lr, name) if not (isinstance(lr, Mapping) and _is_range(lr)) else lr
+        if isinstance(lr, Mapping) and not _is_range(lr) and name not in lr:
+            raise fail(f"optimizer.learning_rate has no entry for optimizer {name!r}")
+        check(
+            f"optimizer.learning_rate.{name}",
+            leaf,
+            lambda v: isinstance(v, (int, float)) and v > 0,
+            "a positive number",
+        )
+    return SearchSpace(name=str(data.get("name", default_name)), source=source, config=data)

@@ -1,0 +1,206 @@
+"""The Optuna study: storage URLs, sampler and pruner, and the study-wide trial budget."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_STORAGE = "sqlite:///nas_mnist.db"
+DEFAULT_STUDY_NAME = "nas-mnist"
+FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+"""States that count towards ``--trials``: a failed trial is retried, not counted."""
+
+SUPPORTED_SCHEMES = ("sqlite", "postgresql", "mysql")
+HEARTBEAT_INTERVAL = 30
+"""Seconds between a running trial's heartbeats on RDB storages (Optuna's heartbeat)."""
+HEARTBEAT_GRACE_PERIOD = 90
+"""Seconds without a heartbeat after which a RUNNING trial counts as dead and is failed."""
+
+# Median pruner on per-epoch val_accuracy (Optuna's MedianPruner). The first 5 trials always run
+# in full to give the median something to stand on (Optuna's default n_startup_trials).
+PRUNER_STARTUP_TRIALS = 5
+
+
+class StorageError(ValueError):
+    """A ``--storage`` URL that nas-mnist cannot use; the message says what to pass instead."""
+
+
+def validate_storage_url(url: str) -> str:
+    """Check a storage URL before anything is created.
+
+    Accepts SQLAlchemy URLs whose scheme is sqlite, postgresql or mysql (with an optional driver,
+    e.g. ``postgresql+psycopg2://``). For SQLite, the file's folder must exist.
+
+    Returns:
+        ``url`` unchanged.
+
+    Raises:
+        StorageError: unknown scheme, unparsable URL, or a SQLite folder that does not exist.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StorageError(
+            f"cannot parse storage URL {url!r}; use sqlite:///FILE.db or "
+            "postgresql://USER:PASSWORD@HOST/DB"
+        ) from None
+    scheme = parsed.get_backend_name()
+    if scheme not in SUPPORTED_SCHEMES:
+        raise StorageError(
+            f"unknown storage scheme {scheme!r} in {url!r}; use sqlite:///FILE.db "
+            "(one worker) or postgresql://USER:PASSWORD@HOST/DB (several workers)"
+        )
+    if scheme == "sqlite":
+        database = parsed.database or ""
+        if database in ("", ":memory:"):
+            raise StorageError(
+                f"{url!r} is an in-memory SQLite database, which is lost at exit; "
+                "use sqlite:///FILE.db"
+            )
+        folder = Path(database).expanduser().resolve().parent
+        if not folder.is_dir():
+            raise StorageError(
+                f"the folder {folder} of storage {url!r} does not exist; create it "
+                "or point --storage at an existing folder"
+            )
+    return url
+
+
+def make_storage(url: str) -> optuna.storages.BaseStorage:
+    """An RDB storage with heartbeats, so trials of a killed process end as failed.
+
+    A trial whose process died is failed after ``HEARTBEAT_GRACE_PERIOD`` seconds and its
+    parameters are retried once (``RetryHeartbeatStaleTrialCallback``).
+    """
+    with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            url,
+            heartbeat_interval=HEARTBEAT_INTERVAL,
+            grace_period=HEARTBEAT_GRACE_PERIOD,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                max_retry=1
+            ),
+        )
+
+
+def make_sampler(seed: int | None) -> optuna.samplers.BaseSampler:
+    """Seeded TPE (Optuna's default sampler)."""
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def make_pruner() -> optuna.pruners.BasePruner:
+    """Median pruner on per-epoch val_accuracy."""
+    return optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=0)
+
+
+def open_study(storage_url: str, study_name: str, seed: int | None = None) -> optuna.Study:
+    """Create the study, or load it if it exists (``load_if_exists=True``).
+
+    The study maximizes val_accuracy (fraction of the validation split classified correctly).
+    The sampler's seed is ``seed`` plus the number of trials already in the study, so a resumed
+    study does not replay the random start-up suggestions of its first run, and the same
+    sequence of commands still gives the same sequence of trials.
+    """
+    study = optuna.create_study(
+        storage=make_storage(storage_url),
+        study_name=study_name,
+        direction="maximize",
+        sampler=make_sampler(seed),
+        pruner=make_pruner(),
+        load_if_exists=True,
+    )
+    existing = len(study.get_trials(deepcopy=False))
+    if seed is not None and existing:
+        study.sampler = make_sampler(seed + existing)
+    return study
+
+
+def load_existing_study(storage_url: str, study_name: str) -> optuna.Study:
+    """Load a study that must exist.
+
+    Raises:
+        StorageError: no study of that name in the storage (the message lists those that exist).
+    """
+    validate_storage_url(storage_url)
+    storage = make_storage(storage_url)
+    names = [
+        s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
+    ]
+    if study_name not in names:
+        raise StorageError(
+            f"no study named {study_name!r} in {storage_url}; studies there: "
+            f"{', '.join(names) or 'none'}"
+        )
+    return optuna.load_study(study_name=study_name, storage=storage)
+
+
+def count_finished(study: optuna.Study) -> int:
+    """Number of trials that count towards ``--trials`` (complete or pruned)."""
+    return len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
+
+
+class _StopAfterFailures:
+    """Stops the study after ``limit`` consecutive failed trials in this process."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.consecutive = 0
+        self.stopped = False
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self.consecutive = self.consecutive + 1 if trial.state == TrialState.FAIL else 0
+        if self.consecutive >= self.limit:
+            self.stopped = True
+            study.stop()
+
+
+def run_trials(
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], float],
+    n_trials: int,
+    timeout: float | None = None,
+    callbacks: Sequence[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = (),
+    max_consecutive_failures: int = 10,
+) -> dict[str, Any]:
+    """Run trials until the study holds ``n_trials`` finished trials in total.
+
+    ``--trials`` is study-wide: after an interruption the same call runs only the remaining ones.
+    Failed trials are recorded and do not count; after ``max_consecutive_failures`` failures in a
+    row the search stops.
+
+    Returns:
+        {"ran": trials started here, "stopped_for_failures": bool}.
+    """
+    remaining = n_trials - count_finished(study)
+    if remaining <= 0:
+        return {"ran": 0, "stopped_for_failures": False}
+    before = len(study.get_trials(deepcopy=False))
+    failures = _StopAfterFailures(max_consecutive_failures)
+    study.optimize(
+        objective,
+        n_trials=None,
+        timeout=timeout,
+        catch=(Exception,),
+        callbacks=[
+            optuna.study.MaxTrialsCallback(n_trials, states=FINISHED_STATES),
+            failures,
+            *callbacks,
+        ],
+        gc_after_trial=True,
+    )
+    return {
+        "ran": len(study.get_trials(deepcopy=False)) - before,
+        "stopped_for_failures": failures.stopped,
+    }

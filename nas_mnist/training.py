@@ -1,0 +1,166 @@
+"""Train one spec on the MNIST splits: build, compile, fit, keep the best epoch, evaluate.
+
+The trial-specific parts (Optuna reports, MLflow logging, progress bars) come in as Keras
+callbacks, so the same function trains a search trial, a baseline and an export ``--retrain``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+
+from nas_mnist.builder import build_model, compile_model
+from nas_mnist.data import DataSplits
+from nas_mnist.spec import ArchitectureSpec
+
+logger = logging.getLogger(__name__)
+
+EVAL_BATCH_SIZE = 1024
+"""Images per batch when evaluating: larger than training batches, since no gradients are kept."""
+
+EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+
+class NanLossError(RuntimeError):
+    """The training loss became NaN or infinite; ``reason`` is "nan_loss"."""
+
+    reason = "nan_loss"
+
+    def __init__(self, epoch: int, loss: float) -> None:
+        super().__init__(
+            f"training loss is {loss} after epoch {epoch + 1}; "
+            "lower the learning_rate or add batch norm"
+        )
+        self.epoch = epoch
+
+
+@dataclass
+class TrainingResult:
+    """What training one spec produced.
+
+    Attributes:
+        model: the trained ``keras.Model`` with the best epoch's weights (by val_accuracy).
+        history: one dict per epoch with loss, accuracy, val_loss, val_accuracy and seconds.
+        best_epoch: 0-based index of the epoch with the highest val_accuracy.
+        val_accuracy: val_accuracy of the best epoch, fraction in [0, 1].
+        test_accuracy: accuracy of the best-epoch model on the test split, or None if not asked.
+        test_loss: cross-entropy on the test split, or None.
+        num_params: the model's parameter count.
+        train_seconds: wall-clock seconds spent in ``fit`` (all epochs, validation included).
+    """
+
+    model: keras.Model
+    history: list[dict[str, float]]
+    best_epoch: int
+    val_accuracy: float
+    test_accuracy: float | None
+    test_loss: float | None
+    num_params: int
+    train_seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _BestEpoch(keras.callbacks.Callback):
+    """Keeps the weights of the epoch with the highest val_accuracy; stops on a NaN loss."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.best_value = -math.inf
+        self.best_epoch = -1
+        self.best_weights: list[np.ndarray] | None = None
+        self.history: list[dict[str, float]] = []
+        self._epoch_start = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch_start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        row = {k: float(logs[k]) for k in EPOCH_METRICS if k in logs}
+        row["seconds"] = time.perf_counter() - self._epoch_start
+        self.history.append(row)
+        loss = row.get("loss", math.nan)
+        if not math.isfinite(loss):
+            raise NanLossError(epoch, loss)
+        value = row.get("val_accuracy", -math.inf)
+        if value > self.best_value:
+            self.best_value, self.best_epoch = value, epoch
+            self.best_weights = self.model.get_weights()
+
+
+def train_spec(
+    spec: ArchitectureSpec,
+    data: DataSplits,
+    epochs: int,
+    *,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    seed: int | None = None,
+    evaluate_test: bool = True,
+    batch_size: int | None = None,
+) -> TrainingResult:
+    """Train ``spec`` on ``data.x_train`` and validate each epoch on ``data.x_val``.
+
+    Args:
+        spec: the architecture and recipe.
+        data: the splits (float32 images (n, 28, 28, 1) in [0, 1], int32 labels 0..9).
+        epochs: number of passes over the training split, >= 1.
+        callbacks: extra Keras callbacks, called after the built-in best-epoch tracker (so
+            ``history`` of the epoch is already recorded when they run). A callback may raise
+            (e.g. ``optuna.TrialPruned``) to stop training; the exception propagates.
+        seed: seeds Python, NumPy and the backend (``keras.utils.set_random_seed``) before the
+            model is built, for reproducible initial weights and shuffling.
+        evaluate_test: evaluate the best-epoch model once on the test split (reporting only; the
+            test split never selects anything).
+        batch_size: overrides ``spec.batch_size`` (images per step).
+
+    Returns:
+        A ``TrainingResult`` whose model holds the best epoch's weights.
+
+    Raises:
+        NanLossError: the training loss became NaN/inf; raised at the end of that epoch.
+        ValueError: ``epochs`` < 1.
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    keras.backend.clear_session()  # free the graphs of earlier trials in this process
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    model = compile_model(build_model(spec), spec)
+    tracker = _BestEpoch()
+    start = time.perf_counter()
+    model.fit(
+        data.x_train,
+        data.y_train,
+        batch_size=batch_size or spec.batch_size,
+        epochs=epochs,
+        validation_data=(data.x_val, data.y_val),
+        validation_batch_size=EVAL_BATCH_SIZE,
+        callbacks=[tracker, *callbacks],
+        verbose=0,
+    )
+    train_seconds = time.perf_counter() - start
+    if tracker.best_weights is not None:
+        model.set_weights(tracker.best_weights)
+    test_loss = test_accuracy = None
+    if evaluate_test:
+        test_loss, test_accuracy = (
+            float(v)
+            for v in model.evaluate(data.x_test, data.y_test, batch_size=EVAL_BATCH_SIZE, verbose=0)
+        )
+    return TrainingResult(
+        model=model,
+        history=tracker.history,
+        best_epoch=tracker.best_epoch,
+        val_accuracy=tracker.best_value,
+        test_accuracy=test_accuracy,
+        test_loss=test_loss,
+        num_params=int(model.count_params()),
+        train_seconds=train_seconds,
+    )
