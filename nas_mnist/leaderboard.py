@@ -33,6 +33,13 @@ def _number(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _baseline_label(attrs: dict[str, Any]) -> str:
+    name = attrs.get("baseline", "")
+    if name and not attrs.get("in_space", False):
+        return f"{name} (out-of-space)"
+    return name
+
+
 def _short(reason: str, width: int = 40) -> str:
     """The first words of a reason (e.g. "invalid_architecture: layer 13 ...")."""
     return reason if len(reason) <= width else reason[: width - 1] + "…"
@@ -63,7 +70,7 @@ def leaderboard(study: Any, states: tuple[str, ...] | None = None) -> pd.DataFra
         rows.append(
             {
                 "trial": t.number,
-                "baseline": attrs.get("baseline", ""),
+                "baseline": _baseline_label(attrs),
                 "state": state,
                 "val_accuracy": _number(val),
                 "test_accuracy": _number(attrs.get("test_accuracy")),
@@ -84,3 +91,40 @@ def leaderboard(study: Any, states: tuple[str, ...] | None = None) -> pd.DataFra
         ["_rank", "val_accuracy", "trial"], ascending=[True, False, True], na_position="last"
     )
     return frame.drop(columns="_rank").reset_index(drop=True)
+
+
+def baseline_comparison(frame: pd.DataFrame) -> dict[str, Any] | None:
+    """How far the best searched trial beats the best baseline (both chosen by val_accuracy).
+
+    Args:
+        frame: a ``leaderboard`` table.
+
+    Returns:
+        ``None`` unless both a complete searched trial and a complete baseline exist; else a dict
+        with the two trial numbers, their val_accuracy and test_accuracy, and the differences
+        ``val_accuracy_gain`` and ``test_accuracy_gain`` (searched minus baseline; fractions).
+    """
+    done = frame[frame["state"].eq("complete") & frame["val_accuracy"].notna()]
+    searched = done[done["baseline"].eq("")]
+    baselines = done[done["baseline"].ne("")]
+    if searched.empty or baselines.empty:
+        return None
+    best = searched.loc[searched["val_accuracy"].idxmax()]
+    base = baselines.loc[baselines["val_accuracy"].idxmax()]
+
+    def gain(column: str) -> float | None:
+        if pd.isna(best[column]) or pd.isna(base[column]):
+            return None
+        return float(best[column] - base[column])
+
+    return {
+        "searched_trial": int(best["trial"]),
+        "baseline_trial": int(base["trial"]),
+        "baseline": base["baseline"],
+        "searched_val_accuracy": float(best["val_accuracy"]),
+        "baseline_val_accuracy": float(base["val_accuracy"]),
+        "searched_test_accuracy": _number(best["test_accuracy"]),
+        "baseline_test_accuracy": _number(base["test_accuracy"]),
+        "val_accuracy_gain": gain("val_accuracy"),
+        "test_accuracy_gain": gain("test_accuracy"),
+    }

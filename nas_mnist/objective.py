@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import optuna
 
+from nas_mnist import seeding
 from nas_mnist.data import DataSplits
 from nas_mnist.search_space import SearchSpace
 from nas_mnist.spec import ArchitectureSpec, SpecError
@@ -89,6 +90,11 @@ def _epoch_callbacks(
     return [TrialCallback()]
 
 
+def _run_name(trial: optuna.Trial) -> str:
+    baseline = trial.user_attrs.get(seeding.BASELINE_ATTR)
+    return f"trial-{trial.number:04d}" + (f"-{baseline}" if baseline else "")
+
+
 class Objective:
     """Callable objective for ``study.optimize``.
 
@@ -99,8 +105,8 @@ class Objective:
         experiment_id, parent_run_id: where the trial runs go.
         config: epochs, seed and limits.
         listener: progress hooks.
-        spec_for_trial: optional override ``(trial) -> spec`` (baseline trials use it); the
-            default samples ``space``.
+        spec_for_trial: optional override ``(trial) -> spec``; the default trains a seeded
+            baseline's catalog spec or samples ``space`` (``seeding.spec_for_trial``).
     """
 
     def __init__(
@@ -109,7 +115,7 @@ class Objective:
         data: DataSplits,
         tracker: Tracker,
         experiment_id: str,
-        parent_run_id: str,
+        parent_run_id: str | None,
         config: ObjectiveConfig,
         listener: SearchListener | None = None,
         spec_for_trial: Callable[[optuna.Trial], ArchitectureSpec] | None = None,
@@ -121,17 +127,26 @@ class Objective:
         self.parent_run_id = parent_run_id
         self.config = config
         self.listener = listener or _NoListener()
-        self.spec_for_trial = spec_for_trial or space.suggest
+        self.spec_for_trial = spec_for_trial or (lambda trial: seeding.spec_for_trial(trial, space))
 
     def __call__(self, trial: optuna.Trial) -> float:
         from nas_mnist.training import NanLossError, train_spec
 
-        tags = {k: str(v) for k, v in trial.user_attrs.items() if k in ("baseline", "in_space")}
+        tags = {
+            k: str(v)
+            for k, v in trial.user_attrs.items()
+            if k in (seeding.BASELINE_ATTR, seeding.IN_SPACE_ATTR)
+        }
         run_id = self.tracker.start_trial_run(
-            self.experiment_id, self.parent_run_id, trial.number, trial.study.study_name, tags=tags
+            self.experiment_id,
+            self.parent_run_id,
+            trial.number,
+            trial.study.study_name,
+            tags=tags,
+            run_name=_run_name(trial),
         )
         trial.set_user_attr(RUN_ATTR, run_id)
-        label = trial.user_attrs.get("baseline") or f"trial {trial.number}"
+        label = trial.user_attrs.get(seeding.BASELINE_ATTR) or f"trial {trial.number}"
         self.listener.trial_started(trial.number, self.config.epochs, label)
         try:
             spec = self._spec(trial)

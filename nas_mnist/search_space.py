@@ -22,16 +22,19 @@ import yaml
 
 from nas_mnist.spec import (
     ACTIVATIONS,
+    NUM_CLASSES,
     OPTIMIZERS,
     PADDINGS,
     ArchitectureSpec,
     BatchNorm,
+    Branches,
     Conv,
     Dense,
     Dropout,
     Flatten,
     MaxPool,
     OptimizerSpec,
+    SpecError,
 )
 
 logger = logging.getLogger(__name__)
@@ -55,7 +58,13 @@ _SCHEMA: dict[str, set[str] | None] = {
     "pooling": {"every", "pool_size", "padding"},
     "batch_norm": None,
     "dropout": {"conv", "dense"},
-    "dense": {"num_layers", "units", "activation", "kernel_initializer"},
+    "dense": {
+        "num_layers",
+        "units",
+        "activation",
+        "kernel_initializer",
+        "output_kernel_initializer",
+    },
     "optimizer": {"name", "learning_rate", "momentum"},
     "batch_size": None,
 }
@@ -162,15 +171,138 @@ class SearchSpace:
             ),
             momentum=_optional(trial, f"momentum_{name}", opt.get("momentum"), name),
         )
+        output = Dense(
+            NUM_CLASSES,
+            activation="softmax",
+            kernel_initializer=_sample(
+                trial,
+                "output_kernel_initializer",
+                dense.get("output_kernel_initializer", "glorot_uniform"),
+            ),
+        )
         return ArchitectureSpec(
             layers=tuple(layers),
             optimizer=optimizer,
+            output=output,
             batch_size=_sample(trial, "batch_size", c.get("batch_size", 128)),
         )
+
+    def params_for_spec(self, spec: ArchitectureSpec) -> dict[str, Any] | None:
+        """The trial params that make ``suggest`` return exactly ``spec``, or None if outside.
+
+        Used to enqueue baselines that lie inside the space, so that the sampler learns from
+        them. The params are read off the spec's layer pattern and then checked both ways: every
+        value must lie in the space (choices, ranges) and ``suggest`` on them must give back a spec
+        equal to ``spec``.
+        """
+        params = _read_params(spec)
+        if params is None:
+            return None
+        trial = _CheckingTrial(params)
+        try:
+            rebuilt = self.suggest(trial)
+        except (SpecError, KeyError, TypeError, ValueError):
+            return None
+        if trial.outside or rebuilt != spec:
+            return None
+        return trial.used
 
     def describe(self) -> str:
         """One line: the space's name and source."""
         return f"search space {self.name!r} ({self.source})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Spec -> params (for enqueueing baselines)
+# ---------------------------------------------------------------------------------------------
+
+
+class _CheckingTrial:
+    """Stands in for ``optuna.Trial``: answers from ``params``, notes out-of-space values."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.params = params
+        self.used: dict[str, Any] = {}
+        self.outside = False
+
+    def _get(self, name: str) -> Any:
+        if name not in self.params:
+            raise KeyError(name)
+        self.used[name] = self.params[name]
+        return self.params[name]
+
+    def suggest_categorical(self, name: str, choices: list[Any]) -> Any:
+        value = self._get(name)
+        self.outside |= value not in choices
+        return value
+
+    def suggest_int(self, name: str, low: int, high: int, **kwargs: Any) -> int:
+        value = self._get(name)
+        self.outside |= not (isinstance(value, int) and low <= value <= high)
+        return value
+
+    def suggest_float(self, name: str, low: float, high: float, **kwargs: Any) -> float:
+        value = self._get(name)
+        self.outside |= not (low <= value <= high)
+        return value
+
+
+def _read_params(spec: ArchitectureSpec) -> dict[str, Any] | None:
+    """Read the space's params off a spec shaped like the ones ``suggest`` builds, else None."""
+    layers = list(spec.layers)
+    if any(isinstance(x, Branches) for x in layers) or Flatten() not in layers:
+        return None
+    cut = layers.index(Flatten())
+    body, head = layers[:cut], layers[cut + 1 :]
+    params: dict[str, Any] = {}
+    convs = [x for x in body if isinstance(x, Conv)]
+    if not convs or not isinstance(body[0], Conv):
+        return None
+    params["depth"] = len(convs)
+    pooled = []  # 1-based conv indices followed (after an optional BatchNorm) by a pool
+    conv_index = 0
+    for layer in body:
+        if isinstance(layer, Conv):
+            conv_index += 1
+            params.update(
+                {
+                    f"conv{conv_index}_filters": layer.filters,
+                    f"conv{conv_index}_kernel_size": layer.kernel_size,
+                    f"conv{conv_index}_strides": layer.strides,
+                    f"conv{conv_index}_padding": layer.padding,
+                    f"conv{conv_index}_kernel_initializer": layer.kernel_initializer.name,
+                }
+            )
+            params["conv_activation"] = layer.activation
+        elif isinstance(layer, MaxPool):
+            pooled.append(conv_index)
+            params["pool_size"], params["pool_padding"] = layer.pool_size, layer.padding
+    params["pool_every"] = pooled[0] if pooled else len(convs) + 1
+    dropouts = [x.rate for x in body if isinstance(x, Dropout)]
+    params["conv_dropout"] = dropouts[0] if dropouts else 0.0
+    dense = [x for x in head if isinstance(x, Dense)]
+    head_dropouts = [x.rate for x in head if isinstance(x, Dropout)]
+    params["dense_dropout"] = head_dropouts[0] if head_dropouts else 0.0
+    params["dense_num_layers"] = len(dense)
+    for j, layer in enumerate(dense, start=1):
+        params[f"dense{j}_units"] = layer.units
+        params[f"dense{j}_kernel_initializer"] = layer.kernel_initializer.name
+        params["dense_activation"] = layer.activation
+    if any(isinstance(x, BatchNorm) for x in head):
+        params["batch_norm"] = "dense_head"
+    elif any(isinstance(x, BatchNorm) for x in body):
+        after = body[body.index(BatchNorm()) - 1]
+        params["batch_norm"] = "after_conv" if isinstance(after, Conv) else "after_pool_block"
+    else:
+        params["batch_norm"] = "none"
+    opt = spec.optimizer
+    params["optimizer"] = opt.name
+    params[f"learning_rate_{opt.name}"] = opt.learning_rate
+    if opt.momentum is not None:
+        params[f"momentum_{opt.name}"] = opt.momentum
+    params["batch_size"] = spec.batch_size
+    params["output_kernel_initializer"] = spec.output.kernel_initializer.name
+    return params
 
 
 # ---------------------------------------------------------------------------------------------

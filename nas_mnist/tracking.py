@@ -172,22 +172,24 @@ class Tracker:
     def start_trial_run(
         self,
         experiment_id: str,
-        parent_run_id: str,
+        parent_run_id: str | None,
         trial_number: int,
         study_name: str,
         tags: Mapping[str, str] | None = None,
+        run_name: str | None = None,
     ) -> str:
-        """Create the nested run of one trial and return its run id."""
+        """Create the run of one trial (nested under ``parent_run_id`` if given); return its id."""
         all_tags = {
-            "mlflow.parentRunId": parent_run_id,
             "nas_mnist.role": "trial",
             "optuna.study_name": study_name,
             "optuna.trial_number": str(trial_number),
             "state": "running",
             **(tags or {}),
         }
+        if parent_run_id:
+            all_tags["mlflow.parentRunId"] = parent_run_id
         run = self.client.create_run(
-            experiment_id, run_name=f"trial-{trial_number:04d}", tags=all_tags
+            experiment_id, run_name=run_name or f"trial-{trial_number:04d}", tags=all_tags
         )
         return run.info.run_id
 

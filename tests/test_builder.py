@@ -1,0 +1,291 @@
+"""Tests for nas_mnist.builder: spec -> keras.Model, optimizers, initializers, compilation."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import nas_mnist.builder as builder
+from nas_mnist.builder import build_model, build_optimizer, compile_model, keras_initializer
+from nas_mnist.spec import (
+    ArchitectureSpec,
+    BatchNorm,
+    Branches,
+    Conv,
+    Dense,
+    Dropout,
+    Flatten,
+    Initializer,
+    MaxPool,
+    OptimizerSpec,
+)
+
+CONV_STACK = ArchitectureSpec(layers=(
+    Conv(32, 3), BatchNorm(), MaxPool(2), Dropout(0.25), Conv(64, 3, padding="same"),
+    Flatten(), Dense(128), Dropout(0.5),
+))
+STRIDED = ArchitectureSpec(layers=(
+    Conv(8, 5, strides=2, padding="same"), Conv(16, 3, strides=2), MaxPool(3, strides=1, padding="same"),
+    MaxPool(2, padding="same"), BatchNorm(),
+))
+DENSE_ONLY = ArchitectureSpec(layers=(
+    Flatten(), Dense(64), BatchNorm(), Dense(32, activation="tanh"), Dropout(0.2),
+))
+BRANCHES = ArchitectureSpec(layers=(
+    Branches((
+        (Conv(4, 1, padding="same"),),
+        (Conv(6, 3, padding="same"), BatchNorm()),
+        (Conv(2, 5, padding="same"),),
+        (Conv(2, 1, padding="same"), MaxPool(3, strides=1, padding="same")),
+    )),
+    MaxPool(2),
+    Conv(8, 3),
+))
+OUTPUT_ONLY = ArchitectureSpec(layers=())
+SPECS = [CONV_STACK, STRIDED, DENSE_ONLY, BRANCHES, OUTPUT_ONLY]
+SPEC_IDS = ["conv-stack", "strided", "dense-only", "branches", "output-only"]
+
+
+def random_images(n: int = 4, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random((n, 28, 28, 1), dtype=np.float32)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
+def test_count_params_equals_spec_num_params(spec):
+    assert build_model(spec).count_params() == spec.num_params
+
+
+def test_count_params_matches_hand_computed_totals():
+    assert build_model(OUTPUT_ONLY).count_params() == 785 * 10
+    # conv 320 + batch norm 128 + conv 18_496 + dense 1_384_576 + output 1_290
+    assert build_model(CONV_STACK).count_params() == 1_404_810
+    # branches: 8 + 60 + 24 + 102 + 4 batch-norm channels * 6 = 218; 28 -> 14 -> 12 after 3x3 valid
+    assert build_model(BRANCHES).count_params() == (
+        (1 + 1) * 4 + (9 + 1) * 6 + 4 * 6 + (25 + 1) * 2 + (1 + 1) * 2
+        + (9 * 14 + 1) * 8 + (12 * 12 * 8 + 1) * 10)
+
+
+def test_batch_norm_parameters_are_half_non_trainable():
+    model = build_model(DENSE_ONLY)
+    non_trainable = sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
+    assert non_trainable == 2 * 64  # moving mean and variance
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
+def test_model_maps_images_to_class_probabilities(spec):
+    model = build_model(spec)
+    assert tuple(model.input_shape) == (None, 28, 28, 1)
+    assert tuple(model.output_shape) == (None, 10)
+    probabilities = keras.ops.convert_to_numpy(model(random_images(), training=False))
+    assert probabilities.shape == (4, 10)
+    assert probabilities.dtype == np.float32
+    assert np.all(probabilities >= 0)
+    np.testing.assert_allclose(probabilities.sum(axis=1), np.ones(4), rtol=0, atol=1e-5)
+
+
+def test_model_name_defaults_to_spec_id():
+    assert build_model(CONV_STACK).name == f"nas_mnist_{CONV_STACK.spec_id}"
+    assert build_model(CONV_STACK, name="custom").name == "custom"
+
+
+@pytest.mark.parametrize("spec", [CONV_STACK, STRIDED, DENSE_ONLY, OUTPUT_ONLY],
+                         ids=["conv-stack", "strided", "dense-only", "output-only"])
+def test_every_layer_output_shape_equals_the_shape_table(spec):
+    model = build_model(spec)
+    rows = spec.shape_table()  # input, layers (with an implicit Flatten), output
+    assert len(model.layers) == len(rows)
+    for layer, row in zip(model.layers, rows):
+        assert tuple(layer.output.shape[1:]) == row.shape, (layer.name, row.description)
+        assert layer.count_params() == row.params, (layer.name, row.description)
+
+
+def test_conv_and_pool_spatial_sizes_follow_the_shape_table():
+    model = build_model(STRIDED)
+    keras_sizes = [layer.output.shape[1] for layer in model.layers
+                   if isinstance(layer, (keras.layers.Conv2D, keras.layers.MaxPooling2D))]
+    spec_sizes = [row.shape[0] for row in STRIDED.shape_table()
+                  if row.description.startswith(("conv", "max_pool"))]
+    assert keras_sizes == spec_sizes == [14, 6, 6, 3]
+
+
+def test_branches_are_concatenated_on_the_channel_axis():
+    model = build_model(BRANCHES)
+    concatenated = [layer for layer in model.layers if isinstance(layer, keras.layers.Concatenate)]
+    assert len(concatenated) == 1
+    assert tuple(concatenated[0].output.shape[1:]) == BRANCHES.shape_table()[1].shape == (28, 28, 14)
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert sorted(layer.kernel_size for layer in convs) == [(1, 1), (1, 1), (3, 3), (3, 3), (5, 5)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimizers
+# ---------------------------------------------------------------------------------------------
+
+
+def _value(variable) -> float:
+    return float(keras.ops.convert_to_numpy(variable))
+
+
+def test_adadelta_keeps_the_spec_learning_rate():
+    # Keras 3's Adadelta defaults to 0.001; Keras 2's Adadelta() meant 1.0.
+    assert _value(keras.optimizers.Adadelta().learning_rate) == pytest.approx(0.001)
+    optimizer = build_optimizer(OptimizerSpec("adadelta", 1.0))
+    assert isinstance(optimizer, keras.optimizers.Adadelta)
+    assert _value(optimizer.learning_rate) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("name", "cls"),
+    [("adam", keras.optimizers.Adam), ("adadelta", keras.optimizers.Adadelta),
+     ("sgd", keras.optimizers.SGD), ("rmsprop", keras.optimizers.RMSprop)],
+)
+def test_each_optimizer_name_builds_its_keras_class(name, cls):
+    optimizer = build_optimizer(OptimizerSpec(name, 0.0125))
+    assert type(optimizer) is cls
+    assert _value(optimizer.learning_rate) == pytest.approx(0.0125)
+
+
+def test_sgd_momentum_is_set():
+    assert build_optimizer(OptimizerSpec("sgd", 0.01, momentum=0.9)).momentum == 0.9
+    assert build_optimizer(OptimizerSpec("sgd", 0.01)).momentum == 0.0  # Keras default
+
+
+def test_adam_fields_are_set_when_given_and_default_otherwise():
+    adam = build_optimizer(OptimizerSpec("adam", 1e-3, beta_1=0.8, beta_2=0.99, epsilon=1e-4))
+    assert (adam.beta_1, adam.beta_2, adam.epsilon) == (0.8, 0.99, 1e-4)
+    default = build_optimizer(OptimizerSpec("adam", 1e-3))
+    assert (default.beta_1, default.beta_2, default.epsilon) == (0.9, 0.999, 1e-7)
+
+
+def test_rmsprop_rho_is_set():
+    assert build_optimizer(OptimizerSpec("rmsprop", 1e-3, rho=0.8)).rho == 0.8
+
+
+# ---------------------------------------------------------------------------------------------
+# Initializers
+# ---------------------------------------------------------------------------------------------
+
+
+def test_constant_bias_and_zeros_kernel_are_applied():
+    spec = ArchitectureSpec(layers=(
+        Conv(4, 3, kernel_initializer="zeros", bias_initializer=Initializer("constant", (("value", -0.5),))),
+        Flatten(),
+        Dense(16, kernel_initializer="zeros", bias_initializer=Initializer("constant", (("value", 0.1),))),
+    ))
+    model = build_model(spec)
+    conv = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
+    dense = next(layer for layer in model.layers
+                 if isinstance(layer, keras.layers.Dense) and layer.units == 16)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(dense.bias), np.full(16, 0.1, np.float32))
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(dense.kernel), np.zeros((26 * 26 * 4, 16)))
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(conv.bias), np.full(4, -0.5, np.float32))
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(conv.kernel), np.zeros((3, 3, 1, 4)))
+
+
+def test_initializer_arguments_reach_keras():
+    keras.utils.set_random_seed(0)
+    init = Initializer("truncated_normal", (("stddev", 0.01),))
+    spec = ArchitectureSpec(layers=(Flatten(), Dense(256, kernel_initializer=init)))
+    kernel = keras.ops.convert_to_numpy(build_model(spec).layers[2].kernel)
+    assert kernel.shape == (784, 256)
+    assert np.abs(kernel).max() <= 2 * 0.01 + 1e-7  # truncated at two standard deviations
+    assert kernel.std() == pytest.approx(0.0088, rel=0.05)  # 0.01 * 0.8796 after truncation
+    assert isinstance(keras_initializer(init), keras.initializers.TruncatedNormal)
+    assert isinstance(keras_initializer(Initializer("he_normal")), keras.initializers.HeNormal)
+
+
+def test_output_layer_initializers_come_from_the_spec():
+    spec = ArchitectureSpec(layers=(), output=Dense(
+        10, activation="softmax", kernel_initializer="zeros",
+        bias_initializer=Initializer("constant", (("value", 0.25),))))
+    output = build_model(spec).layers[-1]
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(output.kernel), np.zeros((784, 10)))
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(output.bias), np.full(10, 0.25, np.float32))
+
+
+# ---------------------------------------------------------------------------------------------
+# Compilation and a tiny fit
+# ---------------------------------------------------------------------------------------------
+
+
+def test_compiled_uniform_model_has_loss_log_10():
+    # A zero output kernel and bias give uniform probabilities: cross-entropy is ln(10).
+    spec = ArchitectureSpec(layers=(Flatten(), Dense(8)),
+                            output=Dense(10, activation="softmax", kernel_initializer="zeros"))
+    model = compile_model(build_model(spec), spec)
+    labels = np.arange(8, dtype=np.int32) % 10
+    loss, accuracy = model.evaluate(random_images(8), labels, batch_size=8, verbose=0)
+    assert loss == pytest.approx(math.log(10), rel=1e-5)
+    assert 0.0 <= accuracy <= 1.0
+
+
+def test_compile_model_then_two_step_fit_gives_finite_loss():
+    keras.utils.set_random_seed(0)
+    spec = ArchitectureSpec(layers=(Conv(4, 3), MaxPool(2), BatchNorm(), Flatten(), Dense(16),
+                                    Dropout(0.5)),
+                            optimizer=OptimizerSpec("sgd", 0.05, momentum=0.9), batch_size=4)
+    model = build_model(spec)
+    assert compile_model(model, spec) is model
+    assert isinstance(model.optimizer, keras.optimizers.SGD)
+    assert model.optimizer.momentum == 0.9
+    assert _value(model.optimizer.learning_rate) == pytest.approx(0.05)
+    before = [keras.ops.convert_to_numpy(w).copy() for w in model.trainable_weights]
+    labels = np.arange(8, dtype=np.int32) % 10
+    history = model.fit(random_images(8), labels, batch_size=spec.batch_size, epochs=1, verbose=0)
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 2
+    assert set(history.history) >= {"loss", "accuracy"}
+    assert all(math.isfinite(v) for v in history.history["loss"])
+    after = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
+    assert any(not np.array_equal(a, b) for a, b in zip(before, after))
+
+
+# ---------------------------------------------------------------------------------------------
+# Backend independence
+# ---------------------------------------------------------------------------------------------
+
+
+def test_builder_uses_no_tensorflow():
+    source = Path(builder.__file__).read_text(encoding="utf-8")
+    assert "import tensorflow" not in source
+    imported = set()
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Name):
+            names.add(node.id)
+    assert "tensorflow" not in imported
+    assert "tf" not in names
+    assert "keras" in imported
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+def test_builder_runs_on_the_jax_backend():
+    code = (
+        "import numpy as np, keras\n"
+        "from nas_mnist.builder import build_model\n"
+        "from nas_mnist.spec import ArchitectureSpec, Branches, Conv, MaxPool\n"
+        "BRANCHES = ArchitectureSpec(layers=(Branches(((Conv(4, 1, padding='same'),),\n"
+        "    (Conv(2, 3, padding='same'), MaxPool(3, strides=1, padding='same')))), MaxPool(2)))\n"
+        "assert keras.backend.backend() == 'jax'\n"
+        "model = build_model(BRANCHES)\n"
+        "assert model.count_params() == BRANCHES.num_params\n"
+        "p = np.asarray(model(np.random.rand(2, 28, 28, 1).astype('float32')))\n"
+        "assert np.allclose(p.sum(axis=1), 1, atol=1e-5)\n"
+    )
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                            cwd=root, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -1,0 +1,160 @@
+"""End-to-end tests of ``nas-mnist search`` and ``nas-mnist baselines`` on real MNIST subsets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from nas_mnist.cli import main
+from nas_mnist.seeding import BASELINE_ATTR
+
+# A small space so that each trial trains in seconds on CPU; it keeps 'valid' 7x7 convs so that
+# some sampled architectures are impossible (pruned without training).
+SMALL_SPACE = {
+    "name": "small",
+    "conv": {"depth": [3], "filters": [4, 8], "kernel_size": [3, 7], "padding": ["same", "valid"]},
+    "pooling": {"every": [1], "pool_size": 2, "padding": "valid"},
+    "batch_norm": ["none", "after_conv"],
+    "dense": {"num_layers": 1, "units": [16]},
+    "optimizer": {"name": ["adam"], "learning_rate": {"adam": {"low": 1e-3, "high": 1e-2,
+                                                                "log": True}}},
+    "batch_size": [128],
+}
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "small.yaml").write_text(yaml.safe_dump(SMALL_SPACE))
+    return tmp_path
+
+
+def search_args(data: Path, trials: int, *extra: str) -> list[str]:
+    return ["search", "--trials", str(trials), "--epochs", "1", "--max-train-samples", "500",
+            "--data", str(data), "--storage", "sqlite:///s.db", "--study-name", "demo",
+            "--tracking-uri", "sqlite:///m.db", "--no-progress", *extra]
+
+
+def mlflow_runs(tracking_uri: str, experiment: str) -> tuple[list, list]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("nas_mnist.role") == "study"]
+    children = [r for r in runs if r.data.tags.get("nas_mnist.role") == "trial"]
+    return parents, children
+
+
+@pytest.mark.slow
+def test_search_then_resume_adds_exactly_the_missing_trials(workdir, real_mnist_path):
+    assert main(search_args(real_mnist_path, 4, "--space", "small.yaml", "--baselines",
+                            "none")) == 0
+    study = optuna.load_study(study_name="demo", storage="sqlite:///s.db")
+    finished = [t for t in study.trials if t.state.is_finished() and t.state.name != "FAIL"]
+    assert len(finished) == 4
+
+    parents, children = mlflow_runs("sqlite:///m.db", "demo")
+    assert len(parents) == 1 and len(children) == 4
+    parent_id = parents[0].info.run_id
+    assert parents[0].info.status == "FINISHED"
+    from mlflow import MlflowClient
+
+    client = MlflowClient("sqlite:///m.db")
+    for run in children:
+        assert run.data.tags["mlflow.parentRunId"] == parent_id
+        assert run.info.status == "FINISHED"
+        state = run.data.tags["state"]
+        assert state in ("complete", "pruned")
+        if state == "complete":
+            history = client.get_metric_history(run.info.run_id, "val_accuracy")
+            assert [m.step for m in history] == [0]
+            assert 0.0 <= history[0].value <= 1.0
+            assert 0.0 <= run.data.metrics["test_accuracy"] <= 1.0
+            assert run.data.metrics["num_params"] > 0
+        else:
+            assert run.data.tags["reason"]
+        trial = study.trials[int(run.data.tags["optuna.trial_number"])]
+        assert trial.user_attrs["mlflow_run_id"] == run.info.run_id
+
+    # Resume: --trials 6 adds exactly two trials under the same parent run.
+    assert main(search_args(real_mnist_path, 6, "--space", "small.yaml", "--baselines",
+                            "none")) == 0
+    study = optuna.load_study(study_name="demo", storage="sqlite:///s.db")
+    assert len([t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]) == 6
+    parents, children = mlflow_runs("sqlite:///m.db", "demo")
+    assert [p.info.run_id for p in parents] == [parent_id]
+    assert len(children) == 6
+    # The resumed sampler does not replay the first run's suggestions.
+    params = [json.dumps(t.params, sort_keys=True) for t in study.trials if t.params]
+    assert len(set(params)) == len(params)
+
+
+@pytest.mark.slow
+def test_impossible_architecture_is_pruned_with_its_reason(workdir, real_mnist_path):
+    space = dict(SMALL_SPACE, conv=dict(SMALL_SPACE["conv"], kernel_size=[7], padding=["valid"]))
+    Path("impossible.yaml").write_text(yaml.safe_dump(space))
+    assert main(search_args(real_mnist_path, 1, "--space", "impossible.yaml",
+                            "--baselines", "none")) == 0
+    trial = optuna.load_study(study_name="demo", storage="sqlite:///s.db").trials[0]
+    assert trial.state.name == "PRUNED"
+    assert trial.user_attrs["reason"].startswith("invalid_architecture")
+    assert "28 -> 22 -> 11 -> 5 -> 2 -> 0" in trial.user_attrs["reason"]
+    assert "train_seconds" not in trial.user_attrs  # no training happened
+
+
+@pytest.mark.slow
+def test_baselines_are_seeded_once_and_tagged(workdir, real_mnist_path):
+    selection = "s004_linear,s001_m2,s003_m1"
+    assert main(search_args(real_mnist_path, 3, "--baselines", selection)) == 0
+    assert main(search_args(real_mnist_path, 4, "--baselines", selection)) == 0
+    study = optuna.load_study(study_name="demo", storage="sqlite:///s.db")
+    names = [t.user_attrs.get(BASELINE_ATTR) for t in study.trials]
+    assert sorted(n for n in names if n) == sorted(selection.split(","))
+    assert names[:3] == selection.split(",")  # the baselines run first
+    by_name = {t.user_attrs[BASELINE_ATTR]: t for t in study.trials if BASELINE_ATTR in t.user_attrs}
+    # s003_m1 lies inside the default space: enqueued with params the sampler learns from.
+    assert by_name["s003_m1"].user_attrs["in_space"] is True and by_name["s003_m1"].params
+    assert by_name["s004_linear"].user_attrs["in_space"] is False
+    assert by_name["s004_linear"].user_attrs["params"] == 7960
+    _, children = mlflow_runs("sqlite:///m.db", "demo")
+    tags = sorted(r.data.tags.get("baseline", "") for r in children)
+    assert [t for t in tags if t] == sorted(selection.split(","))
+
+
+def test_bad_flags_exit_2_and_create_nothing(workdir, real_mnist_path, capsys):
+    before = set(Path(".").iterdir())
+    assert main(["search", "--trials", "0"]) == 2
+    assert main(["search", "--trials", "abc"]) == 2
+    assert main(["search", "--storage", "redis://localhost/0", "--data", str(real_mnist_path)]) == 2
+    assert "unknown storage scheme 'redis'" in capsys.readouterr().err
+    assert main(["search", "--baselines", "s999_m1", "--storage", "sqlite:///s.db"]) == 2
+    assert main(["search", "--data", "missing.npz", "--storage", "sqlite:///s.db",
+                 "--tracking-uri", "sqlite:///m.db"]) == 2
+    assert "missing.npz" in capsys.readouterr().err
+    assert main(["search", "--space", "nope.yaml", "--storage", "sqlite:///s.db"]) == 2
+    assert set(Path(".").iterdir()) == before  # no study, no MLflow store, nothing
+
+
+def test_baselines_list_json_has_all_24_with_exact_params(capsys):
+    assert main(["baselines", "list", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 24
+    params = {r["name"]: r["params"] for r in rows}
+    assert params["s000_m1"] == 612_362 and params["s002_m10"] == 37_987_722
+    assert {"name", "source", "params", "reported_test_accuracy"} <= set(rows[0])
+
+
+@pytest.mark.slow
+def test_baselines_train_logs_a_run_and_prints_reported_accuracy(workdir, real_mnist_path,
+                                                                  capsys):
+    assert main(["baselines", "train", "s004_linear", "--epochs", "1", "--max-train-samples",
+                 "500", "--data", str(real_mnist_path), "--tracking-uri", "sqlite:///m.db"]) == 0
+    out = capsys.readouterr().out
+    assert "reported 0.9160" in out and "test_accuracy" in out
+    _, children = mlflow_runs("sqlite:///m.db", "nas-mnist-baselines")
+    assert len(children) == 1 and children[0].data.tags["baseline"] == "s004_linear"
