@@ -506,7 +506,7 @@ def search_space_from_dict(
             "a rate in [0, 1)",
         )
     dense = data.get("dense", {})
-    if dense and "units" not in dense:
+    if "dense" in data and "units" not in dense:
         raise fail("missing dense.units")
     for key in ("num_layers", "units"):
         if key in dense:

@@ -1,0 +1,1 @@
+"""One module per ``nas-mnist`` subcommand: ``add_arguments(parser)`` and ``run(args)``."""

@@ -1,0 +1,60 @@
+"""Pieces shared by the subcommands: exit codes, argument types, data loading."""
+
+from __future__ import annotations
+
+import argparse
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad user input detected by a command; printed as 'error: ...' with exit status 2."""
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer (>= 1), got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data",
+        metavar="PATH",
+        help="MNIST as an .npz with Keras' keys, or a folder of the four IDX files "
+        "(default: $NAS_MNIST_DATA, else Keras' download)",
+    )
+    parser.add_argument(
+        "--max-train-samples",
+        type=positive_int,
+        metavar="N",
+        help="train on a stratified subset of N training images (the validation "
+        "split stays 10,000)",
+    )
+
+
+def load_data(args: argparse.Namespace) -> object:
+    from nas_mnist.data import load_mnist, make_splits
+
+    try:
+        return make_splits(
+            load_mnist(args.data), max_train_samples=args.max_train_samples, seed=args.seed
+        )
+    except ValueError as exc:  # DataError is a ValueError too: both are bad input
+        raise UsageError(str(exc)) from None

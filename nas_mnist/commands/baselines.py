@@ -1,0 +1,146 @@
+"""``nas-mnist baselines list|train``: the documented hand-built models."""
+
+from __future__ import annotations
+
+import argparse
+
+from nas_mnist.commands._common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    UsageError,
+    add_data_arguments,
+    load_data,
+    positive_int,
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="baselines_command", metavar="ACTION", required=True)
+    listing = sub.add_parser("list", help="list the documented baseline models")
+    listing.add_argument("--json", action="store_true", help="print a JSON list of objects")
+    train = sub.add_parser("train", help="train one baseline with its recipe")
+    train.add_argument("name", help="baseline name, e.g. s000_m1 (see 'baselines list')")
+    train.add_argument("--epochs", type=positive_int, help="default: the notebook's epochs")
+    train.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
+    train.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI")
+    add_data_arguments(train)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.baselines_command == "list":
+        return _baselines_list(args)
+    return _baselines_train(args)
+
+
+def _baselines_list(args: argparse.Namespace) -> int:
+    import json
+
+    from nas_mnist.baselines import BASELINES
+
+    rows = [
+        {
+            "name": b.name,
+            "source": b.source,
+            "description": b.description,
+            "params": b.spec.num_params,
+            "depth": b.spec.depth,
+            "kernel_sizes": list(b.spec.kernel_sizes),
+            "optimizer": b.spec.optimizer.name,
+            "learning_rate": b.spec.optimizer.learning_rate,
+            "batch_size": b.spec.batch_size,
+            "epochs": b.epochs,
+            "reported_test_accuracy": b.reported_test_accuracy,
+        }
+        for b in BASELINES
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    from rich.table import Table
+
+    from nas_mnist.console import console
+
+    table = Table(title=f"{len(rows)} documented baselines")
+    for column in (
+        "name",
+        "source",
+        "params",
+        "depth",
+        "kernel sizes",
+        "optimizer",
+        "reported test_accuracy",
+    ):
+        table.add_column(column, justify="right" if column in ("params", "depth") else "left")
+    for r in rows:
+        table.add_row(
+            r["name"],
+            r["source"],
+            f"{r['params']:,}",
+            str(r["depth"]),
+            ",".join(map(str, r["kernel_sizes"])) or "-",
+            f"{r['optimizer']} {r['learning_rate']:g}",
+            f"{r['reported_test_accuracy']:.4f}",
+        )
+    console.print(table)
+    return EXIT_OK
+
+
+def _baselines_train(args: argparse.Namespace) -> int:
+    from nas_mnist.baselines import get_baseline
+    from nas_mnist.tracking import Tracker
+
+    try:
+        baseline = get_baseline(args.name)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    data = load_data(args)
+    tracker = Tracker(args.tracking_uri)
+    tracker.check()
+    epochs = args.epochs or baseline.epochs
+
+    import optuna
+
+    from nas_mnist.console import RichProgress, console
+    from nas_mnist.objective import Objective, ObjectiveConfig
+    from nas_mnist.seeding import BASELINE_ATTR, IN_SPACE_ATTR
+
+    # One trial of an in-memory study: the same objective, MLflow logging and model keeping as a
+    # search trial, without pruning.
+    study = optuna.create_study(
+        direction="maximize",
+        pruner=optuna.pruners.NopPruner(),
+        study_name=f"baseline-{baseline.name}",
+    )
+    study.enqueue_trial({}, user_attrs={BASELINE_ATTR: baseline.name, IN_SPACE_ATTR: False})
+    experiment_id = tracker.experiment_id("nas-mnist-baselines")
+    with RichProgress(1) as progress:
+        objective = Objective(
+            None,
+            data,
+            tracker,
+            experiment_id,
+            None,
+            ObjectiveConfig(epochs=epochs, seed=args.seed),
+            listener=progress,
+            spec_for_trial=lambda trial: baseline.spec,
+        )
+        study.optimize(objective, n_trials=1)
+    trial = study.trials[0]
+    if trial.state != optuna.trial.TrialState.COMPLETE:
+        console.print(f"[red]{baseline.name} failed: {trial.user_attrs.get('reason')}[/]")
+        return EXIT_FAILURE
+    attrs = trial.user_attrs
+    console.print(
+        f"{baseline.name} ({baseline.source}), {epochs} epochs on {data.describe()}:\n"
+        f"  val_accuracy  {attrs['val_accuracy']:.4f} (best epoch {attrs['best_epoch'] + 1})\n"
+        f"  test_accuracy {attrs['test_accuracy']:.4f}   "
+        f"reported {baseline.reported_test_accuracy:.4f}"
+        f" ({baseline.epochs} epochs in the notebook)\n"
+        f"  MLflow run {attrs['mlflow_run_id']} in experiment 'nas-mnist-baselines' at "
+        f"{tracker.tracking_uri}"
+    )
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------
+# registry and entry point
