@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from nas_mnist import __version__
-from nas_mnist.commands import baselines, search
+from nas_mnist.commands import baselines, export, search
 from nas_mnist.commands._common import EXIT_USAGE, UsageError
 
 logger = logging.getLogger("nas_mnist")
@@ -46,6 +48,7 @@ COMMANDS: list[Command] = [
         baselines.add_arguments,
         baselines.run,
     ),
+    Command("export", "export a trial as a verified SavedModel", export.add_arguments, export.run),
 ]
 
 
@@ -67,16 +70,37 @@ def build_parser() -> argparse.ArgumentParser:
 def _usage_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean bad user input (exit status 2)."""
     from nas_mnist.data import DataError
+    from nas_mnist.export import ExportError
     from nas_mnist.search_space import SearchSpaceError
     from nas_mnist.spec import SpecError
     from nas_mnist.study import StorageError
     from nas_mnist.tracking import TrackingError
 
-    return (UsageError, DataError, SearchSpaceError, SpecError, StorageError, TrackingError)
+    return (
+        UsageError,
+        DataError,
+        ExportError,
+        SearchSpaceError,
+        SpecError,
+        StorageError,
+        TrackingError,
+    )
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that the running trial ends as on Ctrl-C."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit status (0 ok, 1 failure, 2 bad input, 130 interrupted)."""
+    """Run the CLI; returns the exit status.
+
+    0 ok, 1 failure, 2 bad input, 130 interrupted by SIGINT (Ctrl-C), 143 by SIGTERM (128 plus
+    the signal number, the shell convention).
+    """
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -87,17 +111,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     _quiet_libraries()
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
         return args.run(args)
     except _usage_errors() as exc:
         print(f"nas-mnist {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(
-            f"nas-mnist {args.command}: interrupted; run the same command again to resume",
-            file=sys.stderr,
-        )
-        return 130
+    except KeyboardInterrupt as exc:
+        name = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"nas-mnist {args.command}: {name}; the running trial was marked failed. Run the "
+              "same command again to resume.", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

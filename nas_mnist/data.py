@@ -280,16 +280,15 @@ def load_idx_folder(path: str | os.PathLike) -> MnistArrays:
         raise DataError(
             f"{source} is not a folder. Pass a folder holding the four MNIST IDX files."
         )
-    arrays = {}
-    for key, (name, magic) in _IDX_FILES.items():
-        file_path = _find_idx_file(folder, name)
-        if file_path is None:
-            raise DataError(
-                f"{source} lacks the IDX file {name} (or {name}.gz); it needs all four of "
-                f"{', '.join(n for n, _ in _IDX_FILES.values())}. Add the missing file or pass "
-                "an .npz file instead."
-            )
-        arrays[key] = _read_idx(file_path, magic)
+    found = {key: _find_idx_file(folder, name) for key, (name, _) in _IDX_FILES.items()}
+    missing = [_IDX_FILES[key][0] for key, file_path in found.items() if file_path is None]
+    if missing:  # name every missing file before reading any of them
+        raise DataError(
+            f"{source} lacks the IDX file(s) {', '.join(missing)} (or the same with .gz); it "
+            f"needs all four of {', '.join(n for n, _ in _IDX_FILES.values())}. Add the missing "
+            "file or pass an .npz file instead."
+        )
+    arrays = {key: _read_idx(found[key], _IDX_FILES[key][1]) for key in _IDX_FILES}
     return validate_arrays(**arrays, source=source)
 
 

@@ -17,8 +17,10 @@ import optuna
 
 from nas_mnist import seeding
 from nas_mnist.data import DataSplits
+from nas_mnist.recovery import WORKER_ATTR, worker_id
 from nas_mnist.search_space import SearchSpace
 from nas_mnist.spec import ArchitectureSpec, SpecError
+from nas_mnist.study import count_claimed
 from nas_mnist.tracking import RUN_ATTR, Tracker
 
 logger = logging.getLogger(__name__)
@@ -58,12 +60,20 @@ class ObjectiveConfig:
         seed: base seed; trial ``n`` trains with seed ``seed + n``.
         batch_size: overrides every spec's batch size when set (images per step).
         max_params: specs with more parameters are pruned before training (memory guard).
+        max_trials: the study-wide ``--trials``; a trial that would exceed it (several workers
+            started the last trials at once) ends at once as a failed "surplus" trial, without
+            training or an MLflow run, and its worker stops.
     """
 
     epochs: int = 15
     seed: int = 0
     batch_size: int | None = None
     max_params: int | None = None
+    max_trials: int | None = None
+
+
+class SurplusTrialError(RuntimeError):
+    """The study already has ``--trials`` finished or running trials ahead of this one."""
 
 
 def _epoch_callbacks(
@@ -132,6 +142,14 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         from nas_mnist.training import NanLossError, train_spec
 
+        trial.set_user_attr(WORKER_ATTR, worker_id())
+        if self.config.max_trials is not None:
+            claimed = count_claimed(trial.study, before_number=trial.number)
+            if claimed >= self.config.max_trials:
+                trial.set_user_attr(REASON_ATTR, f"surplus: {claimed} trials are finished or "
+                                    f"running ahead of it; --trials is {self.config.max_trials}")
+                trial.study.stop()
+                raise SurplusTrialError(trial.user_attrs[REASON_ATTR])
         tags = {
             k: str(v)
             for k, v in trial.user_attrs.items()
@@ -175,6 +193,9 @@ class Objective:
                 batch_size=self.config.batch_size,
             )
             model_uri = self._save_model(result.model, run_id)
+            from nas_mnist.report import log_trial_artifacts  # summary, curves, num.* metrics
+
+            log_trial_artifacts(self.tracker, run_id, spec, result, title=_run_name(trial))
             for key, value in (
                 ("val_accuracy", result.val_accuracy),
                 ("test_accuracy", result.test_accuracy),
@@ -203,7 +224,10 @@ class Objective:
             self._end(trial, run_id, "failed", f"{exc.reason}: {exc}")
             raise
         except Exception as exc:
-            self._end(trial, run_id, "failed", f"{type(exc).__name__}: {exc}")
+            kind = type(exc).__name__
+            out_of_memory = "ResourceExhausted" in kind or "out of memory" in str(exc).lower()
+            prefix = "out_of_memory: " if out_of_memory else ""
+            self._end(trial, run_id, "failed", f"{prefix}{kind}: {exc}")
             raise
         except BaseException:  # KeyboardInterrupt, SystemExit: the process is going away
             self._end(trial, run_id, "killed", "interrupted")

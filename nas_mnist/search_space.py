@@ -528,13 +528,26 @@ def search_space_from_dict(
             raise fail(f"optimizer.name: {name!r} is not one of {list(OPTIMIZERS)}")
     lr = opt["learning_rate"]
     for name in names:
-        leaf = _per_optimizer(lr, name) if not (isinstance(lr, Mapping) and _is_range(lr)) else lr
         if isinstance(lr, Mapping) and not _is_range(lr) and name not in lr:
             raise fail(f"optimizer.learning_rate has no entry for optimizer {name!r}")
+        leaf = _per_optimizer(lr, name)
         check(
             f"optimizer.learning_rate.{name}",
             leaf,
             lambda v: isinstance(v, (int, float)) and v > 0,
             "a positive number",
         )
+    momentum = opt.get("momentum")
+    if momentum is not None:
+        if not (isinstance(momentum, Mapping) and not _is_range(momentum)):
+            raise fail("optimizer.momentum is given per optimizer, e.g. {sgd: 0.9}")
+        for name, leaf in momentum.items():
+            if name not in ("sgd", "rmsprop"):
+                raise fail(f"optimizer.momentum.{name}: only sgd and rmsprop take a momentum")
+            check(
+                f"optimizer.momentum.{name}",
+                leaf,
+                lambda v: isinstance(v, (int, float)) and 0 <= v < 1,
+                "a number in [0, 1)",
+            )
     return SearchSpace(name=str(data.get("name", default_name)), source=source, config=data)

@@ -58,13 +58,17 @@ class Initializer:
     """
 
     name: str
-    arguments: tuple[tuple[str, float], ...] = ()
+    arguments: tuple[tuple[str, float | str], ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise SpecError(f"initializer name must be a non-empty string, got {self.name!r}")
         object.__setattr__(
-            self, "arguments", tuple(sorted((str(k), float(v)) for k, v in self.arguments))
+            self,
+            "arguments",
+            tuple(
+                sorted((str(k), v if isinstance(v, str) else float(v)) for k, v in self.arguments)
+            ),
         )
 
     def to_json(self) -> str | dict[str, Any]:
@@ -149,6 +153,10 @@ class Dropout:
     rate: float
     type: ClassVar[str] = "dropout"
 
+    def __post_init__(self) -> None:
+        if isinstance(self.rate, int) and not isinstance(self.rate, bool):
+            object.__setattr__(self, "rate", float(self.rate))
+
 
 @dataclass(frozen=True)
 class Flatten:
@@ -223,6 +231,13 @@ class OptimizerSpec:
     beta_1: float | None = None
     beta_2: float | None = None
     epsilon: float | None = None
+
+    def __post_init__(self) -> None:
+        # Store numbers as floats, so that equal specs have equal JSON and spec_id (1 == 1.0).
+        for f in ("learning_rate", "momentum", "rho", "beta_1", "beta_2", "epsilon"):
+            value = getattr(self, f)
+            if isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, f, float(value))
 
     def keras_arguments(self) -> dict[str, float]:
         """Keyword arguments for the Keras optimizer class (only the fields that are set)."""
@@ -456,6 +471,15 @@ class ArchitectureSpec:
         Raises:
             SpecError: unknown keys or layer types, missing fields, or an invalid architecture.
         """
+        try:
+            return cls._from_dict(data)
+        except (TypeError, ValueError) as exc:  # SpecError is a ValueError and passes unchanged
+            if isinstance(exc, SpecError):
+                raise
+            raise SpecError(f"malformed spec: {exc}") from None
+
+    @classmethod
+    def _from_dict(cls, data: Mapping[str, Any]) -> ArchitectureSpec:
         if not isinstance(data, Mapping):
             raise SpecError(f"a spec is a JSON object, got {type(data).__name__}")
         unknown = set(data) - {"layers", "output", "optimizer", "batch_size"}
@@ -636,8 +660,39 @@ def _check_fields(spec: ArchitectureSpec) -> None:
         and math.isfinite(opt.learning_rate)
     ):
         raise SpecError(f"learning_rate must be a positive number, got {opt.learning_rate!r}")
+    _check_optimizer_fields(opt)
     if not _is_int(spec.batch_size) or spec.batch_size < 1:
         raise SpecError(f"batch_size must be a positive integer, got {spec.batch_size!r}")
+
+
+# Which optional fields each optimizer takes (Keras 3's argument names) and their valid range.
+_OPTIMIZER_FIELDS = {
+    "adam": ("beta_1", "beta_2", "epsilon"),
+    "adadelta": ("rho", "epsilon"),
+    "sgd": ("momentum",),
+    "rmsprop": ("rho", "momentum", "epsilon"),
+}
+_FIELD_RANGES = {
+    "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "rho": (lambda v: 0 < v < 1, "in (0, 1)"),
+    "beta_1": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "beta_2": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "epsilon": (lambda v: 0 < v < 1, "in (0, 1)"),
+}
+
+
+def _check_optimizer_fields(opt: OptimizerSpec) -> None:
+    for name, (ok, expected) in _FIELD_RANGES.items():
+        value = getattr(opt, name)
+        if value is None:
+            continue
+        if name not in _OPTIMIZER_FIELDS[opt.name]:
+            raise SpecError(
+                f"optimizer {opt.name!r} takes no {name}; it takes "
+                f"{', '.join(_OPTIMIZER_FIELDS[opt.name])}"
+            )
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and ok(value)):
+            raise SpecError(f"optimizer {name} must be {expected}, got {value!r}")
 
 
 def format_shape_table(spec: ArchitectureSpec) -> str:

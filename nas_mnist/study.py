@@ -77,11 +77,15 @@ def validate_storage_url(url: str) -> str:
     return url
 
 
-def make_storage(url: str) -> optuna.storages.BaseStorage:
-    """An RDB storage with heartbeats, so trials of a killed process end as failed.
+def make_storage(
+    url: str,
+    on_stale_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
+) -> optuna.storages.BaseStorage:
+    """An RDB storage with heartbeats, so trials of a dead worker end as failed.
 
-    A trial whose process died is failed after ``HEARTBEAT_GRACE_PERIOD`` seconds and its
-    parameters are retried once (``RetryHeartbeatStaleTrialCallback``).
+    A RUNNING trial whose worker sent no heartbeat for ``HEARTBEAT_GRACE_PERIOD`` seconds is
+    failed by the next worker that starts a trial, which then calls ``on_stale_trial`` (see
+    ``recovery.handle_dead_trial``: close its MLflow run, retry it once).
     """
     with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -89,9 +93,7 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
             url,
             heartbeat_interval=HEARTBEAT_INTERVAL,
             grace_period=HEARTBEAT_GRACE_PERIOD,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=1
-            ),
+            heartbeat_stale_trial_callback=on_stale_trial,
         )
 
 
@@ -105,26 +107,36 @@ def make_pruner() -> optuna.pruners.BasePruner:
     return optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=0)
 
 
-def open_study(storage_url: str, study_name: str, seed: int | None = None) -> optuna.Study:
-    """Create the study, or load it if it exists (``load_if_exists=True``).
+def open_study(
+    storage_url: str,
+    study_name: str,
+    seed: int | None = None,
+    on_stale_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
+) -> tuple[optuna.Study, bool]:
+    """Create the study, or load it if it exists.
 
     The study maximizes val_accuracy (fraction of the validation split classified correctly).
     The sampler's seed is ``seed`` plus the number of trials already in the study, so a resumed
     study does not replay the random start-up suggestions of its first run, and the same
     sequence of commands still gives the same sequence of trials.
+
+    Returns:
+        (study, created): ``created`` is True for exactly one caller, even when several workers
+        start at once (the storage's unique study name decides).
     """
-    study = optuna.create_study(
-        storage=make_storage(storage_url),
-        study_name=study_name,
-        direction="maximize",
-        sampler=make_sampler(seed),
-        pruner=make_pruner(),
-        load_if_exists=True,
-    )
+    storage = make_storage(storage_url, on_stale_trial)
+    kwargs = {"storage": storage, "study_name": study_name, "sampler": make_sampler(seed),
+              "pruner": make_pruner()}
+    try:
+        study = optuna.create_study(direction="maximize", load_if_exists=False, **kwargs)
+        created = True
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(**kwargs)
+        created = False
     existing = len(study.get_trials(deepcopy=False))
     if seed is not None and existing:
         study.sampler = make_sampler(seed + existing)
-    return study
+    return study, created
 
 
 def load_existing_study(storage_url: str, study_name: str) -> optuna.Study:
@@ -152,7 +164,10 @@ def count_finished(study: optuna.Study) -> int:
 
 
 class _StopAfterFailures:
-    """Stops the study after ``limit`` consecutive failed trials in this process."""
+    """Stops the study after ``limit`` consecutive failed trials in this process.
+
+    Surplus trials (see ``count_claimed``) do not count as failures.
+    """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -160,10 +175,25 @@ class _StopAfterFailures:
         self.stopped = False
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if trial.user_attrs.get("reason", "").startswith("surplus"):
+            return
         self.consecutive = self.consecutive + 1 if trial.state == TrialState.FAIL else 0
         if self.consecutive >= self.limit:
             self.stopped = True
             study.stop()
+
+
+def count_claimed(study: optuna.Study, before_number: int | None = None) -> int:
+    """Finished trials plus RUNNING ones (only those numbered below ``before_number`` if given).
+
+    With several workers, a trial may start only while this count is below ``--trials``: the
+    trial with the lower number goes first, so the study ends with exactly ``--trials`` finished.
+    """
+    claimed = 0
+    for t in study.get_trials(deepcopy=False, states=(*FINISHED_STATES, TrialState.RUNNING)):
+        if t.state != TrialState.RUNNING or before_number is None or t.number < before_number:
+            claimed += 1
+    return claimed
 
 
 def run_trials(
@@ -176,15 +206,14 @@ def run_trials(
 ) -> dict[str, Any]:
     """Run trials until the study holds ``n_trials`` finished trials in total.
 
-    ``--trials`` is study-wide: after an interruption the same call runs only the remaining ones.
-    Failed trials are recorded and do not count; after ``max_consecutive_failures`` failures in a
-    row the search stops.
+    ``--trials`` is study-wide: after an interruption the same call runs only the remaining ones,
+    and several workers share them. Failed trials are recorded and do not count; after
+    ``max_consecutive_failures`` failures in a row this worker stops.
 
     Returns:
         {"ran": trials started here, "stopped_for_failures": bool}.
     """
-    remaining = n_trials - count_finished(study)
-    if remaining <= 0:
+    if count_claimed(study) >= n_trials:
         return {"ran": 0, "stopped_for_failures": False}
     before = len(study.get_trials(deepcopy=False))
     failures = _StopAfterFailures(max_consecutive_failures)

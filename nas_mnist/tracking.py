@@ -123,13 +123,22 @@ class Tracker:
             self.client.restore_experiment(experiment.experiment_id)
         return experiment.experiment_id
 
-    def attach_parent_run(self, study: Any) -> str:
+    def attach_parent_run(self, study: Any, wait_seconds: float = 0.0) -> str:
         """The study's parent run: reattached from the study's user attributes, or created.
 
         Sets it RUNNING while the search runs; ``finish_parent_run`` closes it. Stores the ids
         in the study's user attributes.
+
+        Args:
+            study: the ``optuna.Study``.
+            wait_seconds: a worker that did not create the study waits up to this long for the
+                creating worker to store the parent run, so that all workers share one.
         """
+        deadline = time.monotonic() + wait_seconds
         attrs = study.user_attrs
+        while PARENT_RUN_ATTR not in attrs and time.monotonic() < deadline:
+            time.sleep(0.5)
+            attrs = study.user_attrs
         run_id = attrs.get(PARENT_RUN_ATTR)
         if (
             run_id

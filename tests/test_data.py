@@ -247,7 +247,7 @@ def test_validate_arrays_refuses_object_dtype():
 def test_idx_folder_missing_one_file(tmp_path):
     folder = write_idx_folder(tmp_path / "idx", tiny_mnist(), ".gz")
     (folder / "t10k-labels-idx1-ubyte.gz").unlink()
-    with pytest.raises(DataError, match=r"idx lacks the IDX file t10k-labels-idx1-ubyte"):
+    with pytest.raises(DataError, match=r"idx lacks the IDX file\(s\) t10k-labels-idx1-ubyte "):
         load_idx_folder(folder)
 
 

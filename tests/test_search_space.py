@@ -359,12 +359,6 @@ def _missing_sgd_learning_rate(d: dict) -> None:
         pytest.param(
             _with(_missing_sgd_learning_rate),
             r"optimizer\.learning_rate has no entry for optimizer 'sgd'",
-            marks=pytest.mark.xfail(
-                reason="search_space.py search_space_from_dict calls _per_optimizer(lr, name) "
-                       "(leaf[optimizer]) before its 'name not in lr' check, so a per-optimizer "
-                       "learning_rate without an entry for a listed optimizer raises "
-                       "KeyError('sgd') instead of SearchSpaceError",
-                raises=KeyError, strict=True),
             id="missing-learning-rate-entry",
         ),
         (_with(lambda d: d.pop("pooling")), r"missing section 'pooling'"),
@@ -423,21 +417,11 @@ def test_search_space_from_dict_names_its_source():
                                 "pooling": {"every": 1}}, source="spaces/x.json")
 
 
-@pytest.mark.xfail(
-    reason="search_space.py: 'dense: {}' passes validation ('if dense and ...' skips an empty "
-           "mapping) but SearchSpace.suggest then reads dense['units'] and raises KeyError('units')",
-    strict=True,
-)
-def test_empty_dense_section_is_rejected_or_sampled():
+def test_empty_dense_section_is_rejected():
+    # An empty dense mapping used to pass validation and fail in suggest with KeyError('units').
     data = _with(lambda d: d.update(dense={}))
-    try:
-        space = search_space_from_dict(data, source="space.yaml")
-    except SearchSpaceError as exc:
-        assert "dense" in str(exc)
-        return
-    params = {"depth": 1, "conv1_filters": 8, "conv1_kernel_size": 3, "conv_dropout": 0.0,
-              "optimizer": "adam", "learning_rate_adam": 1e-3, "batch_size": 32}
-    assert isinstance(space.suggest(FixedTrial(params)), ArchitectureSpec)
+    with pytest.raises(SearchSpaceError, match=r"^space\.yaml: missing dense\.units"):
+        search_space_from_dict(data, source="space.yaml")
 
 
 def test_search_space_module_imports_no_keras_or_tensorflow():

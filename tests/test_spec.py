@@ -228,12 +228,6 @@ def test_invalid_specs_raise_spec_error_saying_what_is_wrong(kwargs, match):
         ArchitectureSpec(**kwargs)
 
 
-@pytest.mark.xfail(
-    reason="spec.py _check_fields validates only OptimizerSpec.name and learning_rate; momentum, "
-           "rho, beta_1, beta_2 and epsilon are never range-checked, and momentum on adam is "
-           "accepted although keras.optimizers.Adam(momentum=...) raises ValueError in the builder",
-    strict=True,
-)
 @pytest.mark.parametrize(
     "optimizer",
     [
@@ -276,21 +270,23 @@ def test_from_dict_rejects_malformed_data_with_spec_error(data, match):
         ArchitectureSpec.from_dict(data)
 
 
-@pytest.mark.xfail(
-    reason="spec.py ArchitectureSpec.from_dict documents SpecError for malformed data, but a null "
-           "'layers' or 'branches' leaks TypeError from iteration, and a non-numeric initializer "
-           "argument leaks ValueError from float() in Initializer.__post_init__",
-    strict=True,
-)
+def test_initializer_string_arguments_round_trip():
+    data = {"layers": [{"type": "flatten"}, {"type": "dense", "units": 8, "kernel_initializer":
+                                             {"name": "variance_scaling", "mode": "fan_in"}}]}
+    spec = ArchitectureSpec.from_dict(data)
+    assert spec.layers[1].kernel_initializer.arguments == (("mode", "fan_in"),)
+    assert ArchitectureSpec.from_dict(spec.to_dict()) == spec
+
+
 @pytest.mark.parametrize(
     "data",
     [
         {"layers": None},
         {"layers": [{"type": "branches", "branches": 5}]},
         {"layers": [{"type": "flatten"}, {"type": "dense", "units": 8, "kernel_initializer":
-                                          {"name": "variance_scaling", "mode": "fan_in"}}]},
+                                          {"name": "variance_scaling", "scale": []}}]},
     ],
-    ids=["layers-null", "branches-int", "initializer-string-argument"],
+    ids=["layers-null", "branches-int", "initializer-list-argument"],
 )
 def test_from_dict_raises_only_spec_error(data):
     try:
@@ -408,12 +404,6 @@ def test_spec_id_is_stable_and_distinguishes_specs():
     assert len(set(ids)) == len(ids)
 
 
-@pytest.mark.xfail(
-    reason="spec.py ArchitectureSpec.spec_id hashes to_json() verbatim, so equal specs that hold "
-           "1 vs 1.0 (learning_rate, dropout rate) get different ids: "
-           "OptimizerSpec('adadelta', 1) == OptimizerSpec('adadelta', 1.0) but the JSON differs",
-    strict=True,
-)
 def test_equal_specs_have_equal_spec_ids():
     as_int = ArchitectureSpec(layers=(Flatten(), Dropout(0)), optimizer=OptimizerSpec("adadelta", 1))
     as_float = ArchitectureSpec(layers=(Flatten(), Dropout(0.0)),

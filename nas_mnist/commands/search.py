@@ -100,6 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from nas_mnist.baselines import select_baselines
     from nas_mnist.console import RichProgress, console
+    from nas_mnist.recovery import handle_dead_trial, live_workers, recover_dead_trials
     from nas_mnist.search_space import load_search_space
     from nas_mnist.seeding import seed_baselines
     from nas_mnist.study import count_finished, open_study, run_trials, validate_storage_url
@@ -116,10 +117,24 @@ def run(args: argparse.Namespace) -> int:
     tracker = Tracker(args.tracking_uri)
     tracker.check()
 
-    # 2. Study, baselines and parent run.
-    study = open_study(args.storage, args.study_name, seed=args.seed)
-    seed_baselines(study, space, baselines)
-    parent_run_id = tracker.attach_parent_run(study)
+    # 2. Study, dead trials of earlier runs, baselines and parent run.
+    def on_stale_trial(study: object, trial: object) -> None:
+        handle_dead_trial(study, trial, tracker, "killed: its worker sent no heartbeat")
+
+    study, created = open_study(args.storage, args.study_name, seed=args.seed,
+                                on_stale_trial=on_stale_trial)
+    others = live_workers(study)
+    if others and args.storage.startswith("sqlite"):
+        raise UsageError(
+            f"another worker ({', '.join(sorted(others))}) is running study {args.study_name!r} "
+            "on this SQLite storage; SQLite locks under concurrent writers, so run several "
+            "workers on a PostgreSQL storage (see the README's 'Several workers')")
+    for number in recover_dead_trials(study, tracker):
+        console.print(f"trial {number} was left running by a dead worker: marked failed, its "
+                      "configuration queued for one retry")
+    if created or not others:  # with several workers, the one that created the study seeds
+        seed_baselines(study, space, baselines)
+    parent_run_id = tracker.attach_parent_run(study, wait_seconds=0 if created else 30)
     experiment_id = study.user_attrs[EXPERIMENT_ATTR]
     done = count_finished(study)
     console.print(
@@ -129,17 +144,24 @@ def run(args: argparse.Namespace) -> int:
 
     # 3. Trials.
     from nas_mnist.objective import Objective, ObjectiveConfig
+    from nas_mnist.report import ParentRunRefresher
 
-    config = ObjectiveConfig(
-        epochs=args.epochs, seed=args.seed, batch_size=args.batch_size, max_params=args.max_params
-    )
+    config = ObjectiveConfig(epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
+                             max_params=args.max_params, max_trials=args.trials)
     status = "FINISHED"
     with RichProgress(args.trials, done, disable=args.no_progress) as progress:
         objective = Objective(
             space, data, tracker, experiment_id, parent_run_id, config, listener=progress
         )
         try:
-            outcome = run_trials(study, objective, args.trials, timeout=args.timeout)
+            outcome = run_trials(
+                study,
+                objective,
+                args.trials,
+                timeout=args.timeout,
+                # the parent run's study/ leaderboard and plots, refreshed as trials finish
+                callbacks=[ParentRunRefresher(tracker, parent_run_id, n_trials=args.trials)],
+            )
         except BaseException:
             status = "KILLED"
             raise

@@ -1,0 +1,450 @@
+"""Tests of ``nas-mnist export``: the SavedModel, its manifest, MLflow, and the refusals.
+
+The slow tests share one small study (3 trials, 1 epoch, 500 training images) built once per
+module, and one export of its best trial.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import yaml
+
+from nas_mnist.cli import main
+from nas_mnist.export import (
+    ExportError,
+    check_out_dir,
+    pick_trial,
+    remove_stale_partials,
+    sha256_file,
+    verify_manifest,
+    write_manifest,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Every architecture of this space is valid ('same' padding) and trains in a second or two.
+SMALL_SPACE = {
+    "name": "tiny",
+    "conv": {"depth": [3], "filters": [4, 8], "kernel_size": [3, 5], "padding": ["same"]},
+    "pooling": {"every": [1], "pool_size": 2, "padding": "valid"},
+    "batch_norm": ["none"],
+    "dense": {"num_layers": 1, "units": [16]},
+    "optimizer": {
+        "name": ["adam"],
+        "learning_rate": {"adam": {"low": 1e-3, "high": 1e-2, "log": True}},
+    },
+    "batch_size": [128],
+}
+SAVED_MODEL_FILES = ("saved_model.pb", "fingerprint.pb", "variables/variables.index")
+SIDE_FILES = ("model.keras", "spec.json", "metrics.json", "manifest.json")
+
+
+def _mnist_path() -> Path:
+    path = Path(os.environ.get("NAS_MNIST_DATA") or REPO_ROOT.parent / "shared/data/mnist.npz")
+    if not path.exists():
+        pytest.skip(f"real MNIST not found at {path}; set NAS_MNIST_DATA to run this test")
+    return path
+
+
+class Study:
+    """Where the module's study lives, and the export arguments that point at it."""
+
+    def __init__(self, root: Path, data: Path) -> None:
+        self.root = root
+        self.data = data
+        self.storage = f"sqlite:///{root / 's.db'}"
+        self.tracking_uri = f"sqlite:///{root / 'm.db'}"
+
+    def export_args(self, *extra: str, study_name: str = "demo") -> list[str]:
+        return ["export", "--storage", self.storage, "--study-name", study_name,
+                "--data", str(self.data), *extra]
+
+    def load(self) -> optuna.Study:
+        return optuna.load_study(study_name="demo", storage=self.storage)
+
+    def listing(self) -> set[str]:
+        return {p.name for p in self.root.iterdir()}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> Study:
+    data = _mnist_path()
+    root = tmp_path_factory.mktemp("export")
+    (root / "tiny.yaml").write_text(yaml.safe_dump(SMALL_SPACE))
+    s = Study(root, data)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)  # MLflow puts the artifacts of a sqlite store under ./mlruns
+        assert main(["search", "--trials", "3", "--epochs", "1", "--max-train-samples", "500",
+                     "--data", str(data), "--storage", s.storage, "--study-name", "demo",
+                     "--tracking-uri", s.tracking_uri, "--space", "tiny.yaml",
+                     "--baselines", "none", "--no-progress"]) == 0
+    completed = [t for t in s.load().trials if t.state.name == "COMPLETE"]
+    assert len(completed) >= 2, "the tiny space should complete every trial"
+    return s
+
+
+@pytest.fixture(scope="module")
+def exported(study: Study) -> Path:
+    """The study's best trial exported once to <root>/best."""
+    out = study.root / "best"
+    assert main(study.export_args("--out", str(out))) == 0
+    return out
+
+
+def _best_trial(study: Study) -> optuna.trial.FrozenTrial:
+    completed = [t for t in study.load().trials if t.state.name == "COMPLETE"]
+    return max(completed, key=lambda t: (t.user_attrs["val_accuracy"], -t.number))
+
+
+def _serving_predict(folder: Path, x: np.ndarray) -> np.ndarray:
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(str(folder)).signatures["serving_default"]
+    return serve(image=tf.constant(x))["output_0"].numpy()
+
+
+def _test_set(study: Study) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(study.data) as data:
+        x, y = data["x_test"], data["y_test"]
+    return (x.astype(np.float32) / 255.0).reshape(-1, 28, 28, 1), y.astype(np.int64)
+
+
+# --- the export --------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_export_is_a_savedmodel_that_predicts_as_the_keras_file(study, exported):
+    import keras
+
+    for name in (*SAVED_MODEL_FILES, *SIDE_FILES):
+        assert (exported / name).is_file(), name
+    assert not [p for p in study.root.iterdir() if ".partial-" in p.name]
+
+    x, y = _test_set(study)
+    served = _serving_predict(exported, x[:100])
+    assert served.shape == (100, 10) and served.dtype == np.float32
+    np.testing.assert_allclose(served.sum(axis=1), 1.0, atol=1e-5)
+    from_keras = keras.saving.load_model(exported / "model.keras").predict(x[:100], verbose=0)
+    assert np.abs(served - from_keras).max() < 1e-5
+
+    # The exported model is the trial's model: the same test_accuracy, on all 10,000 images.
+    trial = _best_trial(study)
+    accuracy = float((_serving_predict(exported, x).argmax(axis=1) == y).mean())
+    assert abs(accuracy - trial.user_attrs["test_accuracy"]) <= 0.001
+
+    metrics = json.loads((exported / "metrics.json").read_text())
+    assert metrics["trial_number"] == trial.number and metrics["retrained"] is False
+    assert metrics["val_accuracy"] == trial.user_attrs["val_accuracy"]
+    assert metrics["export"]["test_accuracy"] == pytest.approx(accuracy, abs=1e-9)
+    assert metrics["export"]["max_abs_difference"] < 1e-5
+    assert json.loads((exported / "spec.json").read_text()) == trial.user_attrs["spec"]
+
+
+@pytest.mark.slow
+def test_manifest_lists_every_file_with_its_sha256(exported):
+    manifest = json.loads((exported / "manifest.json").read_text())
+    files = {p.relative_to(exported).as_posix() for p in exported.rglob("*") if p.is_file()}
+    assert set(manifest) == files - {"manifest.json"}
+    for name, digest in manifest.items():
+        assert sha256_file(exported / name) == digest
+    assert verify_manifest(exported) == []
+
+
+@pytest.mark.slow
+def test_tflite_converter_accepts_the_export(exported):
+    import tensorflow as tf
+
+    flatbuffer = tf.lite.TFLiteConverter.from_saved_model(str(exported)).convert()
+    assert len(flatbuffer) > 1000
+
+
+@pytest.mark.slow
+def test_the_example_script_classifies_test_images(study, exported, capsys, monkeypatch):
+    script = REPO_ROOT / "scripts" / "classify_with_savedmodel.py"
+    monkeypatch.setattr(sys, "argv", [str(script), str(exported), "--data", str(study.data),
+                                      "--count", "5"])
+    runpy.run_path(str(script), run_name="__main__")
+    out = capsys.readouterr().out
+    x, y = _test_set(study)
+    predicted = _serving_predict(exported, x[:5]).argmax(axis=1)
+    assert f"{int((predicted == y[:5]).sum())} of 5 correct" in out
+
+
+@pytest.mark.slow
+def test_model_is_logged_to_the_parent_run_and_loads_back(study, exported):
+    import mlflow
+
+    study_attrs = study.load().user_attrs
+    parent_run_id = study_attrs["mlflow_parent_run_id"]
+    client = mlflow.MlflowClient(study.tracking_uri)
+    run = client.get_run(parent_run_id)
+    assert run.info.status == "FINISHED"  # restored after logging
+    assert run.data.tags["best_trial"] == str(_best_trial(study).number)
+
+    x, _ = _test_set(study)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(study.tracking_uri)
+    try:
+        logged = mlflow.keras.load_model(f"runs:/{parent_run_id}/best_model")
+    finally:
+        mlflow.set_tracking_uri(previous)
+    assert np.abs(logged.predict(x[:100], verbose=0) - _serving_predict(exported, x[:100])).max() \
+        < 1e-5
+
+
+# --- --verify ----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_verify_passes_then_names_each_tampered_file(exported, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(exported, copy)
+    assert main(["export", "--verify", str(copy)]) == 0
+    assert "every file matches" in capsys.readouterr().out
+
+    with open(copy / "variables" / "variables.data-00000-of-00001", "r+b") as handle:
+        first = handle.read(1)
+        handle.seek(0)
+        handle.write(bytes([first[0] ^ 0xFF]))
+    (copy / "spec.json").unlink()
+    (copy / "notes.txt").write_text("added later")
+    assert main(["export", "--verify", str(copy)]) == 1
+    out = capsys.readouterr().out
+    assert "changed: variables/variables.data-00000-of-00001" in out
+    assert "missing: spec.json" in out
+    assert "extra: notes.txt" in out
+    assert "saved_model.pb" not in out  # untouched files are not named
+
+
+def test_verify_manifest_reports_a_bad_or_absent_manifest(tmp_path):
+    (tmp_path / "a.txt").write_text("a")
+    assert verify_manifest(tmp_path) == [
+        "missing: manifest.json (not an export folder, or the manifest was deleted)"
+    ]
+    assert write_manifest(tmp_path) == {"a.txt": sha256_file(tmp_path / "a.txt")}
+    assert verify_manifest(tmp_path) == []
+    (tmp_path / "manifest.json").write_text(json.dumps({"../outside": "0" * 64}))
+    problems = verify_manifest(tmp_path)
+    assert any("outside the folder" in p for p in problems) and "extra: a.txt" in problems
+    (tmp_path / "manifest.json").write_text("{not json")
+    assert verify_manifest(tmp_path)[0].startswith("changed: manifest.json is not readable JSON")
+    with pytest.raises(ExportError, match="is not a folder"):
+        verify_manifest(tmp_path / "absent")
+
+
+def test_verify_of_a_missing_folder_exits_2(tmp_path, capsys):
+    assert main(["export", "--verify", str(tmp_path / "absent")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+
+
+# --- atomic writes -----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("error", [RuntimeError("simulated crash"), KeyboardInterrupt()])
+def test_an_export_that_dies_midway_leaves_no_folder(study, monkeypatch, error):
+    import nas_mnist.export
+
+    def die(folder: Path) -> dict:
+        assert (folder / "saved_model.pb").is_file()  # the SavedModel is already written
+        raise error
+
+    monkeypatch.setattr(nas_mnist.export, "write_manifest", die)
+    out = study.root / "dies"
+    if isinstance(error, KeyboardInterrupt):
+        assert main(study.export_args("--out", str(out))) == 130
+    else:
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            main(study.export_args("--out", str(out)))
+    assert not out.exists()
+    assert not [p for p in study.root.iterdir() if p.name.startswith(".dies.")]
+
+
+@pytest.mark.slow
+def test_force_replaces_an_export_and_removes_partials_of_killed_exports(study, exported):
+    out = study.root / "forced"
+    shutil.copytree(exported, out)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = study.root / f".forced.partial-{dead.pid}-abcd1234"
+    (stale / "variables").mkdir(parents=True)
+    (stale / "saved_model.pb").write_bytes(b"half written")
+    live = study.root / f".forced.partial-{os.getppid()}-live0000"  # another export, running
+    live.mkdir()
+
+    other = next(t for t in study.load().trials
+                 if t.state.name == "COMPLETE" and t.number != _best_trial(study).number)
+    assert main(study.export_args("--out", str(out), "--trial", str(other.number),
+                                  "--force")) == 0
+    assert json.loads((out / "metrics.json").read_text())["trial_number"] == other.number
+    assert verify_manifest(out) == []
+    assert not stale.exists() and live.is_dir()
+    assert not [p for p in study.root.iterdir() if p.name.startswith(".forced.replaced-")]
+    live.rmdir()
+
+
+@pytest.mark.slow
+def test_retrain_trains_the_spec_afresh(study, tmp_path):
+    out = tmp_path / "retrained"
+    assert main(study.export_args("--out", str(out), "--retrain", "--epochs", "1",
+                                  "--max-train-samples", "500")) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["retrained"] is True and metrics["epochs"] == 1
+    assert metrics["num_train_images"] == 500
+    assert metrics["trial"]["test_accuracy"] == _best_trial(study).user_attrs["test_accuracy"]
+    # The export's own check agrees with the retrained model's evaluation.
+    assert abs(metrics["export"]["test_accuracy"] - metrics["test_accuracy"]) <= 0.001
+    assert verify_manifest(out) == []
+
+
+# --- refusals: exit 2, nothing written ---------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_existing_dir_without_force_exits_2_and_is_untouched(study, exported, capsys):
+    before = {p: p.stat().st_mtime_ns for p in exported.rglob("*")}
+    assert main(study.export_args("--out", str(exported))) == 2
+    assert "already exists; pass --force" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in exported.rglob("*")} == before
+
+
+@pytest.mark.slow
+def test_force_refuses_a_folder_that_is_not_an_export(study, capsys):
+    folder = study.root / "precious"
+    folder.mkdir()
+    (folder / "thesis.tex").write_text("do not delete")
+    assert main(study.export_args("--out", str(folder), "--force")) == 2
+    assert "is not a nas-mnist export" in capsys.readouterr().err
+    assert (folder / "thesis.tex").read_text() == "do not delete"
+
+
+@pytest.mark.slow
+def test_pruned_or_unknown_trial_exits_2(study, capsys):
+    s = study.load()
+    pruned = next((t for t in s.trials if t.state.name == "PRUNED"), None)
+    if pruned is None:
+        s.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED,
+                                              user_attrs={"reason": "pruned for the test"}))
+        pruned = s.trials[-1]
+    before = study.listing()
+    assert main(study.export_args("--out", str(study.root / "x"), "--trial",
+                                  str(pruned.number))) == 2
+    assert f"trial {pruned.number} of study 'demo' is pruned, not complete" in \
+        capsys.readouterr().err
+    assert main(study.export_args("--out", str(study.root / "x"), "--trial", "999")) == 2
+    assert "has no trial 999" in capsys.readouterr().err
+    assert study.listing() == before
+
+
+@pytest.mark.slow
+def test_study_without_completed_trial_exits_2_and_creates_nothing(study, capsys):
+    fresh = optuna.create_study(study_name="fresh", storage=study.storage)
+    fresh.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
+    before = study.listing()
+    assert main(study.export_args("--out", str(study.root / "x"), study_name="fresh")) == 2
+    assert "no trial has completed yet" in capsys.readouterr().err
+    assert study.listing() == before
+
+
+@pytest.mark.slow
+def test_unknown_study_exits_2(study, capsys):
+    before = study.listing()
+    assert main(study.export_args("--out", str(study.root / "x"), study_name="nope")) == 2
+    assert "no study named 'nope'" in capsys.readouterr().err
+    assert study.listing() == before
+
+
+@pytest.mark.slow
+def test_parent_that_is_a_file_exits_2(study, capsys):
+    (study.root / "a-file").write_text("")
+    assert main(study.export_args("--out", str(study.root / "a-file" / "best"))) == 2
+    assert "is not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
+                    reason="root ignores folder permissions")
+def test_unwritable_parent_exits_2(study, capsys):
+    locked = study.root / "locked"
+    locked.mkdir(mode=0o500)
+    try:
+        assert main(study.export_args("--out", str(locked / "best"))) == 2
+        assert "permission denied" in capsys.readouterr().err
+        assert list(locked.iterdir()) == []
+    finally:
+        locked.chmod(0o700)
+
+
+def test_missing_storage_file_exits_2_and_is_not_created(tmp_path, capsys):
+    storage = tmp_path / "absent.db"
+    assert main(["export", "--storage", f"sqlite:///{storage}", "--out", str(tmp_path / "x")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_retrain_options_without_retrain_exit_2(tmp_path, capsys):
+    assert main(["export", "--out", str(tmp_path / "x"), "--epochs", "3"]) == 2
+    assert "--epochs applies only with --retrain" in capsys.readouterr().err
+    assert main(["export", "--out", "x", "--verify", "y"]) == 2  # one action at a time
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- units -------------------------------------------------------------------------------------
+
+
+def _study_with(*states: tuple[str, float | None]) -> optuna.Study:
+    s = optuna.create_study(direction="maximize")
+    for state, value in states:
+        attrs = {"val_accuracy": value} if value is not None else {}
+        s.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState[state], value=value,
+                                              user_attrs=attrs))
+    return s
+
+
+def test_pick_trial_takes_the_best_val_accuracy_and_the_earliest_on_ties():
+    s = _study_with(("COMPLETE", 0.5), ("COMPLETE", 0.9), ("PRUNED", None), ("COMPLETE", 0.9))
+    assert pick_trial(s).number == 1
+    assert pick_trial(s, 3).number == 3
+    with pytest.raises(ExportError, match="trial 2 of study .* is pruned, not complete"):
+        pick_trial(s, 2)
+    with pytest.raises(ExportError, match="has no trial 7"):
+        pick_trial(s, 7)
+    with pytest.raises(ExportError, match="no trial has completed yet"):
+        pick_trial(_study_with(("FAIL", None)))
+
+
+def test_check_out_dir_refuses_existing_and_unusable_folders(tmp_path):
+    assert check_out_dir(tmp_path / "new") == tmp_path / "new"
+    (tmp_path / "old").mkdir()
+    with pytest.raises(ExportError, match="already exists; pass --force"):
+        check_out_dir(tmp_path / "old")
+    assert check_out_dir(tmp_path / "old", force=True) == tmp_path / "old"  # empty: replaceable
+    with pytest.raises(ExportError, match="does not exist; create it first"):
+        check_out_dir(tmp_path / "missing" / "new")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ExportError, match="is not a folder"):
+        check_out_dir(tmp_path / "file" / "new")
+    with pytest.raises(ExportError, match="exists and is not a folder"):
+        check_out_dir(tmp_path / "file", force=True)
+
+
+def test_remove_stale_partials_keeps_those_of_running_exports(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".best.partial-{dead.pid}-x"
+    running = tmp_path / f".best.partial-{os.getpid()}-y"
+    unrelated = tmp_path / f".other.partial-{dead.pid}-z"
+    for folder in (stale, running, unrelated):
+        folder.mkdir()
+    assert remove_stale_partials(tmp_path / "best") == [stale]
+    assert running.is_dir() and unrelated.is_dir() and not stale.exists()
