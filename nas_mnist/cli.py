@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from nas_mnist import __version__
-from nas_mnist.commands import baselines, export, search
+from nas_mnist.commands import baselines, export, report, search, ui
 from nas_mnist.commands._common import EXIT_USAGE, UsageError
 
 logger = logging.getLogger("nas_mnist")
@@ -49,6 +49,18 @@ COMMANDS: list[Command] = [
         baselines.run,
     ),
     Command("export", "export a trial as a verified SavedModel", export.add_arguments, export.run),
+    Command(
+        "report",
+        "write a study's leaderboard, plots and best model's mistakes (or print JSON)",
+        report.add_arguments,
+        report.run,
+    ),
+    Command(
+        "ui",
+        "browse the MLflow runs in the MLflow UI, on 127.0.0.1",
+        ui.add_arguments,
+        ui.run,
+    ),
 ]
 
 

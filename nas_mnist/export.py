@@ -119,6 +119,7 @@ class ExportResult:
         path: the export folder (absolute).
         manifest: {relative POSIX path: SHA-256 hex digest} of every file but ``manifest.json``.
         verification: what the ``check`` passed to ``export_savedmodel`` returned, if any.
+        removed_partials: partial folders of killed earlier exports that were cleaned up.
     """
 
     path: Path

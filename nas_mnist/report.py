@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nas_mnist.spec import OPTIMIZERS, ArchitectureSpec
+from nas_mnist.spec import OPTIMIZERS, ArchitectureSpec, Dense
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def numeric_params(spec: ArchitectureSpec) -> dict[str, float]:
         "max_kernel_size": float(max(kernels, default=0)),
         "num_pools": float(summary["num_pools"]),
         "num_batch_norm": float(summary["num_batch_norm"]),
-        "num_dense": float(0 if summary["dense_units"] == "-" else summary["dense_units"].count(",") + 1),
+        "num_dense": float(sum(isinstance(layer, Dense) for layer in spec.layers)),
         "log10_learning_rate": math.log10(spec.optimizer.learning_rate),
         "optimizer_index": float(OPTIMIZERS.index(spec.optimizer.name)),
         "batch_size": float(spec.batch_size),
@@ -196,7 +196,20 @@ def report_leaderboard(study: Any) -> Any:
         extra["best_epoch"].append(attrs.get("best_epoch"))
         extra["mlflow_run_id"].append(attrs.get("mlflow_run_id", ""))
     frame = frame.assign(**extra)
+    for column in _INTEGER_COLUMNS:  # whole numbers, with gaps where a trial has none
+        frame[column] = frame[column].astype("Int64")
     return frame[[*REPORT_COLUMNS, "note"]]
+
+
+_INTEGER_COLUMNS = (
+    "trial",
+    "params",
+    "depth",
+    "num_pools",
+    "num_batch_norm",
+    "batch_size",
+    "best_epoch",
+)
 
 
 def _spec_summary(data: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -214,7 +227,9 @@ def leaderboard_records(frame: Any) -> list[dict[str, Any]]:
 
 
 def _cell(value: Any, column: str) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    import pandas as pd
+
+    if value is None or pd.isna(value):
         return "-"
     if column in ("val_accuracy", "test_accuracy"):
         return f"{value:.4f}"
@@ -285,9 +300,7 @@ def architecture_study(study: Any) -> Any:
     features_study.add_trials(
         [
             optuna.trial.create_trial(
-                params={
-                    k: (optimizer if k == "optimizer" else features[k]) for k in distributions
-                },
+                params={k: (optimizer if k == "optimizer" else features[k]) for k in distributions},
                 distributions=distributions,
                 value=t.value,
                 user_attrs={"trial": t.number},
@@ -348,8 +361,9 @@ def write_study_plots(
             skipped[kind] = why_not
             return
         try:
-            files.extend(save_study_plot(kind, **kwargs, out_dir=out_dir,
-                                         include_plotlyjs=include_plotlyjs))
+            files.extend(
+                save_study_plot(kind, **kwargs, out_dir=out_dir, include_plotlyjs=include_plotlyjs)
+            )
         except Exception as exc:  # Optuna/plotly refusing an odd study must not stop the rest
             logger.warning("could not draw %s: %s", kind, exc, exc_info=True)
             skipped[kind] = f"{type(exc).__name__}: {exc}"
@@ -362,7 +376,8 @@ def write_study_plots(
     )
     draw(
         "intermediate_values",
-        None if any(t.intermediate_values for t in study.get_trials(deepcopy=False))
+        None
+        if any(t.intermediate_values for t in study.get_trials(deepcopy=False))
         else "no trial has reported a val_accuracy yet",
         study=study,
     )
@@ -455,9 +470,11 @@ class ParentRunRefresher:
             return True
         if trial.state != TrialState.COMPLETE:
             return False
-        return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) % max(
-            self.importance_every, 1
-        ) == 0
+        return (
+            len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+            % max(self.importance_every, 1)
+            == 0
+        )
 
     def refresh(self, study: Any, importance: bool = True) -> float:
         """Write and log the study artifacts now.
@@ -688,8 +705,11 @@ def _report_html(
             + f", val_accuracy {best.value:.4f}"
             + (f", test_accuracy {test:.4f}" if test is not None else "")
             + (f", {attrs['params']:,} params" if attrs.get("params") else "")
-            + (f", MLflow run <code>{esc(attrs['mlflow_run_id'])}</code>"
-               if attrs.get("mlflow_run_id") else "")
+            + (
+                f", MLflow run <code>{esc(attrs['mlflow_run_id'])}</code>"
+                if attrs.get("mlflow_run_id")
+                else ""
+            )
             + ".</p>"
         )
     comparison = baseline_comparison(frame)

@@ -127,8 +127,9 @@ def test_sigint_and_sigterm_fail_the_trial_close_its_run_and_say_how_to_resume(
     assert trial.state == TrialState.FAIL
     assert trial.user_attrs["reason"] == "interrupted"
     parents, children = mlflow_runs("sqlite:///m.db", "demo")
-    run = next(r for r in children if r.info.run_id == trial.user_attrs["mlflow_run_id"])
-    assert run.info.status == "KILLED"
+    runs = {r.info.run_id: r for r in children}
+    assert trial.user_attrs["mlflow_run_id"] in runs, (trial.user_attrs, list(runs), err)
+    assert runs[trial.user_attrs["mlflow_run_id"]].info.status == "KILLED"
     assert parents[0].info.status == "KILLED"
 
 

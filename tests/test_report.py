@@ -1,0 +1,295 @@
+"""Tests of ``nas_mnist.report`` / ``nas-mnist report``: per-trial artifacts, the parent run's
+study artifacts, and the report folder, after a small real search."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import yaml
+from conftest import REPO_ROOT
+from PIL import Image
+from test_cli import SMALL_SPACE
+
+from nas_mnist.baselines import get_baseline
+from nas_mnist.cli import main
+from nas_mnist.plots import confusion_matrix, save_learning_curves
+from nas_mnist.report import (
+    REPORT_COLUMNS,
+    ParentRunRefresher,
+    leaderboard_markdown,
+    log_trial_artifacts,
+    numeric_params,
+    write_study_plots,
+)
+
+NUM_TRIALS = 4  # trial 0 is the baseline s004_linear; with seed 0 trial 1 is an impossible
+# architecture (pruned before training) and trials 2 and 3 complete.
+
+
+def assert_real_png(path: Path, min_width: int = 300, min_height: int = 200) -> None:
+    """A PNG that opens, has a sensible size and is not one flat colour."""
+    assert path.is_file() and path.stat().st_size > 5_000, path
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        assert image.width >= min_width and image.height >= min_height, image.size
+        pixels = np.asarray(image.convert("L"), dtype=np.float32)
+    assert pixels.std() > 5.0, f"{path} is (almost) one flat colour"
+    assert len(np.unique(pixels)) > 20, f"{path} has too few grey levels to be a plot"
+
+
+# ---------------------------------------------------------------------------------------------
+# fast: no training
+# ---------------------------------------------------------------------------------------------
+
+
+def test_numeric_params_encode_the_architecture():
+    spec = get_baseline("s001_m2").spec
+    num = numeric_params(spec)
+    assert num["depth"] == spec.depth
+    assert num["max_kernel_size"] == max(spec.kernel_sizes)
+    assert num["mean_kernel_size"] == pytest.approx(sum(spec.kernel_sizes) / spec.depth)
+    assert num["num_pools"] == spec.summary()["num_pools"]
+    assert num["log10_learning_rate"] == pytest.approx(math.log10(spec.optimizer.learning_rate))
+    assert num["log10_params"] == pytest.approx(math.log10(spec.num_params))
+    assert num["batch_size"] == spec.batch_size
+    assert all(isinstance(v, float) and math.isfinite(v) for v in num.values())
+    linear = numeric_params(get_baseline("s004_linear").spec)  # no convs at all
+    assert linear["depth"] == 0 and linear["mean_kernel_size"] == 0 and linear["max_kernel_size"] == 0
+    assert linear["optimizer_index"] == 2  # sgd
+
+
+def test_confusion_matrix_counts_true_rows_and_predicted_columns():
+    matrix = confusion_matrix(np.array([0, 0, 1, 2, 2, 2]), np.array([0, 1, 1, 2, 2, 0]), 3)
+    assert matrix.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
+
+
+def test_leaderboard_markdown_escapes_pipes_and_formats_numbers():
+    import pandas as pd
+
+    frame = pd.DataFrame([{"trial": 3, "val_accuracy": 0.98765, "params": 12345,
+                           "note": "a | b"}])
+    text = leaderboard_markdown(frame, ("trial", "val_accuracy", "params", "note"))
+    lines = text.splitlines()
+    assert lines[0] == "| trial | val_accuracy | params | note |"
+    assert lines[2] == "| 3 | 0.9877 | 12,345 | a \\| b |"
+
+
+def test_learning_curves_png_has_two_panels_of_real_lines(tmp_path):
+    history = [{"loss": 1.0 / (e + 1), "accuracy": 0.5 + 0.1 * e, "val_loss": 1.2 / (e + 1),
+                "val_accuracy": 0.45 + 0.1 * e} for e in range(4)]
+    path = save_learning_curves(history, tmp_path / "curves.png", "trial-0001")
+    assert_real_png(path, 900, 350)
+    with pytest.raises(ValueError, match="empty"):
+        save_learning_curves([], tmp_path / "none.png")
+
+
+def test_study_plots_are_skipped_with_reasons_on_a_study_without_enough_trials(tmp_path):
+    study = optuna.create_study(direction="maximize")
+    files, skipped = write_study_plots(study, tmp_path)
+    assert files == []
+    assert set(skipped) == {"optimization_history", "intermediate_values", "parallel_coordinate",
+                            "param_importances"}
+    assert "2 complete trials" in skipped["param_importances"]
+
+
+class _BrokenTracker:
+    def __getattr__(self, name):
+        def fail(*args, **kwargs):
+            raise RuntimeError("tracking store is gone")
+
+        return fail
+
+
+def test_refresh_and_trial_artifact_errors_never_fail_a_trial(caplog):
+    study = optuna.create_study(direction="maximize")
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    with caplog.at_level(logging.WARNING, logger="nas_mnist.report"):
+        ParentRunRefresher(_BrokenTracker(), "parent")(study, study.trials[0])  # no raise
+        log_trial_artifacts(_BrokenTracker(), "run", get_baseline("s004_linear").spec,
+                            result=None)  # no raise
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("could not refresh the study artifacts" in m for m in messages)
+    assert any("could not log the report artifacts" in m for m in messages)
+
+
+# ---------------------------------------------------------------------------------------------
+# slow: a real small search, then the report
+# ---------------------------------------------------------------------------------------------
+
+
+def module_mnist_path() -> Path:
+    """conftest's ``real_mnist_path`` for module-scoped fixtures (that one is function-scoped)."""
+    path = Path(os.environ.get("NAS_MNIST_DATA") or REPO_ROOT.parent / "shared/data/mnist.npz")
+    if not path.exists():
+        pytest.skip(f"real MNIST not found at {path}; set NAS_MNIST_DATA to run this test")
+    return path
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    """A 4-trial search (1 baseline) on real MNIST subsets; returns its paths and study."""
+    real_mnist_path = module_mnist_path()
+    root = tmp_path_factory.mktemp("report")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)  # MLflow's artifact folder (./mlruns) lands here
+        (root / "small.yaml").write_text(yaml.safe_dump(SMALL_SPACE))
+        storage, tracking = f"sqlite:///{root}/s.db", f"sqlite:///{root}/m.db"
+        assert main(["search", "--trials", str(NUM_TRIALS), "--epochs", "2",
+                     "--max-train-samples", "500", "--data", str(real_mnist_path),
+                     "--storage", storage, "--study-name", "demo", "--tracking-uri", tracking,
+                     "--space", "small.yaml", "--baselines", "s004_linear",
+                     "--no-progress"]) == 0
+        study = optuna.load_study(study_name="demo", storage=storage)
+        yield {"root": root, "storage": storage, "tracking": tracking, "study": study,
+               "data": real_mnist_path}
+
+
+@pytest.fixture(scope="module")
+def report_dir(searched):
+    out = searched["root"] / "report"
+    assert main(["report", "--storage", searched["storage"], "--study-name", "demo",
+                 "--out", str(out), "--data", str(searched["data"])]) == 0
+    return out
+
+
+def _complete(study):
+    return [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+
+
+@pytest.mark.slow
+def test_report_leaderboard_has_one_row_per_trial_with_baselines_marked(searched, report_dir):
+    study = searched["study"]
+    assert len(study.trials) == NUM_TRIALS
+    with open(report_dir / "leaderboard.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(int(r["trial"]) for r in rows) == list(range(NUM_TRIALS))
+    assert set(REPORT_COLUMNS) <= set(rows[0])
+    by_trial = {int(r["trial"]): r for r in rows}
+    assert by_trial[0]["baseline"] == "s004_linear (out-of-space)"
+    assert by_trial[0]["params"] == "7960" and by_trial[0]["depth"] == "0"
+    assert all(by_trial[n]["baseline"] == "" for n in range(1, NUM_TRIALS))
+    for t in study.trials:
+        row = by_trial[t.number]
+        assert row["state"] == t.state.name.lower()
+        if t.state.name == "COMPLETE":
+            assert float(row["val_accuracy"]) == pytest.approx(t.value)
+            assert float(row["test_accuracy"]) == pytest.approx(t.user_attrs["test_accuracy"])
+            assert row["mlflow_run_id"] == t.user_attrs["mlflow_run_id"]
+    complete = [float(r["val_accuracy"]) for r in rows if r["state"] == "complete"]
+    assert complete == sorted(complete, reverse=True)  # best first
+    markdown = (report_dir / "leaderboard.md").read_text().splitlines()
+    assert len(markdown) == 2 + NUM_TRIALS
+    assert sum("s004_linear" in line for line in markdown) == 1
+
+
+@pytest.mark.slow
+def test_report_plots_are_real_images_of_the_study(searched, report_dir):
+    study = searched["study"]
+    for name in ("optimization_history", "intermediate_values", "parallel_coordinate",
+                 "param_importances", "confusion_matrix", "misclassified"):
+        assert_real_png(report_dir / f"{name}.png")
+    # The interactive versions carry the study's numbers: every complete trial's val_accuracy.
+    history = (report_dir / "optimization_history.html").read_text()
+    assert all(repr(t.value) in history for t in _complete(study))
+    assert (report_dir / "plotly.min.js").stat().st_size > 1_000_000  # one shared copy
+    assert 'src="plotly.min.js"' in history
+    importances = json.loads((report_dir / "param_importances.json").read_text())
+    assert importances and sum(importances.values()) == pytest.approx(1.0)
+    assert {"depth", "log10_params"} & set(importances)
+    page = (report_dir / "report.html").read_text()
+    for name in ("optimization_history", "parallel_coordinate", "confusion_matrix",
+                 "misclassified"):
+        assert f'src="{name}.png"' in page
+    # The best model was reloaded from MLflow and scores on the test split as it did in search.
+    best = max(_complete(study), key=lambda t: t.value)
+    assert f"test_accuracy recomputed here: {best.user_attrs['test_accuracy']:.4f}" in page
+    assert f"Best trial by val_accuracy: <b>{best.number}</b>" in page
+
+
+@pytest.mark.slow
+def test_trial_runs_have_model_summary_learning_curves_and_numeric_params(searched, tmp_path):
+    from mlflow import MlflowClient
+
+    from nas_mnist.spec import ArchitectureSpec
+
+    client = MlflowClient(searched["tracking"])
+    for t in _complete(searched["study"]):
+        run_id = t.user_attrs["mlflow_run_id"]
+        names = {a.path for a in client.list_artifacts(run_id)}
+        assert {"spec.json", "model_summary.txt", "learning_curves.png", "model"} <= names
+        summary = Path(client.download_artifacts(run_id, "model_summary.txt", str(tmp_path)))
+        text = summary.read_text()
+        counts = {kind: int(n.replace(",", "")) for kind, n in
+                  re.findall(r"^ (Trainable|Non-trainable) params: ([\d,]+)", text, re.M)}
+        assert counts["Trainable"] + counts["Non-trainable"] == t.user_attrs["params"]
+        curves = Path(client.download_artifacts(run_id, "learning_curves.png", str(tmp_path)))
+        assert_real_png(curves, 900, 350)
+        metrics = client.get_run(run_id).data.metrics
+        expected = numeric_params(ArchitectureSpec.from_dict(t.user_attrs["spec"]))
+        for key, value in expected.items():
+            assert metrics[f"num.{key}"] == pytest.approx(value)
+
+
+@pytest.mark.slow
+def test_parent_run_has_the_study_leaderboard_and_plots(searched, tmp_path):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(searched["tracking"])
+    parent_id = searched["study"].user_attrs["mlflow_parent_run_id"]
+    names = {Path(a.path).name for a in client.list_artifacts(parent_id, "study")}
+    expected = {"leaderboard.csv", "param_importances.json"} | {
+        f"{kind}.{ext}" for kind in ("optimization_history", "intermediate_values",
+                                     "parallel_coordinate", "param_importances")
+        for ext in ("html", "png")}
+    assert expected <= names
+    board = Path(client.download_artifacts(parent_id, "study/leaderboard.csv", str(tmp_path)))
+    with open(board, newline="") as f:
+        assert len(list(csv.DictReader(f))) == NUM_TRIALS  # refreshed after the last trial
+    png = Path(client.download_artifacts(parent_id, "study/parallel_coordinate.png",
+                                         str(tmp_path)))
+    assert_real_png(png)
+    # One refresh per finished trial, each timed.
+    refreshes = client.get_metric_history(parent_id, "refresh_seconds")
+    assert len(refreshes) == NUM_TRIALS and all(0 < m.value < 60 for m in refreshes)
+    best = client.get_metric_history(parent_id, "best_val_accuracy")
+    assert best[-1].value == pytest.approx(searched["study"].best_value)
+
+
+@pytest.mark.slow
+def test_report_format_json_prints_one_entry_per_trial(searched, capsys):
+    capsys.readouterr()
+    assert main(["report", "--storage", searched["storage"], "--study-name", "demo",
+                 "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert sorted(r["trial"] for r in rows) == list(range(NUM_TRIALS))
+    assert all(set(REPORT_COLUMNS) == set(r) for r in rows)
+    baselines = [r for r in rows if r["baseline"]]
+    assert [r["trial"] for r in baselines] == [0]
+    pruned = [r for r in rows if r["state"] == "pruned"]
+    assert all(r["val_accuracy"] is None and r["reason"] for r in pruned)
+
+
+@pytest.mark.slow
+def test_report_bad_input_exits_2_and_writes_nothing(searched, tmp_path, capsys):
+    common = ["report", "--storage", searched["storage"]]
+    out = tmp_path / "out"
+    assert main([*common, "--study-name", "nope", "--out", str(out)]) == 2
+    assert "no study named 'nope'" in capsys.readouterr().err
+    assert not out.exists()
+    assert main([*common, "--study-name", "demo"]) == 2  # no --out
+    assert "--out DIR is required" in capsys.readouterr().err
+    assert main([*common, "--study-name", "demo", "--format", "json", "--out", str(out)]) == 2
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert main([*common, "--study-name", "demo", "--out", str(out)]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
