@@ -33,10 +33,16 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+def mlflow_uri() -> str:
+    """The MLflow store of the current folder, as an absolute URI: MLflow caches one store per
+    URI string in a process, so a relative URI would reach the first test's folder."""
+    return f"sqlite:///{Path.cwd() / 'm.db'}"
+
+
 def search_args(data: Path, trials: int, *extra: str) -> list[str]:
     return ["search", "--trials", str(trials), "--epochs", "1", "--max-train-samples", "500",
             "--data", str(data), "--storage", "sqlite:///s.db", "--study-name", "demo",
-            "--tracking-uri", "sqlite:///m.db", "--no-progress", *extra]
+            "--tracking-uri", mlflow_uri(), "--no-progress", *extra]
 
 
 def mlflow_runs(tracking_uri: str, experiment: str) -> tuple[list, list]:
@@ -58,13 +64,13 @@ def test_search_then_resume_adds_exactly_the_missing_trials(workdir, real_mnist_
     finished = [t for t in study.trials if t.state.is_finished() and t.state.name != "FAIL"]
     assert len(finished) == 4
 
-    parents, children = mlflow_runs("sqlite:///m.db", "demo")
+    parents, children = mlflow_runs(mlflow_uri(), "demo")
     assert len(parents) == 1 and len(children) == 4
     parent_id = parents[0].info.run_id
     assert parents[0].info.status == "FINISHED"
     from mlflow import MlflowClient
 
-    client = MlflowClient("sqlite:///m.db")
+    client = MlflowClient(mlflow_uri())
     for run in children:
         assert run.data.tags["mlflow.parentRunId"] == parent_id
         assert run.info.status == "FINISHED"
@@ -86,7 +92,7 @@ def test_search_then_resume_adds_exactly_the_missing_trials(workdir, real_mnist_
                             "none")) == 0
     study = optuna.load_study(study_name="demo", storage="sqlite:///s.db")
     assert len([t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]) == 6
-    parents, children = mlflow_runs("sqlite:///m.db", "demo")
+    parents, children = mlflow_runs(mlflow_uri(), "demo")
     assert [p.info.run_id for p in parents] == [parent_id]
     assert len(children) == 6
     # The resumed sampler does not replay the first run's suggestions.
@@ -121,7 +127,7 @@ def test_baselines_are_seeded_once_and_tagged(workdir, real_mnist_path):
     assert by_name["s003_m1"].user_attrs["in_space"] is True and by_name["s003_m1"].params
     assert by_name["s004_linear"].user_attrs["in_space"] is False
     assert by_name["s004_linear"].user_attrs["params"] == 7960
-    _, children = mlflow_runs("sqlite:///m.db", "demo")
+    _, children = mlflow_runs(mlflow_uri(), "demo")
     tags = sorted(r.data.tags.get("baseline", "") for r in children)
     assert [t for t in tags if t] == sorted(selection.split(","))
 
@@ -134,7 +140,7 @@ def test_bad_flags_exit_2_and_create_nothing(workdir, real_mnist_path, capsys):
     assert "unknown storage scheme 'redis'" in capsys.readouterr().err
     assert main(["search", "--baselines", "s999_m1", "--storage", "sqlite:///s.db"]) == 2
     assert main(["search", "--data", "missing.npz", "--storage", "sqlite:///s.db",
-                 "--tracking-uri", "sqlite:///m.db"]) == 2
+                 "--tracking-uri", mlflow_uri()]) == 2
     assert "missing.npz" in capsys.readouterr().err
     assert main(["search", "--space", "nope.yaml", "--storage", "sqlite:///s.db"]) == 2
     assert set(Path(".").iterdir()) == before  # no study, no MLflow store, nothing
@@ -153,8 +159,8 @@ def test_baselines_list_json_has_all_24_with_exact_params(capsys):
 def test_baselines_train_logs_a_run_and_prints_reported_accuracy(workdir, real_mnist_path,
                                                                   capsys):
     assert main(["baselines", "train", "s004_linear", "--epochs", "1", "--max-train-samples",
-                 "500", "--data", str(real_mnist_path), "--tracking-uri", "sqlite:///m.db"]) == 0
+                 "500", "--data", str(real_mnist_path), "--tracking-uri", mlflow_uri()]) == 0
     out = capsys.readouterr().out
     assert "reported 0.9160" in out and "test_accuracy" in out
-    _, children = mlflow_runs("sqlite:///m.db", "nas-mnist-baselines")
+    _, children = mlflow_runs(mlflow_uri(), "nas-mnist-baselines")
     assert len(children) == 1 and children[0].data.tags["baseline"] == "s004_linear"

@@ -18,7 +18,7 @@ import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
-from test_cli import SMALL_SPACE, mlflow_runs
+from test_cli import SMALL_SPACE, mlflow_runs, mlflow_uri
 
 from nas_mnist.cli import main
 from nas_mnist.data import MnistArrays, make_splits
@@ -42,7 +42,7 @@ def command(data: Path, trials: int, epochs: int = 3) -> list[str]:
     return [sys.executable, "-m", "nas_mnist", "search", "--trials", str(trials), "--epochs",
             str(epochs), "--max-train-samples", "2000", "--data", str(data), "--space",
             "space.yaml", "--baselines", "none", "--storage", "sqlite:///s.db", "--study-name",
-            "demo", "--tracking-uri", "sqlite:///m.db", "--no-progress"]
+            "demo", "--tracking-uri", mlflow_uri(), "--no-progress"]
 
 
 def wait_for_running_trial(process: subprocess.Popen, timeout: float = 240.0) -> int:
@@ -106,7 +106,7 @@ def test_sigkill_then_same_command_resumes_fails_and_retries_the_killed_trial(
     retries = [t for t in study.trials if t.user_attrs.get("retry_of") == killed]
     assert len(retries) == 1 and retries[0].params == trial.params
     assert len([t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) == 3
-    parents, children = mlflow_runs("sqlite:///m.db", "demo")
+    parents, children = mlflow_runs(mlflow_uri(), "demo")
     assert all(r.info.status != "RUNNING" for r in parents + children)
     killed_run = next(r for r in children if r.info.run_id == trial.user_attrs["mlflow_run_id"])
     assert killed_run.info.status == "KILLED" and killed_run.data.tags["state"] == "killed"
@@ -126,7 +126,7 @@ def test_sigint_and_sigterm_fail_the_trial_close_its_run_and_say_how_to_resume(
     trial = optuna.load_study(study_name="demo", storage="sqlite:///s.db").trials[number]
     assert trial.state == TrialState.FAIL
     assert trial.user_attrs["reason"] == "interrupted"
-    parents, children = mlflow_runs("sqlite:///m.db", "demo")
+    parents, children = mlflow_runs(mlflow_uri(), "demo")
     runs = {r.info.run_id: r for r in children}
     assert trial.user_attrs["mlflow_run_id"] in runs, (trial.user_attrs, list(runs), err)
     assert runs[trial.user_attrs["mlflow_run_id"]].info.status == "KILLED"
@@ -213,7 +213,7 @@ def test_bad_data_exits_2_naming_file_and_problem_before_anything_exists(tmp_pat
     work.mkdir()
     monkeypatch.chdir(work)
     assert main(["search", "--data", str(path), "--storage", "sqlite:///s.db",
-                 "--tracking-uri", "sqlite:///m.db"]) == 2
+                 "--tracking-uri", mlflow_uri()]) == 2
     err = capsys.readouterr().err
     assert path.name in err and words.lower() in err.lower(), err
     assert list(work.iterdir()) == []
@@ -239,7 +239,7 @@ def test_second_worker_on_sqlite_is_refused(tmp_path, monkeypatch, capsys, real_
     study._storage.set_trial_user_attr(trial._trial_id, WORKER_ATTR,
                                        f"{os.uname().nodename}:{os.getppid()}")
     assert main(["search", "--data", str(real_mnist_path), "--storage", "sqlite:///s.db",
-                 "--study-name", "demo", "--tracking-uri", "sqlite:///m.db"]) == 2
+                 "--study-name", "demo", "--tracking-uri", mlflow_uri()]) == 2
     assert "SQLite locks under concurrent writers" in capsys.readouterr().err
 
 
@@ -253,9 +253,20 @@ def test_same_seed_gives_same_trial_parameters_and_metrics(tmp_path, monkeypatch
         (folder / "space.yaml").write_text(yaml.safe_dump(SMALL_SPACE))
         assert main(["search", "--trials", "3", "--epochs", "1", "--max-train-samples", "500",
                      "--data", str(real_mnist_path), "--space", "space.yaml", "--baselines",
-                     "none", "--storage", "sqlite:///s.db", "--tracking-uri", "sqlite:///m.db",
+                     "none", "--storage", "sqlite:///s.db", "--tracking-uri", mlflow_uri(),
                      "--seed", "7", "--no-progress"]) == 0
         study = optuna.load_study(study_name="nas-mnist", storage="sqlite:///s.db")
         results.append([(json.dumps(t.params, sort_keys=True), t.state.name,
                          t.user_attrs.get("val_accuracy")) for t in study.trials])
     assert results[0] == results[1]
+
+
+@pytest.mark.slow
+def test_memory_growth_over_30_trials_stays_within_the_stated_bound(tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from memory_across_trials import measure
+
+    sizes = measure(30, str(tmp_path))
+    assert len(sizes) == 30
+    # docs/results.md: about 6 MiB per small trial inside TensorFlow; bound 300 MiB for 30 trials.
+    assert sizes[-1] - sizes[5] < 300, sizes
