@@ -53,7 +53,7 @@ def wait_for_running_trial(process: subprocess.Popen, timeout: float = 240.0) ->
         if Path("s.db").exists():
             try:
                 study = optuna.load_study(study_name="demo", storage="sqlite:///s.db")
-            except KeyError:
+            except Exception:  # the worker is still creating the study's tables
                 study = None
             for trial in study.get_trials(states=(TrialState.RUNNING,)) if study else ():
                 if trial.intermediate_values:
