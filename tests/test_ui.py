@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -68,9 +69,15 @@ def other_addresses() -> set[str]:
 
 @pytest.fixture
 def small_store(tmp_path, monkeypatch):
-    """An MLflow store with one experiment 'demo' (no training)."""
+    """An MLflow store with one experiment 'demo' (no training); no server may start."""
     from mlflow import MlflowClient
 
+    import nas_mnist.commands.ui
+
+    def must_not_start(*args, **kwargs):
+        raise AssertionError("bad input must not start the MLflow server")
+
+    monkeypatch.setattr(nas_mnist.commands.ui, "_start_server", must_not_start)
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path}/m.db"
     MlflowClient(uri).create_experiment("demo")
@@ -87,9 +94,33 @@ def test_another_host_is_refused_without_allow_remote(small_store, capsys):
     assert not answers("127.0.0.1", port)
 
 
+def test_allow_remote_binds_another_host_with_a_warning(small_store, monkeypatch, capsys):
+    import nas_mnist.commands.ui
+
+    started = []
+
+    class ExitedServer:
+        pid = -1
+
+        def poll(self):
+            return 1
+
+    def fake_start(uri, host, port):
+        started.append((uri, host, port))
+        return ExitedServer()
+
+    monkeypatch.setattr(nas_mnist.commands.ui, "_start_server", fake_start)
+    port = free_port()
+    assert main(["ui", "--tracking-uri", small_store, "--host", "0.0.0.0", "--allow-remote",
+                 "--port", str(port)]) == 1  # the fake server "exited" at once
+    assert started == [(small_store, "0.0.0.0", port)]
+    err = capsys.readouterr().err
+    assert "warning: the MLflow UI has no login" in err
+
+
 def test_missing_store_unknown_study_and_busy_port_exit_2(small_store, tmp_path, capsys):
     missing = tmp_path / "nope.db"
-    assert main(["ui", "--tracking-uri", f"sqlite:///{missing}"]) == 2
+    assert main(["ui", "--tracking-uri", f"sqlite:///{missing}", "--port", str(free_port())]) == 2
     assert "no MLflow store" in capsys.readouterr().err
     assert not missing.exists()  # not created by the check
     assert main(["ui", "--tracking-uri", "http://127.0.0.1:5000"]) == 2
@@ -202,9 +233,10 @@ def test_ui_experiment_page_in_headless_chromium(ui_server, tmp_path):
                          timeout=180).stdout
     # The runs table of the study's experiment, rendered by the React app: the study's parent
     # run (its nested trial runs are collapsed under it) and the count of all three runs.
-    assert "Training runs" in dom
+    text = re.sub(r"<[^>]+>", "", dom)  # "<strong>3</strong> matching runs" -> "3 matching runs"
+    assert "Training runs" in text
     assert ">demo<" in dom
-    assert "3 matching runs" in dom
+    assert "3 matching runs" in text
     shot = tmp_path / "mlflow_ui.png"
     subprocess.run([*common, "--window-size=1400,900", f"--screenshot={shot}", url],
                    capture_output=True, timeout=180, check=True)

@@ -81,17 +81,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlflow import MlflowClient
+    from nas_mnist.tracking import Tracker, resolve_tracking_uri
 
-    from nas_mnist.tracking import Tracker
-
-    # 1. Validate every input before anything is started.
+    # 1. Validate every input before anything is started (or created: MLflow's client creates
+    # a missing SQLite store, so the store is checked before a client is made).
     remote = _check_host(args.host, args.allow_remote)
-    tracker = Tracker(args.tracking_uri)
-    uri = tracker.tracking_uri
+    uri = resolve_tracking_uri(args.tracking_uri)
     _check_store(uri)
+    tracker = Tracker(uri)
     tracker.check()  # TrackingError: exit 2
-    experiments = _experiments(MlflowClient(tracking_uri=uri), args.study_name, uri)
+    experiments = _experiments(tracker.client, args.study_name, uri)
     _check_port_free(args.host, args.port)
     if remote:
         print(REMOTE_WARNING.format(host=args.host, port=args.port, uri=uri), file=sys.stderr)
@@ -101,9 +100,14 @@ def run(args: argparse.Namespace) -> int:
     child = _start_server(uri, args.host, args.port)
     try:
         if not _wait_until_up(child, _probe_url(args.host, args.port), STARTUP_SECONDS):
+            status = child.poll()
+            why = (
+                f"exited with status {status} before answering"
+                if status is not None
+                else f"did not answer within {STARTUP_SECONDS:.0f} s"
+            )
             print(
-                f"nas-mnist ui: the MLflow server did not answer on {base} within "
-                f"{STARTUP_SECONDS:.0f} s (exit status {child.poll()}); see its log above",
+                f"nas-mnist ui: the MLflow server on {base} {why}; see its log above",
                 file=sys.stderr,
             )
             return EXIT_FAILURE
