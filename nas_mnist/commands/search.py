@@ -177,7 +177,8 @@ def run(args: argparse.Namespace) -> int:
         f"MLflow: experiment {args.study_name!r} (id {experiment_id}), parent run "
         f"{parent_run_id} in {tracker.tracking_uri}"
     )
-    console.print(f"        browse with: mlflow ui --backend-store-uri {tracker.tracking_uri}")
+    console.print(f"        browse with: nas-mnist ui --tracking-uri {tracker.tracking_uri} "
+                  f"--study-name {args.study_name}")
     if outcome["stopped_for_failures"]:
         console.print("[red]stopped: too many trials failed in a row; see the note column[/]")
         return EXIT_FAILURE
