@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -17,6 +16,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+
+from nas_mnist.leaderboard import format_cell
 
 # Rich falls back to 80 columns when output is not a terminal (CI logs, pipes): too narrow for the
 # leaderboard, so use a wider page there.
@@ -76,20 +77,6 @@ class RichProgress:
         self.progress.update(self.epochs, visible=False)
 
 
-def _cell(value: Any, column: str) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if column in ("val_accuracy", "test_accuracy"):
-        return f"{value:.4f}"
-    if column == "params":
-        return f"{int(value):,}"
-    if column == "train_seconds":
-        return f"{value:.1f}"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
 def table_from_frame(
     frame: pd.DataFrame, columns: Iterable[str], title: str | None = None, limit: int | None = None
 ) -> Table:
@@ -108,5 +95,5 @@ def table_from_frame(
         table.add_column(column, justify="right" if numeric else "left")
     rows = frame if limit is None else frame.head(limit)
     for _, row in rows.iterrows():
-        table.add_row(*(_cell(row[c], c) for c in columns))
+        table.add_row(*(format_cell(row[c], c) for c in columns))
     return table

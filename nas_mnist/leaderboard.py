@@ -128,3 +128,21 @@ def baseline_comparison(frame: pd.DataFrame) -> dict[str, Any] | None:
         "val_accuracy_gain": gain("val_accuracy"),
         "test_accuracy_gain": gain("test_accuracy"),
     }
+
+
+def format_cell(value: Any, column: str) -> str:
+    """One leaderboard value as text for tables: accuracies to 4 decimals, params with thousands
+    separators, seconds to 0.1, learning_rate to 3 significant digits, missing values as "-"."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return "-"
+    if column in ("val_accuracy", "test_accuracy"):
+        return f"{value:.4f}"
+    if column == "params":
+        return f"{int(value):,}"
+    if column == "train_seconds":
+        return f"{value:.1f}"
+    if column == "learning_rate":
+        return f"{value:.3g}"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nas_mnist.leaderboard import format_cell
 from nas_mnist.spec import OPTIMIZERS, ArchitectureSpec, Dense
 
 logger = logging.getLogger(__name__)
@@ -226,24 +227,6 @@ def leaderboard_records(frame: Any) -> list[dict[str, Any]]:
     return json.loads(frame[list(REPORT_COLUMNS)].to_json(orient="records"))
 
 
-def _cell(value: Any, column: str) -> str:
-    import pandas as pd
-
-    if value is None or pd.isna(value):
-        return "-"
-    if column in ("val_accuracy", "test_accuracy"):
-        return f"{value:.4f}"
-    if column == "params":
-        return f"{int(value):,}"
-    if column == "train_seconds":
-        return f"{value:.1f}"
-    if column == "learning_rate":
-        return f"{value:.3g}"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
 def leaderboard_markdown(frame: Any, columns: tuple[str, ...] = MARKDOWN_COLUMNS) -> str:
     """A GitHub-flavoured markdown table of ``frame``'s ``columns``."""
     right = {"trial", "val_accuracy", "test_accuracy", "params", "depth", "train_seconds"}
@@ -252,7 +235,7 @@ def leaderboard_markdown(frame: Any, columns: tuple[str, ...] = MARKDOWN_COLUMNS
         "|" + "|".join("---:" if c in right else "---" for c in columns) + "|",
     ]
     for row in frame[list(columns)].itertuples(index=False):
-        cells = (_cell(v, c).replace("|", "\\|") for v, c in zip(row, columns, strict=True))
+        cells = (format_cell(v, c).replace("|", "\\|") for v, c in zip(row, columns, strict=True))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -757,7 +740,7 @@ def _report_html(
     for _, row in frame.iterrows():
         classes = [str(row["state"])] + (["baseline"] if row["baseline"] else [])
         parts.append(f'<tr class="{esc(" ".join(classes))}">')
-        parts += [f"<td>{esc(_cell(row[c], c))}</td>" for c in MARKDOWN_COLUMNS]
+        parts += [f"<td>{esc(format_cell(row[c], c))}</td>" for c in MARKDOWN_COLUMNS]
         parts.append("</tr>")
     parts.append("</tbody></table></body></html>\n")
     return "\n".join(parts)

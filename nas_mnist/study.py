@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -87,14 +88,25 @@ def make_storage(
     failed by the next worker that starts a trial, which then calls ``on_stale_trial`` (see
     ``recovery.handle_dead_trial``: close its MLflow run, retry it once).
     """
-    with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(
-            url,
-            heartbeat_interval=HEARTBEAT_INTERVAL,
-            grace_period=HEARTBEAT_GRACE_PERIOD,
-            heartbeat_stale_trial_callback=on_stale_trial,
-        )
+    from sqlalchemy.exc import SQLAlchemyError
+
+    for attempt in range(3):
+        try:
+            with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url,
+                    heartbeat_interval=HEARTBEAT_INTERVAL,
+                    grace_period=HEARTBEAT_GRACE_PERIOD,
+                    heartbeat_stale_trial_callback=on_stale_trial,
+                )
+        except SQLAlchemyError:
+            # Workers started together on an empty database race to create its tables; the
+            # loser finds them created a moment later.
+            if attempt == 2:
+                raise
+            time.sleep(1.0 + attempt)
+    raise AssertionError("unreachable")
 
 
 def make_sampler(seed: int | None) -> optuna.samplers.BaseSampler:

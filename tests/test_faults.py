@@ -45,6 +45,13 @@ def command(data: Path, trials: int, epochs: int = 3) -> list[str]:
             "demo", "--tracking-uri", mlflow_uri(), "--no-progress"]
 
 
+def start_worker(args: list[str], **popen: object) -> subprocess.Popen:
+    """Create the study's tables first (so that polling never races the worker creating them),
+    then start the worker, which loads the study."""
+    optuna.create_study(study_name="demo", storage="sqlite:///s.db", direction="maximize")
+    return subprocess.Popen(args, **popen)
+
+
 def wait_for_running_trial(process: subprocess.Popen, timeout: float = 240.0) -> int:
     """Poll the study until a trial has trained at least one epoch; return its number."""
     deadline = time.monotonic() + timeout
@@ -90,8 +97,8 @@ SMALL_DENSE = ArchitectureSpec(layers=(Flatten(), Dense(16)))
 @pytest.mark.slow
 def test_sigkill_then_same_command_resumes_fails_and_retries_the_killed_trial(
         workdir, real_mnist_path):
-    process = subprocess.Popen(command(real_mnist_path, 3), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT)
+    process = start_worker(command(real_mnist_path, 3), stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT)
     killed = wait_for_running_trial(process)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
@@ -116,8 +123,8 @@ def test_sigkill_then_same_command_resumes_fails_and_retries_the_killed_trial(
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_sigint_and_sigterm_fail_the_trial_close_its_run_and_say_how_to_resume(
         workdir, real_mnist_path, signum, status):
-    process = subprocess.Popen(command(real_mnist_path, 2, epochs=20), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = start_worker(command(real_mnist_path, 2, epochs=20), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
     number = wait_for_running_trial(process)
     process.send_signal(signum)
     _, err = process.communicate(timeout=120)
