@@ -190,6 +190,10 @@ def _print_leaderboard(study: object, limit: int = 10) -> None:
     from nas_mnist.leaderboard import baseline_comparison, leaderboard
 
     frame = leaderboard(study)
+    queued = int(frame["state"].eq("waiting").sum())
+    frame = frame[frame["state"].ne("waiting")]
+    if queued:
+        console.print(f"{queued} queued trial(s) (baselines or retries) wait for a later run")
     if frame.empty:
         console.print("no trials yet")
         return
