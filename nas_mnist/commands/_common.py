@@ -33,6 +33,24 @@ def positive_float(text: str) -> float:
     return value
 
 
+def add_study_arguments(parser: argparse.ArgumentParser, study_help: str) -> None:
+    """``--storage URL`` and ``--study-name NAME``, with the defaults every command shares."""
+    from nas_mnist.study import DEFAULT_STORAGE, DEFAULT_STUDY_NAME
+
+    parser.add_argument(
+        "--storage",
+        default=DEFAULT_STORAGE,
+        metavar="URL",
+        help=f"Optuna storage URL of the study (default: {DEFAULT_STORAGE})",
+    )
+    parser.add_argument(
+        "--study-name",
+        default=DEFAULT_STUDY_NAME,
+        metavar="NAME",
+        help=f"{study_help} (default: {DEFAULT_STUDY_NAME})",
+    )
+
+
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",

@@ -15,6 +15,7 @@ from nas_mnist.commands._common import (
     EXIT_OK,
     UsageError,
     add_data_arguments,
+    add_study_arguments,
     load_data,
     positive_int,
 )
@@ -33,8 +34,6 @@ def _trial_number(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from nas_mnist.study import DEFAULT_STORAGE, DEFAULT_STUDY_NAME
-
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument(
         "--out",
@@ -48,18 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="re-check an export folder against its manifest.json (exit 1 if a file differs, "
         "is missing or is extra)",
     )
-    parser.add_argument(
-        "--storage",
-        default=DEFAULT_STORAGE,
-        metavar="URL",
-        help=f"Optuna storage URL of the study (default: {DEFAULT_STORAGE})",
-    )
-    parser.add_argument(
-        "--study-name",
-        default=DEFAULT_STUDY_NAME,
-        metavar="NAME",
-        help=f"study to export from (default: {DEFAULT_STUDY_NAME})",
-    )
+    add_study_arguments(parser, "study to export from")
     parser.add_argument(
         "--trial",
         type=_trial_number,

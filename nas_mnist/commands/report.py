@@ -5,24 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nas_mnist.commands._common import EXIT_OK, UsageError
+from nas_mnist.commands._common import EXIT_OK, UsageError, add_study_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from nas_mnist.study import DEFAULT_STORAGE, DEFAULT_STUDY_NAME
-
-    parser.add_argument(
-        "--storage",
-        default=DEFAULT_STORAGE,
-        metavar="URL",
-        help=f"Optuna storage URL of the study (default: {DEFAULT_STORAGE})",
-    )
-    parser.add_argument(
-        "--study-name",
-        default=DEFAULT_STUDY_NAME,
-        metavar="NAME",
-        help=f"the study, finished or still running (default: {DEFAULT_STUDY_NAME})",
-    )
+    add_study_arguments(parser, "the study, finished or still running")
     parser.add_argument(
         "--out",
         metavar="DIR",

@@ -9,6 +9,7 @@ from nas_mnist.commands._common import (
     EXIT_OK,
     UsageError,
     add_data_arguments,
+    add_study_arguments,
     load_data,
     positive_float,
     positive_int,
@@ -30,8 +31,6 @@ LEADERBOARD_COLUMNS = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from nas_mnist.study import DEFAULT_STORAGE, DEFAULT_STUDY_NAME
-
     parser.add_argument(
         "--trials",
         type=positive_int,
@@ -62,18 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--space", metavar="FILE", help="search-space file (default: search_spaces/default.yaml)"
     )
-    parser.add_argument(
-        "--storage",
-        default=DEFAULT_STORAGE,
-        metavar="URL",
-        help=f"Optuna storage URL (default: {DEFAULT_STORAGE})",
-    )
-    parser.add_argument(
-        "--study-name",
-        default=DEFAULT_STUDY_NAME,
-        metavar="NAME",
-        help=f"study name; an existing study is resumed (default: {DEFAULT_STUDY_NAME})",
-    )
+    add_study_arguments(parser, "study name; an existing study is resumed")
     parser.add_argument(
         "--tracking-uri",
         metavar="URI",
@@ -121,17 +109,21 @@ def run(args: argparse.Namespace) -> int:
     def on_stale_trial(study: object, trial: object) -> None:
         handle_dead_trial(study, trial, tracker, "killed: its worker sent no heartbeat")
 
-    study, created = open_study(args.storage, args.study_name, seed=args.seed,
-                                on_stale_trial=on_stale_trial)
+    study, created = open_study(
+        args.storage, args.study_name, seed=args.seed, on_stale_trial=on_stale_trial
+    )
     others = live_workers(study)
     if others and args.storage.startswith("sqlite"):
         raise UsageError(
             f"another worker ({', '.join(sorted(others))}) is running study {args.study_name!r} "
             "on this SQLite storage; SQLite locks under concurrent writers, so run several "
-            "workers on a PostgreSQL storage (see the README's 'Several workers')")
+            "workers on a PostgreSQL storage (see the README's 'Several workers')"
+        )
     for number in recover_dead_trials(study, tracker):
-        console.print(f"trial {number} was left running by a dead worker: marked failed, its "
-                      "configuration queued for one retry")
+        console.print(
+            f"trial {number} was left running by a dead worker: marked failed, its "
+            "configuration queued for one retry"
+        )
     if created or not others:  # with several workers, the one that created the study seeds
         seed_baselines(study, space, baselines)
     parent_run_id = tracker.attach_parent_run(study, wait_seconds=0 if created else 30)
@@ -146,8 +138,13 @@ def run(args: argparse.Namespace) -> int:
     from nas_mnist.objective import Objective, ObjectiveConfig
     from nas_mnist.report import ParentRunRefresher
 
-    config = ObjectiveConfig(epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
-                             max_params=args.max_params, max_trials=args.trials)
+    config = ObjectiveConfig(
+        epochs=args.epochs,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        max_params=args.max_params,
+        max_trials=args.trials,
+    )
     status = "FINISHED"
     with RichProgress(args.trials, done, disable=args.no_progress) as progress:
         objective = Objective(
@@ -177,8 +174,10 @@ def run(args: argparse.Namespace) -> int:
         f"MLflow: experiment {args.study_name!r} (id {experiment_id}), parent run "
         f"{parent_run_id} in {tracker.tracking_uri}"
     )
-    console.print(f"        browse with: nas-mnist ui --tracking-uri {tracker.tracking_uri} "
-                  f"--study-name {args.study_name}")
+    console.print(
+        f"        browse with: nas-mnist ui --tracking-uri {tracker.tracking_uri} "
+        f"--study-name {args.study_name}"
+    )
     if outcome["stopped_for_failures"]:
         console.print("[red]stopped: too many trials failed in a row; see the note column[/]")
         return EXIT_FAILURE
