@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +170,67 @@ def load_existing_study(storage_url: str, study_name: str) -> optuna.Study:
             f"{', '.join(names) or 'none'}"
         )
     return optuna.load_study(study_name=study_name, storage=storage)
+
+
+@contextlib.contextmanager
+def storage_lock(storage_url: str, name: str, timeout: float = 120.0) -> Iterator[None]:
+    """Hold a lock named ``name`` across every worker of one storage while the block runs.
+
+    Used where workers must not interleave read-then-write steps, such as seeding baselines
+    (two workers that both see an empty study would both enqueue them). PostgreSQL uses a
+    session advisory lock (``pg_advisory_lock``), MySQL ``GET_LOCK``, SQLite an exclusive
+    ``flock`` on the database file (independent of SQLite's own POSIX locks on Linux).
+
+    Raises:
+        TimeoutError: the lock was not acquired within ``timeout`` seconds.
+    """
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.pool import NullPool
+
+    parsed = make_url(storage_url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        import fcntl
+
+        deadline = time.monotonic() + timeout
+        with open(Path(parsed.database).expanduser(), "a+b") as handle:
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"lock {name!r} on {storage_url} not acquired") from None
+                    time.sleep(0.1)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return
+    # A 63-bit key from the name, for pg_advisory_lock(bigint).
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") >> 1
+    engine = create_engine(storage_url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            if backend == "postgresql":
+                connection.execute(text(f"SET lock_timeout = {int(timeout * 1000)}"))
+                connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+                release = text("SELECT pg_advisory_unlock(:key)")
+            else:
+                got = connection.execute(
+                    text("SELECT GET_LOCK(:name, :timeout)"),
+                    {"name": f"nas-mnist:{key}", "timeout": int(timeout)},
+                ).scalar()
+                if got != 1:
+                    raise TimeoutError(f"lock {name!r} on {storage_url} not acquired")
+                release = text(f"SELECT RELEASE_LOCK('nas-mnist:{key}')")
+            try:
+                yield
+            finally:
+                connection.execute(release, {"key": key})
+    finally:
+        engine.dispose()
 
 
 def count_finished(study: optuna.Study) -> int:

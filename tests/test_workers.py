@@ -72,3 +72,39 @@ def test_workers_share_the_study_exactly(tmp_path, real_mnist_path):
     assert all(t.state == TrialState.FAIL and t.user_attrs["reason"].startswith("surplus")
                for t in surplus)
     assert Path(tmp_path).is_dir()
+
+
+def _seed_from_a_worker(study_name: str, start: object, out: object) -> None:
+    from nas_mnist.baselines import BASELINES as CATALOG
+    from nas_mnist.search_space import load_search_space
+    from nas_mnist.seeding import seed_baselines
+    from nas_mnist.study import open_study, storage_lock
+
+    study, _ = open_study(STORAGE, study_name)
+    space = load_search_space(None)
+    start.wait()
+    with storage_lock(STORAGE, f"seed:{study_name}"):
+        out.put(seed_baselines(study, space, list(CATALOG)))
+
+
+def test_workers_started_together_seed_each_baseline_once():
+    import multiprocessing
+
+    from nas_mnist.baselines import BASELINES as CATALOG
+    from nas_mnist.study import open_study
+
+    study_name = f"seed-{uuid.uuid4().hex[:8]}"
+    open_study(STORAGE, study_name)
+    context = multiprocessing.get_context("spawn")
+    start, out = context.Barrier(4), context.Queue()
+    workers = [context.Process(target=_seed_from_a_worker, args=(study_name, start, out))
+               for _ in range(4)]
+    for w in workers:
+        w.start()
+    enqueued = [out.get(timeout=300) for _ in workers]
+    for w in workers:
+        w.join(timeout=60)
+    assert sorted(n for names in enqueued for n in names) == sorted(b.name for b in CATALOG)
+    study = optuna.load_study(study_name=study_name, storage=STORAGE)
+    seeded = Counter(t.user_attrs["baseline"] for t in study.get_trials())
+    assert seeded == Counter(b.name for b in CATALOG)

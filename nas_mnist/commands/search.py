@@ -91,7 +91,13 @@ def run(args: argparse.Namespace) -> int:
     from nas_mnist.recovery import handle_dead_trial, live_workers, recover_dead_trials
     from nas_mnist.search_space import load_search_space
     from nas_mnist.seeding import seed_baselines
-    from nas_mnist.study import count_finished, open_study, run_trials, validate_storage_url
+    from nas_mnist.study import (
+        count_finished,
+        open_study,
+        run_trials,
+        storage_lock,
+        validate_storage_url,
+    )
     from nas_mnist.tracking import EXPERIMENT_ATTR, Tracker
 
     # 1. Validate every input before anything is created.
@@ -124,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
             f"trial {number} was left running by a dead worker: marked failed, its "
             "configuration queued for one retry"
         )
-    if created or not others:  # with several workers, the one that created the study seeds
+    # Seeding reads the study, then enqueues what is missing: workers take turns.
+    with storage_lock(args.storage, f"seed:{args.study_name}"):
         seed_baselines(study, space, baselines)
     parent_run_id = tracker.attach_parent_run(study, wait_seconds=0 if created else 30)
     experiment_id = study.user_attrs[EXPERIMENT_ATTR]
