@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,6 +23,7 @@ from nas_mnist.search_space import SearchSpace
 from nas_mnist.spec import ArchitectureSpec, SpecError
 from nas_mnist.study import count_claimed
 from nas_mnist.tracking import RUN_ATTR, Tracker
+from nas_mnist.training import TrainingOptions
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +31,7 @@ logger = logging.getLogger(__name__)
 SPEC_ATTR = "spec"
 REASON_ATTR = "reason"
 MODEL_URI_ATTR = "model_uri"
+PHASE_SECONDS_ATTR = "phase_seconds"
 SUMMARY_ATTRS = ("depth", "kernel_sizes", "num_pools", "num_batch_norm", "optimizer", "params")
 
 
@@ -63,6 +66,7 @@ class ObjectiveConfig:
         max_trials: the study-wide ``--trials``; a trial that would exceed it (several workers
             started the last trials at once) ends at once as a failed "surplus" trial, without
             training or an MLflow run, and its worker stops.
+        training: input pipeline settings passed to ``train_spec``.
     """
 
     epochs: int = 15
@@ -70,6 +74,7 @@ class ObjectiveConfig:
     batch_size: int | None = None
     max_params: int | None = None
     max_trials: int | None = None
+    training: TrainingOptions = field(default_factory=TrainingOptions)
 
 
 class SurplusTrialError(RuntimeError):
@@ -138,10 +143,14 @@ class Objective:
         self.config = config
         self.listener = listener or _NoListener()
         self.spec_for_trial = spec_for_trial or (lambda trial: seeding.spec_for_trial(trial, space))
+        from nas_mnist.training import freeze_long_lived_objects
+
+        freeze_long_lived_objects()
 
     def __call__(self, trial: optuna.Trial) -> float:
         from nas_mnist.training import NanLossError, train_spec
 
+        trial_start = time.perf_counter()
         trial.set_user_attr(WORKER_ATTR, worker_id())
         if self.config.max_trials is not None:
             claimed = count_claimed(trial.study, before_number=trial.number)
@@ -191,11 +200,15 @@ class Objective:
                 callbacks=_epoch_callbacks(trial, self.tracker, run_id, self.listener),
                 seed=self.config.seed + trial.number,
                 batch_size=self.config.batch_size,
+                options=self.config.training,
             )
+            artifacts_start = time.perf_counter()
             model_uri = self._save_model(result.model, run_id)
             from nas_mnist.report import log_trial_artifacts  # summary, curves, num.* metrics
 
             log_trial_artifacts(self.tracker, run_id, spec, result, title=_run_name(trial))
+            phases = dict(result.phase_seconds)
+            phases["artifacts"] = time.perf_counter() - artifacts_start
             for key, value in (
                 ("val_accuracy", result.val_accuracy),
                 ("test_accuracy", result.test_accuracy),
@@ -214,6 +227,12 @@ class Objective:
                     "best_epoch": result.best_epoch,
                 },
             )
+            # Everything that is not training or the test evaluation: spec to model, compile,
+            # MLflow and Optuna writes, artifacts (scripts/bench_training.py reports its share).
+            phases["total"] = time.perf_counter() - trial_start
+            phases["overhead"] = phases["total"] - phases["fit"] - phases["test_eval"]
+            trial.set_user_attr(PHASE_SECONDS_ATTR, {k: round(v, 4) for k, v in phases.items()})
+            self.tracker.log_metrics(run_id, {f"seconds.{k}": v for k, v in phases.items()})
             self.tracker.end_trial_run(run_id, "complete")
             self.listener.trial_ended(trial.number, "complete", result.val_accuracy)
             return result.val_accuracy

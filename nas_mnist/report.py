@@ -49,6 +49,11 @@ IMPORTANCE_EVERY = 10
 """Complete trials between two parameter-importance refreshes of the parent run (see
 ``ParentRunRefresher``)."""
 
+MAX_REFRESH_SHARE = 0.01
+"""Largest share of a search's wall-clock time that parent-run refreshes may take: after a
+refresh of s seconds, the next one waits until s / 0.01 seconds have passed (see
+``ParentRunRefresher``)."""
+
 REPORT_COLUMNS = (
     "trial",
     "baseline",
@@ -397,7 +402,7 @@ def write_study_plots(
 
 
 class ParentRunRefresher:
-    """Study callback: after each finished trial, refresh the parent run's ``study/`` artifacts.
+    """Study callback: after finished trials, refresh the parent run's ``study/`` artifacts.
 
     Writes ``leaderboard.csv`` and ``write_study_plots`` into a temporary folder and logs them to
     the study's parent run under ``study/`` (overwriting the previous refresh), and logs the
@@ -413,6 +418,11 @@ class ParentRunRefresher:
     and 4 s while a training job shares the cores). Next to trials that train for minutes this is
     well under 1% of a search. ``nas-mnist report`` always computes importances.
 
+    Short trials (a 1-epoch trial on 10,000 images takes about 6 s on that machine) would make a
+    refresh after every trial a large share of the search, so refreshes are throttled: after the
+    first trial, a refresh is skipped while less than ``refresh_seconds / max_share`` seconds have
+    passed since the previous one ended. The refresh after the study's last trial always happens.
+
     A refresh that fails is logged as a warning; it never fails the trial or the search.
 
     Args:
@@ -421,6 +431,8 @@ class ParentRunRefresher:
         n_trials: the search's ``--trials`` (the study-wide total of finished trials), so that
             importances are refreshed once more when the search ends; ``None`` if unknown.
         importance_every: complete trials between two importance refreshes.
+        max_share: largest share of wall-clock time spent refreshing (0 < max_share <= 1; 1
+            refreshes after every trial).
     """
 
     def __init__(
@@ -429,15 +441,28 @@ class ParentRunRefresher:
         parent_run_id: str,
         n_trials: int | None = None,
         importance_every: int = IMPORTANCE_EVERY,
+        max_share: float = MAX_REFRESH_SHARE,
     ) -> None:
         self.tracker = tracker
         self.parent_run_id = parent_run_id
         self.n_trials = n_trials
         self.importance_every = importance_every
+        self.max_share = max_share
+        self._last_end: float | None = None
+        self._last_seconds = 0.0
+        self._importance_pending = False
 
     def __call__(self, study: Any, trial: Any) -> None:
+        from nas_mnist.study import count_finished
+
+        self._importance_pending |= self._importance_due(study, trial)
+        last = self.n_trials is not None and count_finished(study) >= self.n_trials
+        if not last and self._last_end is not None and self.max_share < 1:
+            if time.monotonic() - self._last_end < self._last_seconds / self.max_share:
+                return
         try:
-            self.refresh(study, importance=self._importance_due(study, trial))
+            self._last_seconds = self.refresh(study, importance=self._importance_pending)
+            self._importance_pending = False
         except Exception:
             logger.warning(
                 "could not refresh the study artifacts of parent run %s after trial %d",
@@ -445,6 +470,7 @@ class ParentRunRefresher:
                 trial.number,
                 exc_info=True,
             )
+        self._last_end = time.monotonic()
 
     def _importance_due(self, study: Any, trial: Any) -> bool:
         from optuna.trial import TrialState

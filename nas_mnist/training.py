@@ -26,6 +26,34 @@ logger = logging.getLogger(__name__)
 EVAL_BATCH_SIZE = 1024
 """Images per batch when evaluating: larger than training batches, since no gradients are kept."""
 
+
+@dataclass(frozen=True)
+class TrainingOptions:
+    """How batches reach the model; none of these changes what is learned.
+
+    ``scripts/bench_training.py`` measures each option against the notebooks' plain ``model.fit``
+    on NumPy arrays; ``docs/benchmarks.md`` has the table behind the defaults.
+
+    Attributes:
+        input_pipeline: "dataset" feeds ``tf.data`` pipelines built once per process from tensors
+            (TensorFlow backend only; other backends fall back to "arrays"); "arrays" passes the
+            NumPy arrays to ``fit`` as the notebooks do.
+        eval_batch_size: images per batch for validation and test evaluation.
+        steps_per_execution: training steps per compiled call (Keras' ``steps_per_execution``);
+            more steps per call means less Python work per step.
+    """
+
+    input_pipeline: str = "dataset"
+    eval_batch_size: int = EVAL_BATCH_SIZE
+    steps_per_execution: int = 1
+
+    def __post_init__(self) -> None:
+        if self.input_pipeline not in ("dataset", "arrays"):
+            raise ValueError(f"input_pipeline must be 'dataset' or 'arrays', got "
+                             f"{self.input_pipeline!r}")
+        if self.eval_batch_size < 1 or self.steps_per_execution < 1:
+            raise ValueError("eval_batch_size and steps_per_execution must be >= 1")
+
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 
@@ -55,6 +83,8 @@ class TrainingResult:
         test_loss: cross-entropy on the test split, or None.
         num_params: the model's parameter count.
         train_seconds: wall-clock seconds spent in ``fit`` (all epochs, validation included).
+        phase_seconds: wall-clock seconds per phase: "build" (spec to compiled model), "fit"
+            (= ``train_seconds``), "test_eval" (0 when the test split is not evaluated).
     """
 
     model: keras.Model
@@ -65,7 +95,7 @@ class TrainingResult:
     test_loss: float | None
     num_params: int
     train_seconds: float
-    extra: dict[str, Any] = field(default_factory=dict)
+    phase_seconds: dict[str, float] = field(default_factory=dict)
 
 
 class _BestEpoch(keras.callbacks.Callback):
@@ -96,6 +126,20 @@ class _BestEpoch(keras.callbacks.Callback):
             self.best_weights = self.model.get_weights()
 
 
+def freeze_long_lived_objects() -> None:
+    """Move every object alive now out of the garbage collector's reach (``gc.freeze()``).
+
+    Call once per process after start-up (TensorFlow, MLflow, Optuna imported; data loaded).
+    Each trial collects garbage up to three times (``release_memory``, Keras' ``clear_session``
+    and Optuna's ``gc_after_trial``); with those half a million start-up objects tracked, each
+    full collection took about 0.26 s on this project's 2-core CPU machine, after the freeze a
+    few microseconds (``scripts/bench_training.py`` measures the per-trial overhead). Frozen
+    objects are never freed, which is what start-up objects are anyway.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def release_memory() -> None:
     """Free what earlier trials of this process left behind: Keras' global state and garbage.
 
@@ -108,6 +152,58 @@ def release_memory() -> None:
     gc.collect()
 
 
+class _DatasetCache:
+    """``tf.data`` inputs made once per process for one ``DataSplits`` and kept as tensors.
+
+    Converting the NumPy splits to tensors costs a copy of every image; doing it once per process
+    (not once per trial, as ``fit`` on arrays does) is the point of this cache.
+    """
+
+    def __init__(self) -> None:
+        self._splits: DataSplits | None = None
+        self._tensors: dict[str, Any] = {}
+
+    def tensors(self, data: DataSplits) -> dict[str, Any]:
+        import tensorflow as tf
+
+        if self._splits is not data:
+            self._tensors = {}
+            self._splits = data
+            with tf.device("/CPU:0"):
+                for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+                    self._tensors[name] = tf.constant(getattr(data, name))
+        return self._tensors
+
+    def train(self, data: DataSplits, batch_size: int, seed: int | None) -> Any:
+        """Shuffled each epoch (seeded), batched, prefetched."""
+        import tensorflow as tf
+
+        t = self.tensors(data)
+        return (
+            tf.data.Dataset.from_tensor_slices((t["x_train"], t["y_train"]))
+            .shuffle(data.num_train, seed=seed, reshuffle_each_iteration=True)
+            .batch(batch_size)
+            .prefetch(tf.data.AUTOTUNE)
+        )
+
+    def evaluation(self, data: DataSplits, split: str, batch_size: int) -> Any:
+        import tensorflow as tf
+
+        t = self.tensors(data)
+        return (
+            tf.data.Dataset.from_tensor_slices((t[f"x_{split}"], t[f"y_{split}"]))
+            .batch(batch_size)
+            .prefetch(tf.data.AUTOTUNE)
+        )
+
+
+_DATASETS = _DatasetCache()
+
+
+def _uses_datasets(options: TrainingOptions) -> bool:
+    return options.input_pipeline == "dataset" and keras.backend.backend() == "tensorflow"
+
+
 def train_spec(
     spec: ArchitectureSpec,
     data: DataSplits,
@@ -117,6 +213,7 @@ def train_spec(
     seed: int | None = None,
     evaluate_test: bool = True,
     batch_size: int | None = None,
+    options: TrainingOptions | None = None,
 ) -> TrainingResult:
     """Train ``spec`` on ``data.x_train`` and validate each epoch on ``data.x_val``.
 
@@ -132,6 +229,7 @@ def train_spec(
         evaluate_test: evaluate the best-epoch model once on the test split (reporting only; the
             test split never selects anything).
         batch_size: overrides ``spec.batch_size`` (images per step).
+        options: input pipeline settings (default ``TrainingOptions()``).
 
     Returns:
         A ``TrainingResult`` whose model holds the best epoch's weights.
@@ -142,31 +240,44 @@ def train_spec(
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
+    options = options or TrainingOptions()
     release_memory()
     if seed is not None:
         keras.utils.set_random_seed(seed)
-    model = compile_model(build_model(spec), spec)
-    tracker = _BestEpoch()
     start = time.perf_counter()
-    model.fit(
-        data.x_train,
-        data.y_train,
-        batch_size=batch_size or spec.batch_size,
-        epochs=epochs,
-        validation_data=(data.x_val, data.y_val),
-        validation_batch_size=EVAL_BATCH_SIZE,
-        callbacks=[tracker, *callbacks],
-        verbose=0,
-    )
-    train_seconds = time.perf_counter() - start
+    model = compile_model(build_model(spec), spec, steps_per_execution=options.steps_per_execution)
+    batch_size = batch_size or spec.batch_size
+    if _uses_datasets(options):
+        inputs = {
+            "x": _DATASETS.train(data, batch_size, seed),
+            "validation_data": _DATASETS.evaluation(data, "val", options.eval_batch_size),
+            "shuffle": False,  # the dataset shuffles itself
+        }
+    else:
+        inputs = {
+            "x": data.x_train,
+            "y": data.y_train,
+            "batch_size": batch_size,
+            "validation_data": (data.x_val, data.y_val),
+            "validation_batch_size": options.eval_batch_size,
+        }
+    tracker = _BestEpoch()
+    fit_start = time.perf_counter()
+    model.fit(**inputs, epochs=epochs, callbacks=[tracker, *callbacks], verbose=0)
+    train_seconds = time.perf_counter() - fit_start
+    phases = {"build": fit_start - start, "fit": train_seconds, "test_eval": 0.0}
     if tracker.best_weights is not None:
         model.set_weights(tracker.best_weights)
     test_loss = test_accuracy = None
     if evaluate_test:
-        test_loss, test_accuracy = (
-            float(v)
-            for v in model.evaluate(data.x_test, data.y_test, batch_size=EVAL_BATCH_SIZE, verbose=0)
+        eval_start = time.perf_counter()
+        test_inputs = (
+            {"x": _DATASETS.evaluation(data, "test", options.eval_batch_size)}
+            if _uses_datasets(options)
+            else {"x": data.x_test, "y": data.y_test, "batch_size": options.eval_batch_size}
         )
+        test_loss, test_accuracy = (float(v) for v in model.evaluate(**test_inputs, verbose=0))
+        phases["test_eval"] = time.perf_counter() - eval_start
     return TrainingResult(
         model=model,
         history=tracker.history,
@@ -176,4 +287,5 @@ def train_spec(
         test_loss=test_loss,
         num_params=int(model.count_params()),
         train_seconds=train_seconds,
+        phase_seconds=phases,
     )

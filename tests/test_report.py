@@ -109,6 +109,31 @@ class _BrokenTracker:
         return fail
 
 
+class _CountingRefresher(ParentRunRefresher):
+    """Records refreshes instead of making them; each 'takes' ``seconds``."""
+
+    def __init__(self, n_trials, max_share, seconds):
+        super().__init__(None, "parent", n_trials=n_trials, max_share=max_share)
+        self.seconds, self.refreshed_after = seconds, []
+
+    def refresh(self, study, importance=True):
+        self.refreshed_after.append(len(study.trials) - 1)
+        return self.seconds
+
+
+@pytest.mark.parametrize(("max_share", "seconds", "expected"), [
+    (1.0, 5.0, [0, 1, 2, 3, 4]),   # no throttle: after every trial
+    (0.01, 5.0, [0, 4]),           # a 5 s refresh may run once per 500 s: first and last only
+    (0.01, 0.0, [0, 1, 2, 3, 4]),  # a free refresh is never skipped
+])
+def test_parent_run_refreshes_are_throttled_to_a_share_of_the_search(max_share, seconds,
+                                                                     expected):
+    refresher = _CountingRefresher(5, max_share, seconds)
+    study = optuna.create_study(direction="maximize")
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=5, callbacks=[refresher])
+    assert refresher.refreshed_after == expected
+
+
 def test_refresh_and_trial_artifact_errors_never_fail_a_trial(caplog):
     study = optuna.create_study(direction="maximize")
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
@@ -257,9 +282,10 @@ def test_parent_run_has_the_study_leaderboard_and_plots(searched, tmp_path):
     png = Path(client.download_artifacts(parent_id, "study/parallel_coordinate.png",
                                          str(tmp_path)))
     assert_real_png(png)
-    # One refresh per finished trial, each timed.
+    # Refreshed after the first and the last trial at least (throttled in between), each timed.
     refreshes = client.get_metric_history(parent_id, "refresh_seconds")
-    assert len(refreshes) == NUM_TRIALS and all(0 < m.value < 60 for m in refreshes)
+    assert 2 <= len(refreshes) <= NUM_TRIALS and all(0 < m.value < 60 for m in refreshes)
+    assert max(m.step for m in refreshes) == NUM_TRIALS - 1
     best = client.get_metric_history(parent_id, "best_val_accuracy")
     assert best[-1].value == pytest.approx(searched["study"].best_value)
 
