@@ -5,7 +5,13 @@ The flow, one module per step: ``data`` -> ``search_space`` -> ``spec`` -> ``bui
 Importing the package is cheap: TensorFlow is imported only by the modules that build or train.
 """
 
-from nas_mnist.spec import ArchitectureSpec, SpecError
+import os
+
+# JAX preallocates 75% of a GPU's memory at import unless told not to; several workers (or trials)
+# sharing one GPU need it off (nas_mnist.accelerator).
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+from nas_mnist.spec import ArchitectureSpec, SpecError  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -98,6 +98,11 @@ def build_model(spec: ArchitectureSpec, name: str | None = None) -> keras.Model:
     for layer in layers:
         x = _apply(layer, x)
     outputs = _apply(spec.output, x)
+    if keras.config.dtype_policy().compute_dtype != "float32":
+        # Mixed precision: softmax and loss in float32 (Keras' mixed precision guide).
+        outputs = keras.layers.Activation("linear", dtype="float32", name="float32_output")(
+            outputs
+        )
     return keras.Model(inputs, outputs, name=name or f"nas_mnist_{spec.spec_id}")
 
 

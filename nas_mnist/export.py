@@ -180,8 +180,10 @@ def pick_trial(study: optuna.Study, trial_number: int | None = None) -> optuna.t
 
 
 def _val_accuracy(trial: optuna.trial.FrozenTrial) -> float:
-    value = trial.user_attrs.get("val_accuracy", trial.value)
-    return float("-inf") if value is None else float(value)
+    from nas_mnist.study import val_accuracy_of
+
+    value = val_accuracy_of(trial)
+    return float("-inf") if value is None else value
 
 
 def trial_spec(trial: optuna.trial.FrozenTrial) -> ArchitectureSpec:

@@ -7,6 +7,8 @@ from typing import Any
 
 import pandas as pd
 
+from nas_mnist.study import val_accuracy_of
+
 COLUMNS = (
     "trial",
     "baseline",
@@ -20,6 +22,8 @@ COLUMNS = (
     "num_batch_norm",
     "optimizer",
     "train_seconds",
+    "latency_ms",
+    "pareto",
     "reason",
     "note",
 )
@@ -56,15 +60,19 @@ def leaderboard(study: Any, states: tuple[str, ...] | None = None) -> pd.DataFra
     Returns:
         A DataFrame with the columns in ``COLUMNS``. ``val_accuracy`` is the best epoch's for
         complete trials and the last reported one for pruned trials; ``test_accuracy`` is set
-        for complete trials only (reporting, never selection).
+        for complete trials only (reporting, never selection). In a multi-objective study
+        (``--objective val_accuracy,params``) ``pareto`` is True for the trials on the Pareto
+        front (Optuna's ``study.best_trials``), which come first; otherwise it is None.
+        ``latency_ms`` is set when latency was measured (``--objective ...,latency``).
     """
+    front = {t.number for t in study.best_trials} if len(study.directions) > 1 else None
     rows = []
     for t in study.get_trials(deepcopy=False):
         state = t.state.name.lower()
         if states is not None and state not in states:
             continue
         attrs = t.user_attrs
-        val = t.value if t.value is not None else attrs.get("val_accuracy")
+        val = val_accuracy_of(t)
         if val is None and t.intermediate_values:
             val = max(t.intermediate_values.values())
         rows.append(
@@ -81,13 +89,17 @@ def leaderboard(study: Any, states: tuple[str, ...] | None = None) -> pd.DataFra
                 "num_batch_norm": attrs.get("num_batch_norm"),
                 "optimizer": attrs.get("optimizer", ""),
                 "train_seconds": _number(attrs.get("train_seconds")),
+                "latency_ms": _number(attrs.get("latency_ms")),
+                "pareto": None if front is None else t.number in front,
                 "reason": attrs.get("reason", ""),
                 "note": _short(attrs.get("reason", "")),
             }
         )
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
-    complete_first = frame["state"].ne("complete")
-    frame = frame.assign(_rank=complete_first).sort_values(
+    rank = frame["state"].ne("complete").astype(int)
+    if front is not None:
+        rank = rank * 2 + frame["pareto"].ne(True).astype(int)
+    frame = frame.assign(_rank=rank).sort_values(
         ["_rank", "val_accuracy", "trial"], ascending=[True, False, True], na_position="last"
     )
     return frame.drop(columns="_rank").reset_index(drop=True)
@@ -141,6 +153,10 @@ def format_cell(value: Any, column: str) -> str:
         return f"{int(value):,}"
     if column == "train_seconds":
         return f"{value:.1f}"
+    if column == "latency_ms":
+        return f"{value:.3f}"
+    if column == "pareto":
+        return "yes" if value else ""
     if column == "learning_rate":
         return f"{value:.3g}"
     if isinstance(value, float) and value.is_integer():

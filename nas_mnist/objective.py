@@ -67,6 +67,10 @@ class ObjectiveConfig:
             started the last trials at once) ends at once as a failed "surplus" trial, without
             training or an MLflow run, and its worker stops.
         training: input pipeline settings passed to ``train_spec``.
+        objectives: what the trial returns, in order: val_accuracy, then optionally params
+            (parameter count) and latency (milliseconds per image, ``measure_latency_ms``).
+            With more than one, trials are neither reported per epoch nor pruned (Optuna does
+            not prune multi-objective studies).
     """
 
     epochs: int = 15
@@ -75,6 +79,34 @@ class ObjectiveConfig:
     max_params: int | None = None
     max_trials: int | None = None
     training: TrainingOptions = field(default_factory=TrainingOptions)
+    objectives: tuple[str, ...] = ("val_accuracy",)
+
+
+LATENCY_BATCH = 256
+LATENCY_REPEATS = 5
+
+
+def measure_latency_ms(model: Any, images: Any) -> float:
+    """Milliseconds per image for inference on this machine.
+
+    Predicts batches of ``LATENCY_BATCH`` images with ``model.predict_on_batch`` (compiled, no
+    callbacks) ``LATENCY_REPEATS`` times after one warm-up call and returns the median time
+    divided by the batch size.
+
+    Args:
+        model: a trained ``keras.Model``.
+        images: float32 array (n, 28, 28, 1); the first ``LATENCY_BATCH`` are used.
+    """
+    import statistics
+
+    batch = images[:LATENCY_BATCH]
+    model.predict_on_batch(batch)
+    times = []
+    for _ in range(LATENCY_REPEATS):
+        start = time.perf_counter()
+        model.predict_on_batch(batch)
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times) / len(batch)
 
 
 class SurplusTrialError(RuntimeError):
@@ -82,9 +114,10 @@ class SurplusTrialError(RuntimeError):
 
 
 def _epoch_callbacks(
-    trial: optuna.Trial, tracker: Tracker, run_id: str, listener: SearchListener
+    trial: optuna.Trial, tracker: Tracker, run_id: str, listener: SearchListener, prune: bool
 ) -> list[Any]:
-    """Keras callbacks that log each epoch to MLflow, report it to Optuna and prune."""
+    """Keras callbacks that log each epoch to MLflow and, if ``prune``, report it to Optuna
+    and prune."""
     import keras
 
     class TrialCallback(keras.callbacks.Callback):
@@ -93,7 +126,7 @@ def _epoch_callbacks(
             tracker.log_metrics(run_id, logs, step=epoch)
             listener.epoch_ended(trial.number, epoch, logs)
             value = logs.get("val_accuracy")
-            if value is None:
+            if value is None or not prune:
                 return
             trial.report(value, epoch)
             if trial.should_prune():
@@ -147,7 +180,7 @@ class Objective:
 
         freeze_long_lived_objects()
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         from nas_mnist.training import NanLossError, train_spec
 
         trial_start = time.perf_counter()
@@ -197,11 +230,19 @@ class Objective:
                 spec,
                 self.data,
                 self.config.epochs,
-                callbacks=_epoch_callbacks(trial, self.tracker, run_id, self.listener),
+                callbacks=_epoch_callbacks(
+                    trial, self.tracker, run_id, self.listener,
+                    prune=len(self.config.objectives) == 1,
+                ),
                 seed=self.config.seed + trial.number,
                 batch_size=self.config.batch_size,
                 options=self.config.training,
             )
+            values = {"val_accuracy": result.val_accuracy, "params": float(result.num_params)}
+            if "latency" in self.config.objectives:
+                values["latency"] = measure_latency_ms(result.model, self.data.x_val)
+                trial.set_user_attr("latency_ms", values["latency"])
+                self.tracker.log_metrics(run_id, {"latency_ms": values["latency"]})
             artifacts_start = time.perf_counter()
             model_uri = self._save_model(result.model, run_id)
             from nas_mnist.report import log_trial_artifacts  # summary, curves, num.* metrics
@@ -235,7 +276,9 @@ class Objective:
             self.tracker.log_metrics(run_id, {f"seconds.{k}": v for k, v in phases.items()})
             self.tracker.end_trial_run(run_id, "complete")
             self.listener.trial_ended(trial.number, "complete", result.val_accuracy)
-            return result.val_accuracy
+            if len(self.config.objectives) == 1:
+                return result.val_accuracy
+            return tuple(values[name] for name in self.config.objectives)
         except optuna.TrialPruned as exc:
             self._end(trial, run_id, "pruned", str(exc) or "pruned")
             raise

@@ -31,6 +31,7 @@ STUDY_PLOTS = (
     "intermediate_values",
     "parallel_coordinate",
     "param_importances",
+    "pareto_front",
 )
 """Optuna plots written for a study; the file names are ``<kind>.html`` and ``<kind>.png``."""
 

@@ -34,6 +34,7 @@ from typing import Any
 
 from nas_mnist.leaderboard import format_cell
 from nas_mnist.spec import OPTIMIZERS, ArchitectureSpec, Dense
+from nas_mnist.study import study_objectives, val_accuracy_of
 
 logger = logging.getLogger(__name__)
 
@@ -267,7 +268,8 @@ def architecture_study(study: Any) -> Any:
     rows = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         spec = t.user_attrs.get("spec")
-        if not spec or t.value is None or not math.isfinite(t.value):
+        value = val_accuracy_of(t)
+        if not spec or value is None or not math.isfinite(value):
             continue
         try:
             features = numeric_params(ArchitectureSpec.from_dict(spec))
@@ -290,7 +292,7 @@ def architecture_study(study: Any) -> Any:
             optuna.trial.create_trial(
                 params={k: (optimizer if k == "optimizer" else features[k]) for k in distributions},
                 distributions=distributions,
-                value=t.value,
+                value=val_accuracy_of(t),
                 user_attrs={"trial": t.number},
             )
             for t, features, optimizer in rows
@@ -317,7 +319,8 @@ def write_study_plots(
     include_plotlyjs: bool | str = True,
 ) -> tuple[list[Path], dict[str, str]]:
     """Write Optuna's optimization history, intermediate values (per-epoch val_accuracy of every
-    trial), parallel coordinates and parameter importances as HTML and PNG.
+    trial), parallel coordinates and parameter importances as HTML and PNG; for a
+    multi-objective study also the Pareto front (``pareto_front``).
 
     Parallel coordinates and importances use ``architecture_study(study)``; importances are
     fANOVA's (Optuna's default evaluator, seeded), also written as ``param_importances.json``.
@@ -356,12 +359,22 @@ def write_study_plots(
             logger.warning("could not draw %s: %s", kind, exc, exc_info=True)
             skipped[kind] = f"{type(exc).__name__}: {exc}"
 
+    objectives = study_objectives(study)
+    multi = len(objectives) > 1
     draw(
         "optimization_history",
         None if complete else "no complete trial yet",
         study=study,
         target_name="val_accuracy",
+        **({"target": val_accuracy_of} if multi else {}),
     )
+    if multi:
+        draw(
+            "pareto_front",
+            None if complete else "no complete trial yet",
+            study=study,
+            target_names=[n if n != "latency" else "latency_ms" for n in objectives],
+        )
     draw(
         "intermediate_values",
         None
@@ -549,9 +562,11 @@ def best_complete_trial(study: Any) -> Any | None:
     candidates = [
         t
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.value is not None and math.isfinite(t.value) and t.user_attrs.get("model_uri")
+        if val_accuracy_of(t) is not None
+        and math.isfinite(val_accuracy_of(t))
+        and t.user_attrs.get("model_uri")
     ]
-    return max(candidates, key=lambda t: (t.value, -t.number), default=None)
+    return max(candidates, key=lambda t: (val_accuracy_of(t), -t.number), default=None)
 
 
 def evaluate_best_model(
@@ -679,6 +694,7 @@ tr.baseline { background: #fff6dc; } tr.complete td:nth-child(3) { color: #1a7f3
 """
 
 _PLOT_TITLES = {
+    "pareto_front": "Pareto front: val_accuracy against the other objectives (several objectives)",
     "optimization_history": "Optimization history: val_accuracy per trial and best so far",
     "intermediate_values": "Learning curves of every trial: val_accuracy per epoch",
     "parallel_coordinate": "Parallel coordinates of the architectures (numeric encodings)",
@@ -713,7 +729,7 @@ def _report_html(
         parts.append(
             f"<p>Best trial by val_accuracy: <b>{best.number}</b>"
             + (f" ({esc(attrs['baseline'])})" if attrs.get("baseline") else "")
-            + f", val_accuracy {best.value:.4f}"
+            + f", val_accuracy {val_accuracy_of(best):.4f}"
             + (f", test_accuracy {test:.4f}" if test is not None else "")
             + (f", {attrs['params']:,} params" if attrs.get("params") else "")
             + (

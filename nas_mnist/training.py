@@ -98,7 +98,7 @@ class TrainingResult:
     phase_seconds: dict[str, float] = field(default_factory=dict)
 
 
-class _BestEpoch(keras.callbacks.Callback):
+class BestEpoch(keras.callbacks.Callback):
     """Keeps the weights of the epoch with the highest val_accuracy; stops on a NaN loss."""
 
     def __init__(self) -> None:
@@ -204,6 +204,43 @@ def _uses_datasets(options: TrainingOptions) -> bool:
     return options.input_pipeline == "dataset" and keras.backend.backend() == "tensorflow"
 
 
+def fit_inputs(
+    data: DataSplits, batch_size: int, seed: int | None, options: TrainingOptions
+) -> dict[str, Any]:
+    """Keyword arguments for ``model.fit``: training data, batch size, validation data.
+
+    With ``options.input_pipeline == "dataset"`` on TensorFlow, seeded-shuffle ``tf.data``
+    pipelines over tensors made once per process; else the NumPy arrays.
+    """
+    if _uses_datasets(options):
+        return {
+            "x": _DATASETS.train(data, batch_size, seed),
+            "validation_data": _DATASETS.evaluation(data, "val", options.eval_batch_size),
+            "shuffle": False,  # the dataset shuffles itself
+        }
+    return {
+        "x": data.x_train,
+        "y": data.y_train,
+        "batch_size": batch_size,
+        "validation_data": (data.x_val, data.y_val),
+        "validation_batch_size": options.eval_batch_size,
+    }
+
+
+def test_metrics(model: keras.Model, data: DataSplits, options: TrainingOptions) -> tuple[
+    float, float
+]:
+    """(test_loss, test_accuracy) of ``model`` on the test split, in batches of
+    ``options.eval_batch_size``. Reporting only: the test split never selects anything."""
+    inputs = (
+        {"x": _DATASETS.evaluation(data, "test", options.eval_batch_size)}
+        if _uses_datasets(options)
+        else {"x": data.x_test, "y": data.y_test, "batch_size": options.eval_batch_size}
+    )
+    loss, accuracy = model.evaluate(**inputs, verbose=0)
+    return float(loss), float(accuracy)
+
+
 def train_spec(
     spec: ArchitectureSpec,
     data: DataSplits,
@@ -246,22 +283,8 @@ def train_spec(
         keras.utils.set_random_seed(seed)
     start = time.perf_counter()
     model = compile_model(build_model(spec), spec, steps_per_execution=options.steps_per_execution)
-    batch_size = batch_size or spec.batch_size
-    if _uses_datasets(options):
-        inputs = {
-            "x": _DATASETS.train(data, batch_size, seed),
-            "validation_data": _DATASETS.evaluation(data, "val", options.eval_batch_size),
-            "shuffle": False,  # the dataset shuffles itself
-        }
-    else:
-        inputs = {
-            "x": data.x_train,
-            "y": data.y_train,
-            "batch_size": batch_size,
-            "validation_data": (data.x_val, data.y_val),
-            "validation_batch_size": options.eval_batch_size,
-        }
-    tracker = _BestEpoch()
+    inputs = fit_inputs(data, batch_size or spec.batch_size, seed, options)
+    tracker = BestEpoch()
     fit_start = time.perf_counter()
     model.fit(**inputs, epochs=epochs, callbacks=[tracker, *callbacks], verbose=0)
     train_seconds = time.perf_counter() - fit_start
@@ -271,12 +294,7 @@ def train_spec(
     test_loss = test_accuracy = None
     if evaluate_test:
         eval_start = time.perf_counter()
-        test_inputs = (
-            {"x": _DATASETS.evaluation(data, "test", options.eval_batch_size)}
-            if _uses_datasets(options)
-            else {"x": data.x_test, "y": data.y_test, "batch_size": options.eval_batch_size}
-        )
-        test_loss, test_accuracy = (float(v) for v in model.evaluate(**test_inputs, verbose=0))
+        test_loss, test_accuracy = test_metrics(model, data, options)
         phases["test_eval"] = time.perf_counter() - eval_start
     return TrainingResult(
         model=model,

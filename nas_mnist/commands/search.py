@@ -14,6 +14,7 @@ from nas_mnist.commands._common import (
     positive_float,
     positive_int,
 )
+from nas_mnist.study import DEFAULT_SAMPLER, PRUNERS, SAMPLERS
 
 LEADERBOARD_COLUMNS = (
     "trial",
@@ -81,11 +82,59 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="documented baselines to seed as the study's first trials, once per "
         "study (default: all)",
     )
+    parser.add_argument(
+        "--sampler",
+        choices=SAMPLERS,
+        default=DEFAULT_SAMPLER,
+        help=f"Optuna sampler (default: {DEFAULT_SAMPLER}; docs/benchmarks.md compares them)",
+    )
+    parser.add_argument(
+        "--pruner",
+        choices=PRUNERS,
+        help="Optuna pruner on per-epoch val_accuracy (default: median; none with several "
+        "objectives, which Optuna cannot prune)",
+    )
+    parser.add_argument(
+        "--objective",
+        default="val_accuracy",
+        metavar="NAMES",
+        help="val_accuracy, or val_accuracy with params and/or latency for a Pareto front of "
+        "accuracy against model size or ms per image, e.g. val_accuracy,params "
+        "(default: val_accuracy)",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=("optuna", "keras-tuner"),
+        default="optuna",
+        help="search engine: Optuna (default) or KerasTuner on the same search space, builder "
+        "and MLflow logging, for comparison",
+    )
+    parser.add_argument(
+        "--tuner",
+        choices=("hyperband", "bayesian", "random"),
+        default="hyperband",
+        help="KerasTuner tuner with --engine keras-tuner (default: hyperband, with --epochs "
+        "as its max_epochs)",
+    )
+    parser.add_argument(
+        "--tuner-dir",
+        default="keras_tuner",
+        metavar="DIR",
+        help="folder of KerasTuner's state with --engine keras-tuner; re-running resumes "
+        "(default: keras_tuner)",
+    )
+    parser.add_argument(
+        "--mixed-precision",
+        action="store_true",
+        help="train in mixed precision (float16 on GPUs, bfloat16 on CPUs); faster on GPUs "
+        "with tensor cores, often slower on CPUs",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_data_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    from nas_mnist.accelerator import configure_devices, set_mixed_precision
     from nas_mnist.baselines import select_baselines
     from nas_mnist.console import RichProgress, console
     from nas_mnist.recovery import handle_dead_trial, live_workers, recover_dead_trials
@@ -93,7 +142,9 @@ def run(args: argparse.Namespace) -> int:
     from nas_mnist.seeding import seed_baselines
     from nas_mnist.study import (
         count_finished,
+        make_sampler,
         open_study,
+        parse_objectives,
         run_trials,
         storage_lock,
         validate_storage_url,
@@ -106,6 +157,29 @@ def run(args: argparse.Namespace) -> int:
         baselines = select_baselines(args.baselines)
     except ValueError as exc:
         raise UsageError(f"--baselines: {exc}") from None
+    try:
+        objectives = parse_objectives(args.objective)
+    except ValueError as exc:
+        raise UsageError(f"--objective: {exc}") from None
+    pruner = args.pruner or ("median" if len(objectives) == 1 else "none")
+    if len(objectives) > 1 and pruner != "none":
+        raise UsageError(f"--pruner {pruner}: Optuna cannot prune trials of a multi-objective "
+                         f"study; drop --pruner or pass --pruner none with --objective "
+                         f"{args.objective}")
+    if args.engine == "keras-tuner":
+        if len(objectives) > 1 or args.sampler != DEFAULT_SAMPLER or args.pruner:
+            raise UsageError("--engine keras-tuner takes --tuner, not --sampler, --pruner or "
+                             "several objectives (those are Optuna's)")
+        from nas_mnist.keras_tuner_engine import run_keras_tuner_search
+
+        return run_keras_tuner_search(args)
+    if args.sampler == "gp":
+        try:
+            make_sampler(0, "gp")
+        except ValueError as exc:
+            raise UsageError(f"--sampler: {exc}") from None
+    devices = configure_devices()
+    precision = set_mixed_precision(args.mixed_precision)
     space = load_search_space(args.space)
     data = load_data(args)
     tracker = Tracker(args.tracking_uri)
@@ -116,7 +190,8 @@ def run(args: argparse.Namespace) -> int:
         handle_dead_trial(study, trial, tracker, "killed: its worker sent no heartbeat")
 
     study, created = open_study(
-        args.storage, args.study_name, seed=args.seed, on_stale_trial=on_stale_trial
+        args.storage, args.study_name, seed=args.seed, on_stale_trial=on_stale_trial,
+        sampler=args.sampler, pruner=pruner, objectives=objectives, epochs=args.epochs,
     )
     others = live_workers(study)
     if others and args.storage.startswith("sqlite"):
@@ -140,6 +215,10 @@ def run(args: argparse.Namespace) -> int:
         f"[bold]study[/] {args.study_name!r} in {args.storage}: {done} of {args.trials} "
         f"trials finished; {space.describe()}; {data.describe()}"
     )
+    console.print(
+        f"sampler {args.sampler}, pruner {pruner}, objective {','.join(objectives)}; "
+        f"{devices}, dtype policy {precision}"
+    )
 
     # 3. Trials.
     from nas_mnist.objective import Objective, ObjectiveConfig
@@ -151,6 +230,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         max_params=args.max_params,
         max_trials=args.trials,
+        objectives=objectives,
     )
     status = "FINISHED"
     with RichProgress(args.trials, done, disable=args.no_progress) as progress:
@@ -203,8 +283,16 @@ def _print_leaderboard(study: object, limit: int = 10) -> None:
     if frame.empty:
         console.print("no trials yet")
         return
-    title = f"top {min(limit, len(frame))} of {len(frame)} trials (by val_accuracy)"
-    console.print(table_from_frame(frame, LEADERBOARD_COLUMNS, title=title, limit=limit))
+    columns = LEADERBOARD_COLUMNS
+    if frame["pareto"].notna().any():  # several objectives: the Pareto front first
+        front = int(frame["pareto"].eq(True).sum())
+        columns = (*columns[:-1], *(["latency_ms"] if frame["latency_ms"].notna().any() else []),
+                   "pareto", columns[-1])
+        title = f"Pareto front: {front} of {len(frame)} trials, then the rest by val_accuracy"
+        limit = max(limit, front)
+    else:
+        title = f"top {min(limit, len(frame))} of {len(frame)} trials (by val_accuracy)"
+    console.print(table_from_frame(frame, columns, title=title, limit=limit))
     comparison = baseline_comparison(frame)
     if comparison is None:
         return
