@@ -96,6 +96,8 @@ def make_tuner(
     parent_run_id: str | None = None,
     options: TrainingOptions | None = None,
     overwrite: bool = False,
+    max_epochs_total: int | None = None,
+    hyperband_iterations: int = 1,
 ) -> Any:
     """A KerasTuner tuner over ``space`` whose trials train with nas-mnist's builder and pipeline.
 
@@ -110,6 +112,9 @@ def make_tuner(
         tracker, experiment_id, parent_run_id: MLflow logging (none when ``tracker`` is None).
         options: input pipeline settings.
         overwrite: start afresh instead of resuming ``directory/project_name``.
+        max_epochs_total: stop starting trials once the trials trained this many epochs in all
+            (an epoch budget, as ``scripts/compare_engines.py`` uses).
+        hyperband_iterations: KerasTuner's ``hyperband_iterations`` (full Hyperband runs).
 
     Returns:
         The tuner; ``tuner.records`` fills with a ``TrialRecord`` per finished trial.
@@ -236,6 +241,9 @@ def make_tuner(
                 seconds=time.perf_counter() - self.current["start"],
             )
             self.records.append(record)
+            spent = sum(r.epochs_trained for r in self.records)
+            if max_epochs_total is not None and spent >= max_epochs_total:
+                self.oracle.max_trials = len(self.oracle.trials)  # the next trial is STOPPED
             if tracker is not None and self.current.get("run_id"):
                 tracker.end_trial_run(self.current["run_id"], state, reason or None)
                 self.current["run_id"] = None
@@ -250,7 +258,8 @@ def make_tuner(
         "max_consecutive_failed_trials": MAX_CONSECUTIVE_FAILED_TRIALS,
     }
     if name == "hyperband":
-        tuner = NasMnistTuner(max_epochs=epochs, factor=HYPERBAND_FACTOR, **common)
+        tuner = NasMnistTuner(max_epochs=epochs, factor=HYPERBAND_FACTOR,
+                              hyperband_iterations=hyperband_iterations, **common)
         tuner.oracle.max_trials = max_trials  # Hyperband's own budget may be larger
     else:
         tuner = NasMnistTuner(max_trials=max_trials, **common)

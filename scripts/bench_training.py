@@ -119,6 +119,8 @@ def main() -> int:
     parser.add_argument("--steps-per-execution", type=int, default=1)
     parser.add_argument("--json", metavar="FILE", help="also write every run's figures here")
     args = parser.parse_args()
+    import mlflow  # noqa: F401  (configures its loggers on import; quiet them after)
+
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Creating initial MLflow database..."
 
     from nas_mnist.data import load_mnist, make_splits

@@ -3,6 +3,8 @@ front), the KerasTuner engine, and the input pipeline and timings of a trial."""
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -184,3 +186,20 @@ def test_bench_training_prints_both_speeds_and_the_ratio_last(real_mnist_path):
     assert any(line.startswith("nas-mnist trial") and "s/epoch" in line for line in lines)
     assert any("per-trial overhead" in line for line in lines)
     assert lines[-1].startswith("ratio: ") and float(lines[-1].split()[1]) > 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+def test_search_runs_on_the_jax_backend(workdir, real_mnist_path):  # noqa: F811
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    command = [sys.executable, "-m", "nas_mnist",
+               *search_args(real_mnist_path, 3, "--space", "small.yaml", "--baselines", "none")]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900,
+                          check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "Keras backend jax on CPU" in done.stdout
+    study = optuna.load_study(study_name="demo", storage="sqlite:///s.db")
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert complete and all(0 <= t.value <= 1 and t.user_attrs["model_uri"] for t in complete)
+    _, children = mlflow_runs(mlflow_uri(), "demo")
+    assert len(children) == len(study.trials)
