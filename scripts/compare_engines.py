@@ -8,7 +8,8 @@ per method, the best val_accuracy found within 1/4, 1/2 and all of the budget (m
 with the range) and the test_accuracy of the trial that was best by val_accuracy (reporting only:
 the test split never selects), plus the epochs each method needed to first reach
 ``--target`` val_accuracy. Baselines are not seeded (KerasTuner has no queue), so all three
-start from nothing.
+start from nothing. The default search space here is ``search_spaces/small_cnn.yaml`` (the
+default space with 8-32 filters and 32-128 dense units), so that a CPU runs many trials.
 
 Usage (the run in docs/benchmarks.md):
     python scripts/compare_engines.py --seeds 0,1,2 --budget-epochs 45 --epochs 3 \\
@@ -121,7 +122,10 @@ def main() -> int:
                         help="last N training images held out for val_accuracy")
     parser.add_argument("--target", type=float, default=0.9,
                         help="val_accuracy for the epochs-to-reach column")
-    parser.add_argument("--space", help="search-space file (default: the default space)")
+    parser.add_argument("--space", default=str(Path(__file__).resolve().parents[1] /
+                                               "search_spaces/small_cnn.yaml"),
+                        help="search-space file (default: search_spaces/small_cnn.yaml, the "
+                        "default space with fewer filters and units, affordable on a CPU)")
     parser.add_argument("--data", help="MNIST .npz or IDX folder (default: $NAS_MNIST_DATA, "
                         "else Keras' download)")
     parser.add_argument("--methods", default=",".join(METHODS))
