@@ -195,11 +195,7 @@ def make_tuner(
             best = BestEpoch()
             callbacks = [best, *kwargs.get("callbacks", [])]
             if tracker is not None:
-                tracker.log_params(run_id, {**spec.flat_params(),
-                                            **{f"space.{k}": v for k, v in hp.values.items()}})
-                tracker.log_text(run_id, spec.to_json(indent=2), "spec.json")
-                tracker.log_metrics(run_id, {"num_params": spec.num_params,
-                                             "trial_number": self.current["number"]})
+                tracker.log_trial_spec(run_id, spec, hp.values, self.current["number"])
 
                 class LogEpoch(keras.callbacks.Callback):
                     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:

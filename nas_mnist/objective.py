@@ -214,13 +214,7 @@ class Objective:
             summary = spec.summary()
             for key in SUMMARY_ATTRS:
                 trial.set_user_attr(key, summary[key])
-            self.tracker.log_params(
-                run_id, {**spec.flat_params(), **{f"space.{k}": v for k, v in trial.params.items()}}
-            )
-            self.tracker.log_text(run_id, spec.to_json(indent=2), "spec.json")
-            self.tracker.log_metrics(
-                run_id, {"num_params": spec.num_params, "trial_number": trial.number}
-            )
+            self.tracker.log_trial_spec(run_id, spec, trial.params, trial.number)
             if self.config.max_params is not None and spec.num_params > self.config.max_params:
                 raise optuna.TrialPruned(
                     f"too_large: {spec.num_params:,} params exceed --max-params "

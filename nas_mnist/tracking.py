@@ -223,6 +223,18 @@ class Tracker:
         for chunk in _chunks(items, _MAX_METRICS_PER_BATCH):
             self.client.log_batch(run_id, metrics=chunk)
 
+    def log_trial_spec(
+        self, run_id: str, spec: Any, space_params: Mapping[str, Any], trial_number: int
+    ) -> None:
+        """What a trial trains: the spec's flat params plus the sampled search-space params (as
+        ``space.<name>``), ``spec.json``, and the metrics num_params and trial_number. Shared by
+        the Optuna objective and the KerasTuner engine, so their runs look alike."""
+        self.log_params(
+            run_id, {**spec.flat_params(), **{f"space.{k}": v for k, v in space_params.items()}}
+        )
+        self.log_text(run_id, spec.to_json(indent=2), "spec.json")
+        self.log_metrics(run_id, {"num_params": spec.num_params, "trial_number": trial_number})
+
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         from mlflow.entities import RunTag
 
