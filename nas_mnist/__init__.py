@@ -8,10 +8,10 @@ Importing the package is cheap: TensorFlow is imported only by the modules that 
 import os
 
 # JAX preallocates 75% of a GPU's memory at import unless told not to; several workers (or trials)
-# sharing one GPU need it off (nas_mnist.accelerator).
+# sharing one GPU need it off (nas_mnist.model.devices).
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
-from nas_mnist.spec import ArchitectureSpec, SpecError  # noqa: E402
+from nas_mnist.architecture.spec import ArchitectureSpec, SpecError  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from nas_mnist.cli import main
+from nas_mnist.cli.main import main
 
 sys.exit(main())

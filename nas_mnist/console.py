@@ -17,7 +17,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from nas_mnist.leaderboard import format_cell
+from nas_mnist.engine.leaderboard import format_cell
 
 # Rich falls back to 80 columns when output is not a terminal (CI logs, pipes): too narrow for the
 # leaderboard, so use a wider page there.

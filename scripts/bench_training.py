@@ -45,8 +45,8 @@ def run_plain(args: argparse.Namespace, data) -> dict:
     """The notebook recipe; returns {"fit": seconds}."""
     import keras
 
-    from nas_mnist.baselines import get_baseline
-    from nas_mnist.builder import build_model, build_optimizer
+    from nas_mnist.architecture.baselines import get_baseline
+    from nas_mnist.model.builder import build_model, build_optimizer
 
     keras.backend.clear_session()
     spec = get_baseline(args.model).spec
@@ -66,14 +66,14 @@ def run_nas_mnist(args: argparse.Namespace, data) -> dict:
     """One search trial; returns the trial's phase seconds (fit, test_eval, overhead, ...)."""
     import optuna
 
-    from nas_mnist.baselines import get_baseline
-    from nas_mnist.objective import PHASE_SECONDS_ATTR, Objective, ObjectiveConfig
-    from nas_mnist.report import ParentRunRefresher
-    from nas_mnist.search_space import load_search_space
-    from nas_mnist.seeding import seed_baselines
-    from nas_mnist.study import open_study, run_trials
-    from nas_mnist.tracking import EXPERIMENT_ATTR, Tracker
-    from nas_mnist.training import TrainingOptions
+    from nas_mnist.architecture.baselines import get_baseline
+    from nas_mnist.engine.objective import PHASE_SECONDS_ATTR, Objective, ObjectiveConfig
+    from nas_mnist.engine.seeding import seed_baselines
+    from nas_mnist.engine.study import open_study, run_trials
+    from nas_mnist.model.training import TrainingOptions
+    from nas_mnist.reporting.report import ParentRunRefresher
+    from nas_mnist.search_space.space import load_search_space
+    from nas_mnist.tracking.tracker import EXPERIMENT_ATTR, Tracker
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     options = TrainingOptions(input_pipeline=args.input_pipeline,

@@ -39,9 +39,9 @@ def run_optuna(method: str, seed: int, args: argparse.Namespace, data, space, fo
     """Rows (cumulative_epochs, val_accuracy, test_accuracy) per finished trial."""
     import optuna
 
-    from nas_mnist.objective import Objective, ObjectiveConfig
-    from nas_mnist.study import make_pruner, make_sampler
-    from nas_mnist.tracking import Tracker
+    from nas_mnist.engine.objective import Objective, ObjectiveConfig
+    from nas_mnist.engine.study import make_pruner, make_sampler
+    from nas_mnist.tracking.tracker import Tracker
 
     _, sampler_name, pruner_name = method.split("-")
     sampler = make_sampler(seed, sampler_name)
@@ -69,8 +69,8 @@ def run_optuna(method: str, seed: int, args: argparse.Namespace, data, space, fo
 
 
 def run_keras_tuner(seed: int, args: argparse.Namespace, data, space, folder: str):
-    from nas_mnist.keras_tuner_engine import make_tuner, start_parent_run
-    from nas_mnist.tracking import Tracker
+    from nas_mnist.engine.keras_tuner_engine import make_tuner, start_parent_run
+    from nas_mnist.tracking.tracker import Tracker
 
     tracker = Tracker(f"sqlite:///{folder}/mlflow.db")
     experiment_id, parent = start_parent_run(tracker, f"hyperband-{seed}", "hyperband")
@@ -138,7 +138,7 @@ def main() -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     from nas_mnist.data import load_mnist, make_splits
-    from nas_mnist.search_space import load_search_space
+    from nas_mnist.search_space.space import load_search_space
 
     data = make_splits(load_mnist(args.data), validation_size=args.validation_size,
                        max_train_samples=args.max_train_samples, seed=0)

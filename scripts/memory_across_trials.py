@@ -30,10 +30,10 @@ def measure(trials: int, folder: str) -> list[float]:
     import numpy as np
     import optuna
 
+    from nas_mnist.architecture.spec import ArchitectureSpec, Conv, Dense, Flatten, MaxPool
     from nas_mnist.data import MnistArrays, make_splits
-    from nas_mnist.objective import Objective, ObjectiveConfig
-    from nas_mnist.spec import ArchitectureSpec, Conv, Dense, Flatten, MaxPool
-    from nas_mnist.tracking import Tracker
+    from nas_mnist.engine.objective import Objective, ObjectiveConfig
+    from nas_mnist.tracking.tracker import Tracker
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rng = np.random.default_rng(0)

@@ -40,9 +40,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import pandas as pd
 
-    from nas_mnist.baselines import select_baselines
+    from nas_mnist.architecture.baselines import select_baselines
     from nas_mnist.data import load_mnist, make_splits
-    from nas_mnist.training import NanLossError, train_spec
+    from nas_mnist.model.training import NanLossError, train_spec
 
     baselines = select_baselines(args.models)
     data = make_splits(load_mnist(args.data), max_train_samples=args.max_train_samples,

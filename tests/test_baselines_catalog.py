@@ -1,4 +1,4 @@
-"""Tests for nas_mnist.baselines: the 24 documented hand-built models, as specs."""
+"""Tests for nas_mnist.architecture.baselines: the 24 documented hand-built models, as specs."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from nas_mnist.baselines import (
+from nas_mnist.architecture.baselines import (
     BASELINE_NAMES,
     BASELINES,
     Baseline,
     get_baseline,
     select_baselines,
 )
-from nas_mnist.spec import ArchitectureSpec, Branches, Conv, MaxPool
+from nas_mnist.architecture.spec import ArchitectureSpec, Branches, Conv, MaxPool
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -162,8 +162,8 @@ def test_s002_m10_stem_has_four_branches() -> None:
 
 @pytest.fixture(scope="module")
 def builder():
-    """nas_mnist.builder, imported only when a test builds a Keras model."""
-    return pytest.importorskip("nas_mnist.builder")
+    """nas_mnist.model.builder, imported only when a test builds a Keras model."""
+    return pytest.importorskip("nas_mnist.model.builder")
 
 
 @pytest.mark.parametrize("baseline", BASELINES, ids=_ids)

@@ -1,4 +1,4 @@
-"""Tests for nas_mnist.builder: spec -> keras.Model, optimizers, initializers, compilation."""
+"""Tests for nas_mnist.model.builder: spec -> keras.Model, optimizers, initializers, compilation."""
 
 from __future__ import annotations
 
@@ -14,9 +14,8 @@ import keras
 import numpy as np
 import pytest
 
-import nas_mnist.builder as builder
-from nas_mnist.builder import build_model, build_optimizer, compile_model, keras_initializer
-from nas_mnist.spec import (
+import nas_mnist.model.builder as builder
+from nas_mnist.architecture.spec import (
     ArchitectureSpec,
     BatchNorm,
     Branches,
@@ -28,6 +27,7 @@ from nas_mnist.spec import (
     MaxPool,
     OptimizerSpec,
 )
+from nas_mnist.model.builder import build_model, build_optimizer, compile_model, keras_initializer
 
 CONV_STACK = ArchitectureSpec(layers=(
     Conv(32, 3), BatchNorm(), MaxPool(2), Dropout(0.25), Conv(64, 3, padding="same"),
@@ -274,8 +274,8 @@ def test_builder_uses_no_tensorflow():
 def test_builder_runs_on_the_jax_backend():
     code = (
         "import numpy as np, keras\n"
-        "from nas_mnist.builder import build_model\n"
-        "from nas_mnist.spec import ArchitectureSpec, Branches, Conv, MaxPool\n"
+        "from nas_mnist.model.builder import build_model\n"
+        "from nas_mnist.architecture.spec import ArchitectureSpec, Branches, Conv, MaxPool\n"
         "BRANCHES = ArchitectureSpec(layers=(Branches(((Conv(4, 1, padding='same'),),\n"
         "    (Conv(2, 3, padding='same'), MaxPool(3, strides=1, padding='same')))), MaxPool(2)))\n"
         "assert keras.backend.backend() == 'jax'\n"

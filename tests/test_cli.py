@@ -9,8 +9,8 @@ import optuna
 import pytest
 import yaml
 
-from nas_mnist.cli import main
-from nas_mnist.seeding import BASELINE_ATTR
+from nas_mnist.cli.main import main
+from nas_mnist.engine.seeding import BASELINE_ATTR
 
 # A small space so that each trial trains in seconds on CPU; it keeps 'valid' 7x7 convs so that
 # some sampled architectures are impossible (pruned without training).

@@ -19,8 +19,8 @@ import optuna
 import pytest
 import yaml
 
-from nas_mnist.cli import main
-from nas_mnist.export import (
+from nas_mnist.cli.main import main
+from nas_mnist.exporting.savedmodel import (
     ExportError,
     check_out_dir,
     pick_trial,
@@ -253,13 +253,13 @@ def test_verify_of_a_missing_folder_exits_2(tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.parametrize("error", [RuntimeError("simulated crash"), KeyboardInterrupt()])
 def test_an_export_that_dies_midway_leaves_no_folder(study, monkeypatch, error):
-    import nas_mnist.export
+    import nas_mnist.exporting.savedmodel
 
     def die(folder: Path) -> dict:
         assert (folder / "saved_model.pb").is_file()  # the SavedModel is already written
         raise error
 
-    monkeypatch.setattr(nas_mnist.export, "write_manifest", die)
+    monkeypatch.setattr(nas_mnist.exporting.savedmodel, "write_manifest", die)
     out = study.root / "dies"
     if isinstance(error, KeyboardInterrupt):
         assert main(study.export_args("--out", str(out))) == 130

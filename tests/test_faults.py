@@ -20,12 +20,12 @@ import yaml
 from optuna.trial import TrialState
 from test_cli import SMALL_SPACE, mlflow_runs, mlflow_uri
 
-from nas_mnist.cli import main
+from nas_mnist.architecture.spec import ArchitectureSpec, Dense, Flatten, OptimizerSpec
+from nas_mnist.cli.main import main
 from nas_mnist.data import MnistArrays, make_splits
-from nas_mnist.objective import Objective, ObjectiveConfig
-from nas_mnist.spec import ArchitectureSpec, Dense, Flatten, OptimizerSpec
-from nas_mnist.study import run_trials
-from nas_mnist.tracking import Tracker
+from nas_mnist.engine.objective import Objective, ObjectiveConfig
+from nas_mnist.engine.study import run_trials
+from nas_mnist.tracking.tracker import Tracker
 
 # Slow enough per epoch (2,000 images, 8-16 filters) that a signal lands inside a trial.
 SIGNAL_SPACE = dict(SMALL_SPACE, conv=dict(SMALL_SPACE["conv"], filters=[16], padding=["same"]))
@@ -159,7 +159,7 @@ def test_too_many_params_is_pruned_before_training_and_next_trials_run(tmp_path)
 
 
 def test_out_of_memory_fails_the_trial_with_its_reason_and_next_trials_run(tmp_path, monkeypatch):
-    import nas_mnist.training as training
+    import nas_mnist.model.training as training
 
     real_train = training.train_spec
     calls = []
@@ -238,7 +238,7 @@ def test_unreachable_tracking_server_fails_fast_before_any_study(tmp_path, monke
 
 
 def test_second_worker_on_sqlite_is_refused(tmp_path, monkeypatch, capsys, real_mnist_path):
-    from nas_mnist.recovery import WORKER_ATTR
+    from nas_mnist.engine.recovery import WORKER_ATTR
 
     monkeypatch.chdir(tmp_path)
     study = optuna.create_study(study_name="demo", storage="sqlite:///s.db")

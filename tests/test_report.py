@@ -1,4 +1,4 @@
-"""Tests of ``nas_mnist.report`` / ``nas-mnist report``: per-trial artifacts, the parent run's
+"""Tests of ``nas_mnist.reporting.report`` / ``nas-mnist report``: per-trial artifacts, the parent run's
 study artifacts, and the report folder, after a small real search."""
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from conftest import REPO_ROOT
 from PIL import Image
 from test_cli import SMALL_SPACE
 
-from nas_mnist.baselines import get_baseline
-from nas_mnist.cli import main
+from nas_mnist.architecture.baselines import get_baseline
+from nas_mnist.cli.main import main
 from nas_mnist.plots import confusion_matrix, save_learning_curves
-from nas_mnist.report import (
+from nas_mnist.reporting.report import (
     REPORT_COLUMNS,
     ParentRunRefresher,
     leaderboard_markdown,
@@ -137,7 +137,7 @@ def test_parent_run_refreshes_are_throttled_to_a_share_of_the_search(max_share, 
 def test_refresh_and_trial_artifact_errors_never_fail_a_trial(caplog):
     study = optuna.create_study(direction="maximize")
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
-    with caplog.at_level(logging.WARNING, logger="nas_mnist.report"):
+    with caplog.at_level(logging.WARNING, logger="nas_mnist.reporting.report"):
         ParentRunRefresher(_BrokenTracker(), "parent")(study, study.trials[0])  # no raise
         log_trial_artifacts(_BrokenTracker(), "run", get_baseline("s004_linear").spec,
                             result=None)  # no raise
@@ -244,7 +244,7 @@ def test_report_plots_are_real_images_of_the_study(searched, report_dir):
 def test_trial_runs_have_model_summary_learning_curves_and_numeric_params(searched, tmp_path):
     from mlflow import MlflowClient
 
-    from nas_mnist.spec import ArchitectureSpec
+    from nas_mnist.architecture.spec import ArchitectureSpec
 
     client = MlflowClient(searched["tracking"])
     for t in _complete(searched["study"]):

@@ -14,8 +14,8 @@ import optuna
 import pytest
 from test_cli import mlflow_runs, mlflow_uri, search_args, workdir  # noqa: F401
 
-from nas_mnist.cli import main
-from nas_mnist.study import make_pruner, make_sampler
+from nas_mnist.cli.main import main
+from nas_mnist.engine.study import make_pruner, make_sampler
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,7 +66,7 @@ def test_bad_objective_and_pruner_combinations_exit_2_before_anything_is_made(
 @pytest.mark.slow
 def test_two_objectives_give_a_pareto_front_in_the_leaderboard(workdir, real_mnist_path,  # noqa: F811
                                                                 capsys):
-    from nas_mnist.leaderboard import leaderboard
+    from nas_mnist.engine.leaderboard import leaderboard
 
     assert main(search_args(real_mnist_path, 4, "--space", "small.yaml", "--baselines", "none",
                             "--objective", "val_accuracy,params")) == 0
@@ -142,7 +142,7 @@ def test_keras_tuner_engine_logs_trials_to_mlflow_like_optuna(workdir, real_mnis
 
 
 def test_training_options_reject_bad_values():
-    from nas_mnist.training import TrainingOptions
+    from nas_mnist.model.training import TrainingOptions
 
     with pytest.raises(ValueError, match="input_pipeline"):
         TrainingOptions(input_pipeline="generator")
@@ -152,9 +152,9 @@ def test_training_options_reject_bad_values():
 
 @pytest.mark.parametrize("pipeline", ["dataset", "arrays"])
 def test_both_input_pipelines_train_and_time_each_phase(pipeline):
+    from nas_mnist.architecture.spec import ArchitectureSpec, Conv, Dense, Flatten, MaxPool
     from nas_mnist.data import MnistArrays, make_splits
-    from nas_mnist.spec import ArchitectureSpec, Conv, Dense, Flatten, MaxPool
-    from nas_mnist.training import TrainingOptions, train_spec
+    from nas_mnist.model.training import TrainingOptions, train_spec
 
     rng = np.random.default_rng(0)
     arrays = MnistArrays(rng.integers(0, 256, (600, 28, 28), dtype=np.uint8),

@@ -1,4 +1,4 @@
-"""Tests for nas_mnist.search_space: loading space files and sampling specs through Optuna."""
+"""Tests for nas_mnist.search_space.space: loading space files and sampling specs through Optuna."""
 
 from __future__ import annotations
 
@@ -14,14 +14,7 @@ import pytest
 import yaml
 from optuna.trial import FixedTrial
 
-from nas_mnist.search_space import (
-    DEFAULT_SPACE_PATH,
-    SearchSpace,
-    SearchSpaceError,
-    load_search_space,
-    search_space_from_dict,
-)
-from nas_mnist.spec import (
+from nas_mnist.architecture.spec import (
     ArchitectureSpec,
     BatchNorm,
     Conv,
@@ -31,6 +24,13 @@ from nas_mnist.spec import (
     MaxPool,
     OptimizerSpec,
     SpecError,
+)
+from nas_mnist.search_space.space import (
+    DEFAULT_SPACE_PATH,
+    SearchSpace,
+    SearchSpaceError,
+    load_search_space,
+    search_space_from_dict,
 )
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -425,7 +425,7 @@ def test_empty_dense_section_is_rejected():
 
 
 def test_search_space_module_imports_no_keras_or_tensorflow():
-    code = ("import sys, nas_mnist.search_space; "
+    code = ("import sys, nas_mnist.search_space.space; "
             "print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -1,4 +1,4 @@
-"""Tests for nas_mnist.spec: shape arithmetic, parameter counts, validation and serialisation."""
+"""Tests for nas_mnist.architecture.spec: shape arithmetic, parameter counts, validation and serialisation."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nas_mnist.spec import (
+from nas_mnist.architecture.spec import (
     ArchitectureSpec,
     BatchNorm,
     Branches,
@@ -550,7 +550,7 @@ def test_summary_facts():
 
 
 def test_spec_module_imports_no_keras_or_tensorflow():
-    code = ("import sys, nas_mnist.spec; "
+    code = ("import sys, nas_mnist.architecture.spec; "
             "print(sorted(m for m in ('keras', 'tensorflow', 'optuna') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

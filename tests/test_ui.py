@@ -22,7 +22,7 @@ from conftest import REPO_ROOT
 from PIL import Image
 from test_cli import SMALL_SPACE
 
-from nas_mnist.cli import main
+from nas_mnist.cli.main import main
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists()
                                         else None)
@@ -72,12 +72,12 @@ def small_store(tmp_path, monkeypatch):
     """An MLflow store with one experiment 'demo' (no training); no server may start."""
     from mlflow import MlflowClient
 
-    import nas_mnist.commands.ui
+    import nas_mnist.cli.ui
 
     def must_not_start(*args, **kwargs):
         raise AssertionError("bad input must not start the MLflow server")
 
-    monkeypatch.setattr(nas_mnist.commands.ui, "_start_server", must_not_start)
+    monkeypatch.setattr(nas_mnist.cli.ui, "_start_server", must_not_start)
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path}/m.db"
     MlflowClient(uri).create_experiment("demo")
@@ -95,7 +95,7 @@ def test_another_host_is_refused_without_allow_remote(small_store, capsys):
 
 
 def test_allow_remote_binds_another_host_with_a_warning(small_store, monkeypatch, capsys):
-    import nas_mnist.commands.ui
+    import nas_mnist.cli.ui
 
     started = []
 
@@ -109,7 +109,7 @@ def test_allow_remote_binds_another_host_with_a_warning(small_store, monkeypatch
         started.append((uri, host, port))
         return ExitedServer()
 
-    monkeypatch.setattr(nas_mnist.commands.ui, "_start_server", fake_start)
+    monkeypatch.setattr(nas_mnist.cli.ui, "_start_server", fake_start)
     port = free_port()
     assert main(["ui", "--tracking-uri", small_store, "--host", "0.0.0.0", "--allow-remote",
                  "--port", str(port)]) == 1  # the fake server "exited" at once

@@ -36,7 +36,7 @@ def test_workers_share_the_study_exactly(tmp_path, real_mnist_path):
     (tmp_path / "space.yaml").write_text(yaml.safe_dump(SMALL_SPACE))
     # Create the storages' tables once, as the first worker of a real deployment would.
     optuna.storages.RDBStorage(STORAGE)
-    from nas_mnist.tracking import Tracker
+    from nas_mnist.tracking.tracker import Tracker
 
     Tracker(TRACKING).check()
 
@@ -75,10 +75,10 @@ def test_workers_share_the_study_exactly(tmp_path, real_mnist_path):
 
 
 def _seed_from_a_worker(study_name: str, start: object, out: object) -> None:
-    from nas_mnist.baselines import BASELINES as CATALOG
-    from nas_mnist.search_space import load_search_space
-    from nas_mnist.seeding import seed_baselines
-    from nas_mnist.study import open_study, storage_lock
+    from nas_mnist.architecture.baselines import BASELINES as CATALOG
+    from nas_mnist.engine.seeding import seed_baselines
+    from nas_mnist.engine.study import open_study, storage_lock
+    from nas_mnist.search_space.space import load_search_space
 
     study, _ = open_study(STORAGE, study_name)
     space = load_search_space(None)
@@ -90,8 +90,8 @@ def _seed_from_a_worker(study_name: str, start: object, out: object) -> None:
 def test_workers_started_together_seed_each_baseline_once():
     import multiprocessing
 
-    from nas_mnist.baselines import BASELINES as CATALOG
-    from nas_mnist.study import open_study
+    from nas_mnist.architecture.baselines import BASELINES as CATALOG
+    from nas_mnist.engine.study import open_study
 
     study_name = f"seed-{uuid.uuid4().hex[:8]}"
     open_study(STORAGE, study_name)

@@ -16,14 +16,14 @@ from typing import Any, Protocol
 
 import optuna
 
-from nas_mnist import seeding
+from nas_mnist.architecture.spec import ArchitectureSpec, SpecError
 from nas_mnist.data import DataSplits
-from nas_mnist.recovery import WORKER_ATTR, worker_id
-from nas_mnist.search_space import SearchSpace
-from nas_mnist.spec import ArchitectureSpec, SpecError
-from nas_mnist.study import count_claimed
-from nas_mnist.tracking import RUN_ATTR, Tracker
-from nas_mnist.training import TrainingOptions
+from nas_mnist.engine import seeding
+from nas_mnist.engine.recovery import WORKER_ATTR, worker_id
+from nas_mnist.engine.study import count_claimed
+from nas_mnist.model.training import TrainingOptions
+from nas_mnist.search_space.space import SearchSpace
+from nas_mnist.tracking.tracker import RUN_ATTR, Tracker
 
 logger = logging.getLogger(__name__)
 
@@ -176,12 +176,12 @@ class Objective:
         self.config = config
         self.listener = listener or _NoListener()
         self.spec_for_trial = spec_for_trial or (lambda trial: seeding.spec_for_trial(trial, space))
-        from nas_mnist.training import freeze_long_lived_objects
+        from nas_mnist.model.training import freeze_long_lived_objects
 
         freeze_long_lived_objects()
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
-        from nas_mnist.training import NanLossError, train_spec
+        from nas_mnist.model.training import NanLossError, train_spec
 
         trial_start = time.perf_counter()
         trial.set_user_attr(WORKER_ATTR, worker_id())
@@ -239,7 +239,9 @@ class Objective:
                 self.tracker.log_metrics(run_id, {"latency_ms": values["latency"]})
             artifacts_start = time.perf_counter()
             model_uri = self._save_model(result.model, run_id)
-            from nas_mnist.report import log_trial_artifacts  # summary, curves, num.* metrics
+            from nas_mnist.reporting.report import (
+                log_trial_artifacts,  # summary, curves, num.* metrics
+            )
 
             log_trial_artifacts(self.tracker, run_id, spec, result, title=_run_name(trial))
             phases = dict(result.phase_seconds)

@@ -17,9 +17,9 @@ from typing import Any
 import keras
 import numpy as np
 
-from nas_mnist.builder import build_model, compile_model
+from nas_mnist.architecture.spec import ArchitectureSpec
 from nas_mnist.data import DataSplits
-from nas_mnist.spec import ArchitectureSpec
+from nas_mnist.model.builder import build_model, compile_model
 
 logger = logging.getLogger(__name__)
 

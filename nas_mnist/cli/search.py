@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from nas_mnist.commands._common import (
+from nas_mnist.cli.arguments import (
     EXIT_FAILURE,
     EXIT_OK,
     UsageError,
@@ -14,7 +14,7 @@ from nas_mnist.commands._common import (
     positive_float,
     positive_int,
 )
-from nas_mnist.study import DEFAULT_SAMPLER, PRUNERS, SAMPLERS
+from nas_mnist.engine.study import DEFAULT_SAMPLER, PRUNERS, SAMPLERS
 
 LEADERBOARD_COLUMNS = (
     "trial",
@@ -60,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="stop starting new trials after this many seconds",
     )
     parser.add_argument(
-        "--space", metavar="FILE", help="search-space file (default: search_spaces/default.yaml)"
+        "--space", metavar="FILE", help="search-space file, or the name of a shipped space: default, small_cnn (default: default)"
     )
     add_study_arguments(parser, "study name; an existing study is resumed")
     parser.add_argument(
@@ -134,13 +134,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nas_mnist.accelerator import configure_devices, set_mixed_precision
-    from nas_mnist.baselines import select_baselines
+    from nas_mnist.architecture.baselines import select_baselines
     from nas_mnist.console import RichProgress, console
-    from nas_mnist.recovery import handle_dead_trial, live_workers, recover_dead_trials
-    from nas_mnist.search_space import load_search_space
-    from nas_mnist.seeding import seed_baselines
-    from nas_mnist.study import (
+    from nas_mnist.engine.recovery import handle_dead_trial, live_workers, recover_dead_trials
+    from nas_mnist.engine.seeding import seed_baselines
+    from nas_mnist.engine.study import (
         count_finished,
         make_sampler,
         open_study,
@@ -149,7 +147,9 @@ def run(args: argparse.Namespace) -> int:
         storage_lock,
         validate_storage_url,
     )
-    from nas_mnist.tracking import EXPERIMENT_ATTR, Tracker
+    from nas_mnist.model.devices import configure_devices, set_mixed_precision
+    from nas_mnist.search_space.space import load_search_space
+    from nas_mnist.tracking.tracker import EXPERIMENT_ATTR, Tracker
 
     # 1. Validate every input before anything is created.
     validate_storage_url(args.storage)
@@ -170,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         if len(objectives) > 1 or args.sampler != DEFAULT_SAMPLER or args.pruner:
             raise UsageError("--engine keras-tuner takes --tuner, not --sampler, --pruner or "
                              "several objectives (those are Optuna's)")
-        from nas_mnist.keras_tuner_engine import run_keras_tuner_search
+        from nas_mnist.engine.keras_tuner_engine import run_keras_tuner_search
 
         return run_keras_tuner_search(args)
     if args.sampler == "gp":
@@ -221,8 +221,8 @@ def run(args: argparse.Namespace) -> int:
     )
 
     # 3. Trials.
-    from nas_mnist.objective import Objective, ObjectiveConfig
-    from nas_mnist.report import ParentRunRefresher
+    from nas_mnist.engine.objective import Objective, ObjectiveConfig
+    from nas_mnist.reporting.report import ParentRunRefresher
 
     config = ObjectiveConfig(
         epochs=args.epochs,
@@ -273,7 +273,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_leaderboard(study: object, limit: int = 10) -> None:
     from nas_mnist.console import console, table_from_frame
-    from nas_mnist.leaderboard import baseline_comparison, leaderboard
+    from nas_mnist.engine.leaderboard import baseline_comparison, leaderboard
 
     frame = leaderboard(study)
     queued = int(frame["state"].eq("waiting").sum())

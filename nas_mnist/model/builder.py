@@ -10,7 +10,7 @@ from typing import Any
 
 import keras
 
-from nas_mnist.spec import (
+from nas_mnist.architecture.spec import (
     INPUT_SHAPE,
     ArchitectureSpec,
     BatchNorm,

@@ -1,6 +1,6 @@
 """``nas-mnist export``: the best trial of a study as a verified TensorFlow SavedModel.
 
-``nas-mnist export --out DIR`` writes DIR (layout in ``nas_mnist.export``) and logs the model to
+``nas-mnist export --out DIR`` writes DIR (layout in ``nas_mnist.exporting.savedmodel``) and logs the model to
 the study's MLflow parent run; ``nas-mnist export --verify DIR`` re-checks DIR's manifest.
 """
 
@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from nas_mnist.commands._common import (
+from nas_mnist.cli.arguments import (
     EXIT_FAILURE,
     EXIT_OK,
     UsageError,
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _verify(folder: str) -> int:
     from nas_mnist.console import console
-    from nas_mnist.export import MANIFEST_NAME, verify_manifest
+    from nas_mnist.exporting.savedmodel import MANIFEST_NAME, verify_manifest
 
     problems = verify_manifest(folder)
     if problems:
@@ -122,9 +122,9 @@ def _check_sqlite_file(url: str, what: str, flag: str) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from nas_mnist.export import ExportError, check_out_dir, pick_trial, trial_spec
-    from nas_mnist.study import load_existing_study, validate_storage_url
-    from nas_mnist.tracking import PARENT_RUN_ATTR, TRACKING_URI_ATTR, Tracker
+    from nas_mnist.engine.study import load_existing_study, validate_storage_url
+    from nas_mnist.exporting.savedmodel import ExportError, check_out_dir, pick_trial, trial_spec
+    from nas_mnist.tracking.tracker import PARENT_RUN_ATTR, TRACKING_URI_ATTR, Tracker
 
     # 1. Validate every input before anything is written.
     if not args.retrain and args.epochs is not None:
@@ -160,7 +160,7 @@ def _export(args: argparse.Namespace) -> int:
         model, metrics = _retrain(args, trial, spec, data)
         expected_test_accuracy = None
     else:
-        from nas_mnist.export import load_trial_model
+        from nas_mnist.exporting.savedmodel import load_trial_model
 
         model = load_trial_model(trial, tracker.tracking_uri)
         metrics = dict(trial_metrics)
@@ -181,7 +181,7 @@ def _export(args: argparse.Namespace) -> int:
     }
 
     # 3. Write, verify in the partial folder, rename into place.
-    from nas_mnist.export import VerificationError, export_savedmodel, verify_export
+    from nas_mnist.exporting.savedmodel import VerificationError, export_savedmodel, verify_export
 
     def check(folder: Path) -> Any:
         return verify_export(
@@ -214,7 +214,7 @@ def _export(args: argparse.Namespace) -> int:
     if not parent_run_id:
         console.print("MLflow: the study has no parent run; the model was not logged")
         return EXIT_OK
-    from nas_mnist.export import log_to_mlflow
+    from nas_mnist.exporting.savedmodel import log_to_mlflow
 
     try:
         model_uri = log_to_mlflow(
@@ -249,7 +249,7 @@ def _retrain(
     import keras
 
     from nas_mnist.console import RichProgress
-    from nas_mnist.training import train_spec
+    from nas_mnist.model.training import train_spec
 
     epochs = args.epochs or DEFAULT_RETRAIN_EPOCHS
     seed = args.seed + trial.number

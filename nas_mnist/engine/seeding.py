@@ -12,9 +12,9 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from nas_mnist.baselines import Baseline, get_baseline
-from nas_mnist.search_space import SearchSpace
-from nas_mnist.spec import ArchitectureSpec
+from nas_mnist.architecture.baselines import Baseline, get_baseline
+from nas_mnist.architecture.spec import ArchitectureSpec
+from nas_mnist.search_space.space import SearchSpace
 
 logger = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from nas_mnist import __version__
-from nas_mnist.commands import baselines, export, report, search, ui
-from nas_mnist.commands._common import EXIT_USAGE, UsageError
+from nas_mnist.cli import baselines, export, report, search, ui
+from nas_mnist.cli.arguments import EXIT_USAGE, UsageError
 
 logger = logging.getLogger("nas_mnist")
 
@@ -81,12 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _usage_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean bad user input (exit status 2)."""
+    from nas_mnist.architecture.spec import SpecError
     from nas_mnist.data import DataError
-    from nas_mnist.export import ExportError
-    from nas_mnist.search_space import SearchSpaceError
-    from nas_mnist.spec import SpecError
-    from nas_mnist.study import StorageError
-    from nas_mnist.tracking import TrackingError
+    from nas_mnist.engine.study import StorageError
+    from nas_mnist.exporting.savedmodel import ExportError
+    from nas_mnist.search_space.space import SearchSpaceError
+    from nas_mnist.tracking.tracker import TrackingError
 
     return (
         UsageError,

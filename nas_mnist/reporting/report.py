@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nas_mnist.leaderboard import format_cell
-from nas_mnist.spec import OPTIMIZERS, ArchitectureSpec, Dense
-from nas_mnist.study import study_objectives, val_accuracy_of
+from nas_mnist.architecture.spec import OPTIMIZERS, ArchitectureSpec, Dense
+from nas_mnist.engine.leaderboard import format_cell
+from nas_mnist.engine.study import study_objectives, val_accuracy_of
 
 logger = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ def report_leaderboard(study: Any) -> Any:
         A pandas DataFrame with ``REPORT_COLUMNS`` plus ``note``, one row per trial (all states,
         running ones included), best val_accuracy first.
     """
-    from nas_mnist.leaderboard import leaderboard
+    from nas_mnist.engine.leaderboard import leaderboard
 
     frame = leaderboard(study)
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
@@ -466,7 +466,7 @@ class ParentRunRefresher:
         self._importance_pending = False
 
     def __call__(self, study: Any, trial: Any) -> None:
-        from nas_mnist.study import count_finished
+        from nas_mnist.engine.study import count_finished
 
         self._importance_pending |= self._importance_due(study, trial)
         last = self.n_trials is not None and count_finished(study) >= self.n_trials
@@ -488,7 +488,7 @@ class ParentRunRefresher:
     def _importance_due(self, study: Any, trial: Any) -> bool:
         from optuna.trial import TrialState
 
-        from nas_mnist.study import count_finished
+        from nas_mnist.engine.study import count_finished
 
         if self.n_trials is not None and count_finished(study) >= self.n_trials:
             return True
@@ -591,8 +591,8 @@ def evaluate_best_model(
     import mlflow.artifacts
     import numpy as np
 
+    from nas_mnist.model.training import EVAL_BATCH_SIZE
     from nas_mnist.plots import confusion_matrix, save_confusion_matrix, save_misclassified_grid
-    from nas_mnist.training import EVAL_BATCH_SIZE
 
     with tempfile.TemporaryDirectory(prefix="nas_mnist_model_") as tmp:
         path = mlflow.artifacts.download_artifacts(
@@ -710,7 +710,7 @@ def _report_html(
     evaluation: Mapping[str, float],
     source: str,
 ) -> str:
-    from nas_mnist.leaderboard import baseline_comparison
+    from nas_mnist.engine.leaderboard import baseline_comparison
 
     esc: Callable[[Any], str] = lambda value: html.escape(str(value))  # noqa: E731
     counts = frame["state"].value_counts().to_dict()

@@ -21,8 +21,8 @@ from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
-from nas_mnist.seeding import BASELINE_ATTR, IN_SPACE_ATTR
-from nas_mnist.tracking import RUN_ATTR
+from nas_mnist.engine.seeding import BASELINE_ATTR, IN_SPACE_ATTR
+from nas_mnist.tracking.tracker import RUN_ATTR
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nas_mnist.commands._common import EXIT_OK, UsageError, add_study_arguments
+from nas_mnist.cli.arguments import EXIT_OK, UsageError, add_study_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,13 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nas_mnist.study import load_existing_study
+    from nas_mnist.engine.study import load_existing_study
 
     # 1. Validate every input before anything is created.
     out = _check_out(args)
     study = load_existing_study(args.storage, args.study_name)  # StorageError: exit 2
 
-    from nas_mnist.report import (
+    from nas_mnist.reporting.report import (
         best_complete_trial,
         leaderboard_records,
         report_leaderboard,
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(leaderboard_records(report_leaderboard(study)), indent=2))
         return EXIT_OK
 
-    from nas_mnist.tracking import TRACKING_URI_ATTR
+    from nas_mnist.tracking.tracker import TRACKING_URI_ATTR
 
     tracking_uri = args.tracking_uri or study.user_attrs.get(TRACKING_URI_ATTR)
     test_data = None

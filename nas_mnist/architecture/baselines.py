@@ -1,7 +1,7 @@
 """The baseline catalog: the 24 hand-built MNIST models of the seed notebooks, as specs.
 
 Each ``Baseline`` is one model cell of a notebook in ``shared/seeds/`` rebuilt in the spec language
-(``nas_mnist.spec``), with the training recipe the notebook used (optimizer, batch size, epochs),
+(``nas_mnist.architecture.spec``), with the training recipe the notebook used (optimizer, batch size, epochs),
 the test accuracy it printed and its exact parameter count from ``shared/baselines.md``. The
 notebooks are the source of truth for the layers; the table is a finding aid and a check
 (``baseline.spec.num_params == baseline.documented_params`` for every entry).
@@ -20,7 +20,7 @@ This module is plain Python (no TensorFlow/Keras import), so listing or selectin
 cheap.
 
 Example:
-    >>> from nas_mnist.baselines import get_baseline, select_baselines
+    >>> from nas_mnist.architecture.baselines import get_baseline, select_baselines
     >>> get_baseline("s002_m9").spec.num_params
     3210378
     >>> [b.name for b in select_baselines("s000_m1,s004_cnn")]
@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from nas_mnist.spec import (
+from nas_mnist.architecture.spec import (
     ArchitectureSpec,
     BatchNorm,
     Branches,

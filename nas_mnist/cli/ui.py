@@ -21,7 +21,7 @@ import time
 import urllib.error
 import urllib.request
 
-from nas_mnist.commands._common import EXIT_FAILURE, EXIT_OK, UsageError
+from nas_mnist.cli.arguments import EXIT_FAILURE, EXIT_OK, UsageError
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 """Addresses that only this machine can reach."""
@@ -81,7 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nas_mnist.tracking import Tracker, resolve_tracking_uri
+    from nas_mnist.tracking.tracker import Tracker, resolve_tracking_uri
 
     # 1. Validate every input before anything is started (or created: MLflow's client creates
     # a missing SQLite store, so the store is checked before a client is made).

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nas_mnist.spec import INPUT_SHAPE, NUM_CLASSES, ArchitectureSpec
+from nas_mnist.architecture.spec import INPUT_SHAPE, NUM_CLASSES, ArchitectureSpec
 
 if TYPE_CHECKING:
     import keras
@@ -180,7 +180,7 @@ def pick_trial(study: optuna.Study, trial_number: int | None = None) -> optuna.t
 
 
 def _val_accuracy(trial: optuna.trial.FrozenTrial) -> float:
-    from nas_mnist.study import val_accuracy_of
+    from nas_mnist.engine.study import val_accuracy_of
 
     value = val_accuracy_of(trial)
     return float("-inf") if value is None else value

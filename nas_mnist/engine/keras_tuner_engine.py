@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nas_mnist.architecture.spec import ArchitectureSpec, SpecError
 from nas_mnist.data import DataSplits
-from nas_mnist.search_space import SearchSpace
-from nas_mnist.spec import ArchitectureSpec, SpecError
-from nas_mnist.tracking import Tracker
-from nas_mnist.training import TrainingOptions
+from nas_mnist.model.training import TrainingOptions
+from nas_mnist.search_space.space import SearchSpace
+from nas_mnist.tracking.tracker import Tracker
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def make_tuner(
         spec: ArchitectureSpec | None = None
 
         def build(self, hp: Any) -> Any:
-            from nas_mnist.builder import build_model, compile_model
+            from nas_mnist.model.builder import build_model, compile_model
 
             try:
                 spec = space.suggest(HyperParametersTrial(hp))
@@ -162,7 +162,7 @@ def make_tuner(
         def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> Any:
             import keras
 
-            from nas_mnist.training import release_memory
+            from nas_mnist.model.training import release_memory
 
             release_memory()
             number = int(trial.trial_id)
@@ -187,7 +187,7 @@ def make_tuner(
             """``model.fit`` with KerasTuner's epochs and callbacks plus nas-mnist's."""
             import keras
 
-            from nas_mnist.training import BestEpoch, fit_inputs, test_metrics
+            from nas_mnist.model.training import BestEpoch, fit_inputs, test_metrics
 
             spec: ArchitectureSpec = self.hypermodel.spec
             run_id = self.current["run_id"]
@@ -218,7 +218,7 @@ def make_tuner(
                 seconds=time.perf_counter() - self.current["start"],
             )
             if tracker is not None:
-                from nas_mnist.report import log_trial_artifacts
+                from nas_mnist.reporting.report import log_trial_artifacts
 
                 result = argparse.Namespace(model=model, history=best.history)
                 log_trial_artifacts(tracker, run_id, spec, result,
@@ -279,11 +279,11 @@ def run_keras_tuner_search(args: argparse.Namespace) -> int:
     """The ``search`` command with ``--engine keras-tuner``; returns the exit status."""
     import pandas as pd
 
-    from nas_mnist.accelerator import configure_devices, set_mixed_precision
-    from nas_mnist.commands._common import EXIT_FAILURE, EXIT_OK, load_data
+    from nas_mnist.cli.arguments import EXIT_FAILURE, EXIT_OK, load_data
     from nas_mnist.console import console, table_from_frame
-    from nas_mnist.search_space import load_search_space
-    from nas_mnist.training import freeze_long_lived_objects
+    from nas_mnist.model.devices import configure_devices, set_mixed_precision
+    from nas_mnist.model.training import freeze_long_lived_objects
+    from nas_mnist.search_space.space import load_search_space
 
     space = load_search_space(args.space)
     data = load_data(args)

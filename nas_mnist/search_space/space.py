@@ -20,7 +20,7 @@ from typing import Any
 import tomllib
 import yaml
 
-from nas_mnist.spec import (
+from nas_mnist.architecture.spec import (
     ACTIVATIONS,
     NUM_CLASSES,
     OPTIMIZERS,
@@ -39,7 +39,9 @@ from nas_mnist.spec import (
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SPACE_PATH = Path(__file__).resolve().parent.parent / "search_spaces" / "default.yaml"
+SPACES_DIR = Path(__file__).resolve().parent / "spaces"
+"""The search spaces shipped with the package (``search_spaces/`` in a checkout links here)."""
+DEFAULT_SPACE_PATH = SPACES_DIR / "default.yaml"
 BATCH_NORM_PLACEMENTS = ("none", "after_conv", "after_pool_block", "dense_head")
 
 # Top-level sections and their keys; used to reject typos with a clear message.
@@ -365,11 +367,36 @@ def _parse_file(path: Path) -> Any:
     )
 
 
+def shipped_spaces() -> tuple[str, ...]:
+    """Names of the search spaces shipped with the package (``default``, ``small_cnn``, ...)."""
+    return tuple(sorted(p.stem for p in SPACES_DIR.glob("*.yaml")))
+
+
+def resolve_space_path(path: str | Path | None) -> Path:
+    """The file behind ``--space``: a path, else the name of a shipped space, else the default.
+
+    Raises:
+        SearchSpaceError: neither an existing file nor a shipped space's name.
+    """
+    if path is None:
+        return DEFAULT_SPACE_PATH
+    candidate = Path(path)
+    if candidate.is_file():
+        return candidate
+    if str(path) in shipped_spaces():
+        return SPACES_DIR / f"{path}.yaml"
+    raise SearchSpaceError(
+        f"{path}: search-space file not found; pass --space FILE or the name of a shipped "
+        f"space ({', '.join(shipped_spaces())}; see search_spaces/default.yaml for the format)"
+    )
+
+
 def load_search_space(path: str | Path | None = None) -> SearchSpace:
     """Load and validate a search-space file.
 
     Args:
-        path: a .yaml/.yml, .json or .toml file; ``None`` means ``search_spaces/default.yaml``.
+        path: a .yaml/.yml, .json or .toml file, or the name of a shipped space (see
+            ``shipped_spaces``); ``None`` means the shipped ``default``.
 
     Returns:
         The validated ``SearchSpace``.
@@ -378,12 +405,7 @@ def load_search_space(path: str | Path | None = None) -> SearchSpace:
         SearchSpaceError: the file is missing, unparsable, or has unknown/invalid keys; the
             message names the file and the key.
     """
-    path = Path(path) if path is not None else DEFAULT_SPACE_PATH
-    if not path.is_file():
-        raise SearchSpaceError(
-            f"{path}: search-space file not found; pass --space FILE "
-            "(see search_spaces/default.yaml for the format)"
-        )
+    path = resolve_space_path(path)
     try:
         data = _parse_file(path)
     except SearchSpaceError:

@@ -35,7 +35,7 @@ def positive_float(text: str) -> float:
 
 def add_study_arguments(parser: argparse.ArgumentParser, study_help: str) -> None:
     """``--storage URL`` and ``--study-name NAME``, with the defaults every command shares."""
-    from nas_mnist.study import DEFAULT_STORAGE, DEFAULT_STUDY_NAME
+    from nas_mnist.engine.study import DEFAULT_STORAGE, DEFAULT_STUDY_NAME
 
     parser.add_argument(
         "--storage",

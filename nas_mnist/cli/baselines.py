@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from nas_mnist.commands._common import (
+from nas_mnist.cli.arguments import (
     EXIT_FAILURE,
     EXIT_OK,
     UsageError,
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
 def _baselines_list(args: argparse.Namespace) -> int:
     import json
 
-    from nas_mnist.baselines import BASELINES
+    from nas_mnist.architecture.baselines import BASELINES
 
     rows = [
         {
@@ -86,8 +86,8 @@ def _baselines_list(args: argparse.Namespace) -> int:
 
 
 def _baselines_train(args: argparse.Namespace) -> int:
-    from nas_mnist.baselines import get_baseline
-    from nas_mnist.tracking import Tracker
+    from nas_mnist.architecture.baselines import get_baseline
+    from nas_mnist.tracking.tracker import Tracker
 
     try:
         baseline = get_baseline(args.name)
@@ -101,8 +101,8 @@ def _baselines_train(args: argparse.Namespace) -> int:
     import optuna
 
     from nas_mnist.console import RichProgress, console
-    from nas_mnist.objective import Objective, ObjectiveConfig
-    from nas_mnist.seeding import BASELINE_ATTR, IN_SPACE_ATTR
+    from nas_mnist.engine.objective import Objective, ObjectiveConfig
+    from nas_mnist.engine.seeding import BASELINE_ATTR, IN_SPACE_ATTR
 
     # One trial of an in-memory study: the same objective, MLflow logging and model keeping as a
     # search trial, without pruning.

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from nas_mnist.study import val_accuracy_of
+from nas_mnist.engine.study import val_accuracy_of
 
 COLUMNS = (
     "trial",

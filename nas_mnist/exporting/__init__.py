@@ -1,0 +1,2 @@
+"""The best trial as a verified TensorFlow SavedModel: selection, atomic writes, manifest,
+verification and the MLflow model."""

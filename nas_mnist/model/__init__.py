@@ -1,0 +1,1 @@
+"""Spec -> Keras model -> trained model: the builder, the training loop and the devices."""

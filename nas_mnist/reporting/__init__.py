@@ -1,0 +1,1 @@
+"""Looking at a finished or running study: the report folder and its plots."""
