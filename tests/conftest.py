@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+import yaml
+from support import REPO_ROOT, SMALL_SPACE
 
 
 @pytest.fixture
@@ -17,3 +17,11 @@ def real_mnist_path() -> Path:
     if not path.exists():
         pytest.skip(f"real MNIST not found at {path}; set NAS_MNIST_DATA to run this test")
     return path
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh working folder (the current directory) holding ``small.yaml`` (``SMALL_SPACE``)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "small.yaml").write_text(yaml.safe_dump(SMALL_SPACE))
+    return tmp_path

@@ -8,52 +8,10 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from support import SMALL_SPACE, mlflow_runs, mlflow_uri, search_args
 
 from nas_mnist.cli.main import main
 from nas_mnist.engine.seeding import BASELINE_ATTR
-
-# A small space so that each trial trains in seconds on CPU; it keeps 'valid' 7x7 convs so that
-# some sampled architectures are impossible (pruned without training).
-SMALL_SPACE = {
-    "name": "small",
-    "conv": {"depth": [3], "filters": [4, 8], "kernel_size": [3, 7], "padding": ["same", "valid"]},
-    "pooling": {"every": [1], "pool_size": 2, "padding": "valid"},
-    "batch_norm": ["none", "after_conv"],
-    "dense": {"num_layers": 1, "units": [16]},
-    "optimizer": {"name": ["adam"], "learning_rate": {"adam": {"low": 1e-3, "high": 1e-2,
-                                                                "log": True}}},
-    "batch_size": [128],
-}
-
-
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "small.yaml").write_text(yaml.safe_dump(SMALL_SPACE))
-    return tmp_path
-
-
-def mlflow_uri() -> str:
-    """The MLflow store of the current folder, as an absolute URI: MLflow caches one store per
-    URI string in a process, so a relative URI would reach the first test's folder."""
-    return f"sqlite:///{Path.cwd() / 'm.db'}"
-
-
-def search_args(data: Path, trials: int, *extra: str) -> list[str]:
-    return ["search", "--trials", str(trials), "--epochs", "1", "--max-train-samples", "500",
-            "--data", str(data), "--storage", "sqlite:///s.db", "--study-name", "demo",
-            "--tracking-uri", mlflow_uri(), "--no-progress", *extra]
-
-
-def mlflow_runs(tracking_uri: str, experiment: str) -> tuple[list, list]:
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri)
-    exp = client.get_experiment_by_name(experiment)
-    runs = client.search_runs([exp.experiment_id], max_results=1000)
-    parents = [r for r in runs if r.data.tags.get("nas_mnist.role") == "study"]
-    children = [r for r in runs if r.data.tags.get("nas_mnist.role") == "trial"]
-    return parents, children
 
 
 @pytest.mark.slow

@@ -285,7 +285,7 @@ def test_builder_runs_on_the_jax_backend():
         "assert np.allclose(p.sum(axis=1), 1, atol=1e-5)\n"
     )
     env = {**os.environ, "KERAS_BACKEND": "jax"}
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                             cwd=root, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -18,7 +18,7 @@ import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
-from test_cli import SMALL_SPACE, mlflow_runs, mlflow_uri
+from support import SMALL_SPACE, mlflow_runs, mlflow_uri
 
 from nas_mnist.architecture.spec import ArchitectureSpec, Dense, Flatten, OptimizerSpec
 from nas_mnist.cli.main import main
@@ -270,7 +270,7 @@ def test_same_seed_gives_same_trial_parameters_and_metrics(tmp_path, monkeypatch
 
 @pytest.mark.slow
 def test_memory_growth_over_30_trials_stays_within_the_stated_bound(tmp_path):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
     from memory_across_trials import measure
 
     sizes = measure(30, str(tmp_path))

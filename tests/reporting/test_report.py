@@ -15,9 +15,8 @@ import numpy as np
 import optuna
 import pytest
 import yaml
-from conftest import REPO_ROOT
 from PIL import Image
-from test_cli import SMALL_SPACE
+from support import REPO_ROOT, SMALL_SPACE
 
 from nas_mnist.architecture.baselines import get_baseline
 from nas_mnist.cli.main import main

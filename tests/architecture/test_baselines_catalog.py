@@ -16,7 +16,7 @@ from nas_mnist.architecture.baselines import (
 )
 from nas_mnist.architecture.spec import ArchitectureSpec, Branches, Conv, MaxPool
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED = Path(__file__).resolve().parents[3] / "shared"
 
 # name -> (total params, reported test accuracy), copied from shared/baselines.md in its order.
 DOCUMENTED: dict[str, tuple[int, float]] = {

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
-from test_cli import mlflow_runs, mlflow_uri, search_args, workdir  # noqa: F401
+from support import mlflow_runs, mlflow_uri, search_args
 
 from nas_mnist.cli.main import main
 from nas_mnist.engine.study import make_pruner, make_sampler
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(("name", "cls"), [

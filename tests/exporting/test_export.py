@@ -30,7 +30,7 @@ from nas_mnist.exporting.savedmodel import (
     write_manifest,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Every architecture of this space is valid ('same' padding) and trains in a second or two.
 SMALL_SPACE = {

@@ -18,9 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO_ROOT
 from PIL import Image
-from test_cli import SMALL_SPACE
+from support import REPO_ROOT, SMALL_SPACE
 
 from nas_mnist.cli.main import main
 

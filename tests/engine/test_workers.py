@@ -17,7 +17,7 @@ import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
-from test_cli import SMALL_SPACE, mlflow_runs
+from support import SMALL_SPACE, mlflow_runs
 
 STORAGE = os.environ.get("NAS_MNIST_POSTGRES_URL")
 TRACKING = os.environ.get("NAS_MNIST_POSTGRES_MLFLOW_URL")
