@@ -1,18 +1,53 @@
 """nas-mnist: neural architecture search and hyperparameter sweeps for Keras CNNs on MNIST.
 
-The flow, one module per step: ``data`` -> ``search_space`` -> ``spec`` -> ``builder`` ->
-``training`` -> ``objective`` -> ``tracking`` (MLflow) / ``study`` (Optuna) -> ``cli``.
-Importing the package is cheap: TensorFlow is imported only by the modules that build or train.
+The Python API is the product; ``nas-mnist search|export|report`` call exactly these:
+
+- ``nas_mnist.search(**settings) -> SearchResult``: run (or resume) a search;
+- ``nas_mnist.export(out=..., ...) -> ExportResult``: the best trial as a verified SavedModel;
+- ``nas_mnist.report(out=..., ...) -> Report``: leaderboard, plots and the best model's mistakes.
+
+Bad input raises ``nas_mnist.InputError`` (the message the CLI prints before exiting with 2).
+Importing the package is cheap: TensorFlow, Optuna and MLflow are imported when a function that
+needs them runs (``nas_mnist.search`` and friends load on first use).
 """
 
 import os
+from typing import Any
 
 # JAX preallocates 75% of a GPU's memory at import unless told not to; several workers (or trials)
 # sharing one GPU need it off (nas_mnist.model.devices).
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 from nas_mnist.architecture.spec import ArchitectureSpec, SpecError  # noqa: E402
+from nas_mnist.engine.settings import SearchSettings  # noqa: E402
+from nas_mnist.errors import InputError  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["ArchitectureSpec", "SpecError", "__version__"]
+_LAZY = {
+    "search": ("nas_mnist.engine.session", "search"),
+    "SearchResult": ("nas_mnist.engine.session", "SearchResult"),
+    "export": ("nas_mnist.exporting.export", "export"),
+    "ExportResult": ("nas_mnist.exporting.layout", "ExportResult"),
+    "report": ("nas_mnist.reporting.report", "report"),
+    "Report": ("nas_mnist.reporting.report", "Report"),
+}
+
+__all__ = ["ArchitectureSpec", "InputError", "SearchSettings", "SpecError", "__version__",
+           *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    """Load the API functions on first use (PEP 562), keeping ``import nas_mnist`` cheap."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'nas_mnist' has no attribute {name!r}")
+    import importlib
+
+    module, attribute = _LAZY[name]
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

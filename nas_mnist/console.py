@@ -77,6 +77,17 @@ class RichProgress:
         self.progress.update(self.epochs, visible=False)
 
 
+def epoch_progress_callback(progress: RichProgress, number: int) -> Any:
+    """A Keras callback that advances ``progress``'s epoch bar of trial ``number``."""
+    import keras
+
+    class EpochProgress(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            progress.epoch_ended(number, epoch, dict(logs or {}))
+
+    return EpochProgress()
+
+
 def table_from_frame(
     frame: pd.DataFrame, columns: Iterable[str], title: str | None = None, limit: int | None = None
 ) -> Table:

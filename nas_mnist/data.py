@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nas_mnist.errors import InputError
+
 logger = logging.getLogger(__name__)
 
 DATA_ENV_VAR = "NAS_MNIST_DATA"
@@ -49,7 +51,7 @@ _IDX_FILES = {
 }
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """A data source is missing or malformed.
 
     ``str(err)`` names the file and the problem and says what to do.
@@ -488,8 +490,27 @@ def make_splits(
         y_test=arrays.y_test.astype(np.int32),
         source=arrays.source,
     )
-    logger.info("%s", splits.describe())
+    logger.debug("%s", splits.describe())
     return splits
+
+
+def load_splits(
+    path: str | os.PathLike | None = None, max_train_samples: int | None = None, seed: int = 0
+) -> DataSplits:
+    """``load_mnist(path)`` then ``make_splits``: the data of a search, as ``--data`` and
+    ``--max-train-samples`` describe it.
+
+    Raises:
+        InputError: a missing or malformed data file (``DataError``), or a ``max_train_samples``
+            out of range; the message names the flag or the file.
+    """
+    arrays = load_mnist(path)
+    try:
+        return make_splits(arrays, max_train_samples=max_train_samples, seed=seed)
+    except DataError:
+        raise
+    except ValueError as exc:
+        raise InputError(f"--max-train-samples: {exc}") from None
 
 
 def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:

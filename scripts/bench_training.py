@@ -67,13 +67,15 @@ def run_nas_mnist(args: argparse.Namespace, data) -> dict:
     import optuna
 
     from nas_mnist.architecture.baselines import get_baseline
+    from nas_mnist.engine.budget import run_trials
     from nas_mnist.engine.objective import PHASE_SECONDS_ATTR, Objective, ObjectiveConfig
+    from nas_mnist.engine.refresher import ParentRunRefresher
     from nas_mnist.engine.seeding import seed_baselines
-    from nas_mnist.engine.study import open_study, run_trials
+    from nas_mnist.engine.study import open_study
     from nas_mnist.model.training import TrainingOptions
-    from nas_mnist.reporting.report import ParentRunRefresher
     from nas_mnist.search_space.space import load_search_space
-    from nas_mnist.tracking.tracker import EXPERIMENT_ATTR, Tracker
+    from nas_mnist.tracking.tracker import StudyRuns, Tracker
+    from nas_mnist.trial_attributes import EXPERIMENT_ATTR
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     options = TrainingOptions(input_pipeline=args.input_pipeline,
@@ -88,8 +90,8 @@ def run_nas_mnist(args: argparse.Namespace, data) -> dict:
         parent = tracker.attach_parent_run(study)
         config = ObjectiveConfig(epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
                                  max_trials=1, training=options)
-        objective = Objective(space, data, tracker, study.user_attrs[EXPERIMENT_ATTR], parent,
-                              config)
+        runs = StudyRuns(tracker, study.user_attrs[EXPERIMENT_ATTR], parent)
+        objective = Objective(space, data, runs, config)
         run_trials(study, objective, 1,
                    callbacks=[ParentRunRefresher(tracker, parent, n_trials=1)])
         tracker.finish_parent_run(parent)

@@ -41,7 +41,7 @@ def run_optuna(method: str, seed: int, args: argparse.Namespace, data, space, fo
 
     from nas_mnist.engine.objective import Objective, ObjectiveConfig
     from nas_mnist.engine.study import make_pruner, make_sampler
-    from nas_mnist.tracking.tracker import Tracker
+    from nas_mnist.tracking.tracker import StudyRuns, Tracker
 
     _, sampler_name, pruner_name = method.split("-")
     sampler = make_sampler(seed, sampler_name)
@@ -50,7 +50,7 @@ def run_optuna(method: str, seed: int, args: argparse.Namespace, data, space, fo
                                 study_name=f"{method}-{seed}")
     tracker = Tracker(f"sqlite:///{folder}/mlflow.db")
     experiment_id = tracker.experiment_id(f"{method}-{seed}")
-    objective = Objective(space, data, tracker, experiment_id, None,
+    objective = Objective(space, data, StudyRuns(tracker, experiment_id),
                           ObjectiveConfig(epochs=args.epochs, seed=seed))
     rows: list[tuple[int, float | None, float | None]] = []
     spent = 0
@@ -69,16 +69,15 @@ def run_optuna(method: str, seed: int, args: argparse.Namespace, data, space, fo
 
 
 def run_keras_tuner(seed: int, args: argparse.Namespace, data, space, folder: str):
-    from nas_mnist.engine.keras_tuner_engine import make_tuner, start_parent_run
-    from nas_mnist.tracking.tracker import Tracker
+    from nas_mnist.engine.keras_tuner_engine import TunerConfig, make_tuner, start_parent_run
+    from nas_mnist.tracking.tracker import StudyRuns, Tracker
 
     tracker = Tracker(f"sqlite:///{folder}/mlflow.db")
     experiment_id, parent = start_parent_run(tracker, f"hyperband-{seed}", "hyperband")
-    tuner = make_tuner("hyperband", space, data, epochs=args.epochs, max_trials=100_000,
-                       seed=seed, directory=folder, project_name=f"hyperband-{seed}",
-                       tracker=tracker, experiment_id=experiment_id, parent_run_id=parent,
-                       overwrite=True, max_epochs_total=args.budget_epochs,
-                       hyperband_iterations=1000)
+    config = TunerConfig("hyperband", epochs=args.epochs, max_trials=100_000, seed=seed,
+                         directory=folder, project_name=f"hyperband-{seed}", overwrite=True,
+                         max_epochs_total=args.budget_epochs, hyperband_iterations=1000)
+    tuner = make_tuner(config, space, data, StudyRuns(tracker, experiment_id, parent))
     tuner.search(verbose=0)
     rows, spent = [], 0
     for record in tuner.records:

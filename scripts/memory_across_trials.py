@@ -33,7 +33,7 @@ def measure(trials: int, folder: str) -> list[float]:
     from nas_mnist.architecture.spec import ArchitectureSpec, Conv, Dense, Flatten, MaxPool
     from nas_mnist.data import MnistArrays, make_splits
     from nas_mnist.engine.objective import Objective, ObjectiveConfig
-    from nas_mnist.tracking.tracker import Tracker
+    from nas_mnist.tracking.tracker import StudyRuns, Tracker
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rng = np.random.default_rng(0)
@@ -46,7 +46,7 @@ def measure(trials: int, folder: str) -> list[float]:
     experiment_id = tracker.experiment_id("memory")
     specs = [ArchitectureSpec(layers=(Conv(8 + n % 3, 3), MaxPool(2), Flatten(), Dense(16)))
              for n in range(3)]
-    objective = Objective(None, data, tracker, experiment_id, None, ObjectiveConfig(epochs=1),
+    objective = Objective(None, data, StudyRuns(tracker, experiment_id), ObjectiveConfig(epochs=1),
                           spec_for_trial=lambda t: specs[t.number % 3])
     study = optuna.create_study(direction="maximize")
     sizes = []

@@ -1,7 +1,8 @@
 """The baseline catalog: the 24 hand-built MNIST models of the seed notebooks, as specs.
 
 Each ``Baseline`` is one model cell of a notebook in ``shared/seeds/`` rebuilt in the spec language
-(``nas_mnist.architecture.spec``), with the training recipe the notebook used (optimizer, batch size, epochs),
+(``nas_mnist.architecture.spec``), with the training recipe the notebook used (optimizer, batch
+size, epochs),
 the test accuracy it printed and its exact parameter count from ``shared/baselines.md``. The
 notebooks are the source of truth for the layers; the table is a finding aid and a check
 (``baseline.spec.num_params == baseline.documented_params`` for every entry).

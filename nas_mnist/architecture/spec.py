@@ -26,6 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
+from nas_mnist.errors import InputError
+
 INPUT_SHAPE: tuple[int, int, int] = (28, 28, 1)
 """MNIST images: 28x28 pixels, one channel (LeCun et al., the MNIST database)."""
 NUM_CLASSES = 10
@@ -35,7 +37,7 @@ ACTIVATIONS = ("relu", "elu", "selu", "gelu", "swish", "tanh", "sigmoid", "linea
 OPTIMIZERS = ("adam", "adadelta", "sgd", "rmsprop")
 
 
-class SpecError(ValueError):
+class SpecError(InputError):
     """A spec is malformed or describes an impossible architecture.
 
     The message says which layer is wrong and how to fix it.

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from nas_mnist.errors import InputError
+
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 
-class UsageError(Exception):
-    """Bad user input detected by a command; printed as 'error: ...' with exit status 2."""
+UsageError = InputError
+"""Bad user input detected by a command; printed as 'error: ...' with exit status 2."""
 
 
 def positive_int(text: str) -> int:
@@ -35,7 +37,7 @@ def positive_float(text: str) -> float:
 
 def add_study_arguments(parser: argparse.ArgumentParser, study_help: str) -> None:
     """``--storage URL`` and ``--study-name NAME``, with the defaults every command shares."""
-    from nas_mnist.engine.study import DEFAULT_STORAGE, DEFAULT_STUDY_NAME
+    from nas_mnist.engine.settings import DEFAULT_STORAGE, DEFAULT_STUDY_NAME
 
     parser.add_argument(
         "--storage",
@@ -65,14 +67,3 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         help="train on a stratified subset of N training images (the validation "
         "split stays 10,000)",
     )
-
-
-def load_data(args: argparse.Namespace) -> object:
-    from nas_mnist.data import load_mnist, make_splits
-
-    try:
-        return make_splits(
-            load_mnist(args.data), max_train_samples=args.max_train_samples, seed=args.seed
-        )
-    except ValueError as exc:  # DataError is a ValueError too: both are bad input
-        raise UsageError(str(exc)) from None

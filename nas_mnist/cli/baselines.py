@@ -7,9 +7,7 @@ import argparse
 from nas_mnist.cli.arguments import (
     EXIT_FAILURE,
     EXIT_OK,
-    UsageError,
     add_data_arguments,
-    load_data,
     positive_int,
 )
 
@@ -86,58 +84,26 @@ def _baselines_list(args: argparse.Namespace) -> int:
 
 
 def _baselines_train(args: argparse.Namespace) -> int:
-    from nas_mnist.architecture.baselines import get_baseline
-    from nas_mnist.tracking.tracker import Tracker
+    from optuna.trial import TrialState
 
-    try:
-        baseline = get_baseline(args.name)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    data = load_data(args)
-    tracker = Tracker(args.tracking_uri)
-    tracker.check()
-    epochs = args.epochs or baseline.epochs
+    from nas_mnist.console import console
+    from nas_mnist.engine.baseline_training import BASELINES_EXPERIMENT, train_baseline
 
-    import optuna
-
-    from nas_mnist.console import RichProgress, console
-    from nas_mnist.engine.objective import Objective, ObjectiveConfig
-    from nas_mnist.engine.seeding import BASELINE_ATTR, IN_SPACE_ATTR
-
-    # One trial of an in-memory study: the same objective, MLflow logging and model keeping as a
-    # search trial, without pruning.
-    study = optuna.create_study(
-        direction="maximize",
-        pruner=optuna.pruners.NopPruner(),
-        study_name=f"baseline-{baseline.name}",
-    )
-    study.enqueue_trial({}, user_attrs={BASELINE_ATTR: baseline.name, IN_SPACE_ATTR: False})
-    experiment_id = tracker.experiment_id("nas-mnist-baselines")
-    with RichProgress(1) as progress:
-        objective = Objective(
-            None,
-            data,
-            tracker,
-            experiment_id,
-            None,
-            ObjectiveConfig(epochs=epochs, seed=args.seed),
-            listener=progress,
-            spec_for_trial=lambda trial: baseline.spec,
-        )
-        study.optimize(objective, n_trials=1)
-    trial = study.trials[0]
-    if trial.state != optuna.trial.TrialState.COMPLETE:
-        console.print(f"[red]{baseline.name} failed: {trial.user_attrs.get('reason')}[/]")
+    run = train_baseline(args.name, epochs=args.epochs, seed=args.seed, data=args.data,
+                         max_train_samples=args.max_train_samples,
+                         tracking_uri=args.tracking_uri)
+    baseline, attrs = run.baseline, run.trial.user_attrs
+    if run.trial.state != TrialState.COMPLETE:
+        console.print(f"[red]{baseline.name} failed: {attrs.get('reason')}[/]")
         return EXIT_FAILURE
-    attrs = trial.user_attrs
     console.print(
-        f"{baseline.name} ({baseline.source}), {epochs} epochs on {data.describe()}:\n"
+        f"{baseline.name} ({baseline.source}), {run.epochs} epochs on {run.data}:\n"
         f"  val_accuracy  {attrs['val_accuracy']:.4f} (best epoch {attrs['best_epoch'] + 1})\n"
         f"  test_accuracy {attrs['test_accuracy']:.4f}   "
         f"reported {baseline.reported_test_accuracy:.4f}"
         f" ({baseline.epochs} epochs in the notebook)\n"
-        f"  MLflow run {attrs['mlflow_run_id']} in experiment 'nas-mnist-baselines' at "
-        f"{tracker.tracking_uri}"
+        f"  MLflow run {attrs['mlflow_run_id']} in experiment '{BASELINES_EXPERIMENT}' at "
+        f"{run.tracking_uri}"
     )
     return EXIT_OK
 

@@ -18,16 +18,30 @@ from dataclasses import dataclass
 
 from nas_mnist import __version__
 from nas_mnist.cli import baselines, export, report, search, ui
-from nas_mnist.cli.arguments import EXIT_USAGE, UsageError
+from nas_mnist.cli.arguments import EXIT_USAGE
+from nas_mnist.errors import InputError
 
 logger = logging.getLogger("nas_mnist")
 
 
-def _quiet_libraries() -> None:
-    """Keep TensorFlow's C++ logs and library INFO lines out of the progress display."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+def _configure_logging(verbose: bool) -> None:
+    """nas-mnist's status lines on stdout, drawn by rich above the progress bars; warnings of
+    every library on stderr; TensorFlow's C++ logs and library INFO lines hidden unless
+    ``--verbose``."""
+    from rich.logging import RichHandler
+
+    from nas_mnist.console import console
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
+    level = logging.DEBUG if verbose else logging.INFO
+    package = logging.getLogger("nas_mnist")
+    package.handlers[:] = [RichHandler(console=console, show_time=False, show_path=False,
+                                       show_level=verbose, markup=False, rich_tracebacks=False)]
+    package.setLevel(level)
+    package.propagate = False
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for name in ("mlflow", "optuna", "alembic", "absl", "tensorflow"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 @dataclass(frozen=True)
@@ -79,26 +93,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _usage_errors() -> tuple[type[BaseException], ...]:
-    """Exception types that mean bad user input (exit status 2)."""
-    from nas_mnist.architecture.spec import SpecError
-    from nas_mnist.data import DataError
-    from nas_mnist.engine.study import StorageError
-    from nas_mnist.exporting.savedmodel import ExportError
-    from nas_mnist.search_space.space import SearchSpaceError
-    from nas_mnist.tracking.tracker import TrackingError
-
-    return (
-        UsageError,
-        DataError,
-        ExportError,
-        SearchSpaceError,
-        SpecError,
-        StorageError,
-        TrackingError,
-    )
-
-
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread so that the running trial ends as on Ctrl-C."""
 
@@ -118,16 +112,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or bad flags (2)
         return int(exc.code or 0)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    _quiet_libraries()
+    _configure_logging(args.verbose)
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
         return args.run(args)
-    except _usage_errors() as exc:
+    except InputError as exc:
         print(f"nas-mnist {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt as exc:

@@ -3,45 +3,42 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from nas_mnist.cli.arguments import (
     EXIT_FAILURE,
     EXIT_OK,
-    UsageError,
     add_data_arguments,
     add_study_arguments,
-    load_data,
     positive_float,
     positive_int,
 )
-from nas_mnist.engine.study import DEFAULT_SAMPLER, PRUNERS, SAMPLERS
-
-LEADERBOARD_COLUMNS = (
-    "trial",
-    "baseline",
-    "state",
-    "val_accuracy",
-    "test_accuracy",
-    "params",
-    "depth",
-    "kernel_sizes",
-    "optimizer",
-    "train_seconds",
-    "note",
+from nas_mnist.engine.settings import (
+    DEFAULT_SAMPLER,
+    ENGINES,
+    PRUNERS,
+    SAMPLERS,
+    TUNERS,
+    SearchSettings,
 )
+
+DEFAULTS = SearchSettings()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--trials",
         type=positive_int,
-        default=100,
+        default=DEFAULTS.trials,
         metavar="N",
         help="finished trials (complete or pruned) the study should hold in total; "
         "re-running resumes up to N (default: 100)",
     )
     parser.add_argument(
-        "--epochs", type=positive_int, default=15, help="training epochs per trial (default: 15)"
+        "--epochs",
+        type=positive_int,
+        default=DEFAULTS.epochs,
+        help="training epochs per trial (default: 15)",
     )
     parser.add_argument(
         "--batch-size",
@@ -51,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "sampled from the search space)",
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="sampler and training seed (default: 0)"
+        "--seed", type=int, default=DEFAULTS.seed, help="sampler and training seed (default: 0)"
     )
     parser.add_argument(
         "--timeout",
@@ -60,7 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="stop starting new trials after this many seconds",
     )
     parser.add_argument(
-        "--space", metavar="FILE", help="search-space file, or the name of a shipped space: default, small_cnn (default: default)"
+        "--space",
+        metavar="FILE|NAME",
+        help="search-space file, or the name of a shipped space: default, small_cnn "
+        "(default: default)",
     )
     add_study_arguments(parser, "study name; an existing study is resumed")
     parser.add_argument(
@@ -77,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--baselines",
-        default="all",
+        default=DEFAULTS.baselines,
         metavar="all|none|NAME,NAME",
         help="documented baselines to seed as the study's first trials, once per "
         "study (default: all)",
@@ -96,7 +96,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--objective",
-        default="val_accuracy",
+        default=DEFAULTS.objective,
         metavar="NAMES",
         help="val_accuracy, or val_accuracy with params and/or latency for a Pareto front of "
         "accuracy against model size or ms per image, e.g. val_accuracy,params "
@@ -104,21 +104,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--engine",
-        choices=("optuna", "keras-tuner"),
-        default="optuna",
+        choices=ENGINES,
+        default=DEFAULTS.engine,
         help="search engine: Optuna (default) or KerasTuner on the same search space, builder "
         "and MLflow logging, for comparison",
     )
     parser.add_argument(
         "--tuner",
-        choices=("hyperband", "bayesian", "random"),
-        default="hyperband",
+        choices=TUNERS,
+        default=DEFAULTS.tuner,
         help="KerasTuner tuner with --engine keras-tuner (default: hyperband, with --epochs "
         "as its max_epochs)",
     )
     parser.add_argument(
         "--tuner-dir",
-        default="keras_tuner",
+        default=DEFAULTS.tuner_dir,
         metavar="DIR",
         help="folder of KerasTuner's state with --engine keras-tuner; re-running resumes "
         "(default: keras_tuner)",
@@ -133,157 +133,63 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_arguments(parser)
 
 
+def settings_from_args(args: argparse.Namespace) -> SearchSettings:
+    """The ``SearchSettings`` that the parsed flags describe."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SearchSettings)
+              if f.name != "progress"}
+    return SearchSettings(**values, progress=not args.no_progress)
+
+
 def run(args: argparse.Namespace) -> int:
-    from nas_mnist.architecture.baselines import select_baselines
-    from nas_mnist.console import RichProgress, console
-    from nas_mnist.engine.recovery import handle_dead_trial, live_workers, recover_dead_trials
-    from nas_mnist.engine.seeding import seed_baselines
-    from nas_mnist.engine.study import (
-        count_finished,
-        make_sampler,
-        open_study,
-        parse_objectives,
-        run_trials,
-        storage_lock,
-        validate_storage_url,
-    )
-    from nas_mnist.model.devices import configure_devices, set_mixed_precision
-    from nas_mnist.search_space.space import load_search_space
-    from nas_mnist.tracking.tracker import EXPERIMENT_ATTR, Tracker
+    from nas_mnist.console import console
+    from nas_mnist.engine.budget import count_finished
+    from nas_mnist.engine.session import search
 
-    # 1. Validate every input before anything is created.
-    validate_storage_url(args.storage)
-    try:
-        baselines = select_baselines(args.baselines)
-    except ValueError as exc:
-        raise UsageError(f"--baselines: {exc}") from None
-    try:
-        objectives = parse_objectives(args.objective)
-    except ValueError as exc:
-        raise UsageError(f"--objective: {exc}") from None
-    pruner = args.pruner or ("median" if len(objectives) == 1 else "none")
-    if len(objectives) > 1 and pruner != "none":
-        raise UsageError(f"--pruner {pruner}: Optuna cannot prune trials of a multi-objective "
-                         f"study; drop --pruner or pass --pruner none with --objective "
-                         f"{args.objective}")
-    if args.engine == "keras-tuner":
-        if len(objectives) > 1 or args.sampler != DEFAULT_SAMPLER or args.pruner:
-            raise UsageError("--engine keras-tuner takes --tuner, not --sampler, --pruner or "
-                             "several objectives (those are Optuna's)")
-        from nas_mnist.engine.keras_tuner_engine import run_keras_tuner_search
-
-        return run_keras_tuner_search(args)
-    if args.sampler == "gp":
-        try:
-            make_sampler(0, "gp")
-        except ValueError as exc:
-            raise UsageError(f"--sampler: {exc}") from None
-    devices = configure_devices()
-    precision = set_mixed_precision(args.mixed_precision)
-    space = load_search_space(args.space)
-    data = load_data(args)
-    tracker = Tracker(args.tracking_uri)
-    tracker.check()
-
-    # 2. Study, dead trials of earlier runs, baselines and parent run.
-    def on_stale_trial(study: object, trial: object) -> None:
-        handle_dead_trial(study, trial, tracker, "killed: its worker sent no heartbeat")
-
-    study, created = open_study(
-        args.storage, args.study_name, seed=args.seed, on_stale_trial=on_stale_trial,
-        sampler=args.sampler, pruner=pruner, objectives=objectives, epochs=args.epochs,
-    )
-    others = live_workers(study)
-    if others and args.storage.startswith("sqlite"):
-        raise UsageError(
-            f"another worker ({', '.join(sorted(others))}) is running study {args.study_name!r} "
-            "on this SQLite storage; SQLite locks under concurrent writers, so run several "
-            "workers on a PostgreSQL storage (see the README's 'Several workers')"
-        )
-    for number in recover_dead_trials(study, tracker):
-        console.print(
-            f"trial {number} was left running by a dead worker: marked failed, its "
-            "configuration queued for one retry"
-        )
-    # Seeding reads the study, then enqueues what is missing: workers take turns.
-    with storage_lock(args.storage, f"seed:{args.study_name}"):
-        seed_baselines(study, space, baselines)
-    parent_run_id = tracker.attach_parent_run(study, wait_seconds=0 if created else 30)
-    experiment_id = study.user_attrs[EXPERIMENT_ATTR]
-    done = count_finished(study)
-    console.print(
-        f"[bold]study[/] {args.study_name!r} in {args.storage}: {done} of {args.trials} "
-        f"trials finished; {space.describe()}; {data.describe()}"
-    )
-    console.print(
-        f"sampler {args.sampler}, pruner {pruner}, objective {','.join(objectives)}; "
-        f"{devices}, dtype policy {precision}"
-    )
-
-    # 3. Trials.
-    from nas_mnist.engine.objective import Objective, ObjectiveConfig
-    from nas_mnist.reporting.report import ParentRunRefresher
-
-    config = ObjectiveConfig(
-        epochs=args.epochs,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        max_params=args.max_params,
-        max_trials=args.trials,
-        objectives=objectives,
-    )
-    status = "FINISHED"
-    with RichProgress(args.trials, done, disable=args.no_progress) as progress:
-        objective = Objective(
-            space, data, tracker, experiment_id, parent_run_id, config, listener=progress
-        )
-        try:
-            outcome = run_trials(
-                study,
-                objective,
-                args.trials,
-                timeout=args.timeout,
-                # the parent run's study/ leaderboard and plots, refreshed as trials finish
-                callbacks=[ParentRunRefresher(tracker, parent_run_id, n_trials=args.trials)],
-            )
-        except BaseException:
-            status = "KILLED"
-            raise
-        finally:
-            tracker.finish_parent_run(parent_run_id, status)
-
-    # 4. Where things are.
-    _print_leaderboard(study)
-    console.print(
-        f"study:  {args.study_name!r} in {args.storage} ({count_finished(study)} finished trials)"
-    )
-    console.print(
-        f"MLflow: experiment {args.study_name!r} (id {experiment_id}), parent run "
-        f"{parent_run_id} in {tracker.tracking_uri}"
-    )
-    console.print(
-        f"        browse with: nas-mnist ui --tracking-uri {tracker.tracking_uri} "
-        f"--study-name {args.study_name}"
-    )
-    if outcome["stopped_for_failures"]:
+    result = search(settings_from_args(args))
+    if result.study is None:  # the KerasTuner engine
+        _print_keras_tuner_result(result)
+        return EXIT_OK if result.leaderboard["state"].eq("complete").any() else EXIT_FAILURE
+    _print_leaderboard(result.leaderboard, result.queued)
+    settings = result.settings
+    console.print(f"study:  {settings.study_name!r} in {settings.storage} "
+                  f"({count_finished(result.study)} finished trials)")
+    console.print(f"MLflow: experiment {settings.study_name!r} (id {result.experiment_id}), "
+                  f"parent run {result.parent_run_id} in {result.tracking_uri}")
+    console.print(f"        browse with: nas-mnist ui --tracking-uri {result.tracking_uri} "
+                  f"--study-name {settings.study_name}")
+    if result.stopped_for_failures:
         console.print("[red]stopped: too many trials failed in a row; see the note column[/]")
         return EXIT_FAILURE
     return EXIT_OK
 
 
-def _print_leaderboard(study: object, limit: int = 10) -> None:
+def _print_keras_tuner_result(result: object) -> None:
     from nas_mnist.console import console, table_from_frame
-    from nas_mnist.engine.leaderboard import baseline_comparison, leaderboard
 
-    frame = leaderboard(study)
-    queued = int(frame["state"].eq("waiting").sum())
-    frame = frame[frame["state"].ne("waiting")]
+    frame = result.leaderboard
+    if frame.empty:
+        console.print("no trials ran (the KerasTuner project had already finished; pass a new "
+                      "--study-name or more --trials)")
+        return
+    columns = ("trial", "state", "val_accuracy", "test_accuracy", "params", "epochs_trained",
+               "train_seconds", "reason")
+    console.print(table_from_frame(frame, columns, title=f"{len(frame)} KerasTuner trials "
+                                   "(by val_accuracy)", limit=10))
+    console.print(f"MLflow: experiment {result.settings.study_name!r} (id "
+                  f"{result.experiment_id}), parent run {result.parent_run_id} in "
+                  f"{result.tracking_uri}")
+
+
+def _print_leaderboard(frame: object, queued: int, limit: int = 10) -> None:
+    from nas_mnist.console import console, table_from_frame
+    from nas_mnist.engine.leaderboard import VIEWS, baseline_comparison
+
     if queued:
         console.print(f"{queued} queued trial(s) (baselines or retries) wait for a later run")
     if frame.empty:
         console.print("no trials yet")
         return
-    columns = LEADERBOARD_COLUMNS
+    columns = VIEWS["console"]
     if frame["pareto"].notna().any():  # several objectives: the Pareto front first
         front = int(frame["pareto"].eq(True).sum())
         columns = (*columns[:-1], *(["latency_ms"] if frame["latency_ms"].notna().any() else []),

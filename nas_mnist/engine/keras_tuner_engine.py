@@ -15,6 +15,7 @@ trained itself and the metric ``epochs_trained``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from nas_mnist.architecture.spec import ArchitectureSpec, SpecError
 from nas_mnist.data import DataSplits
 from nas_mnist.model.training import TrainingOptions
 from nas_mnist.search_space.space import SearchSpace
-from nas_mnist.tracking.tracker import Tracker
+from nas_mnist.tracking.tracker import StudyRuns, Tracker
 
 logger = logging.getLogger(__name__)
 
@@ -81,40 +82,48 @@ class TrialRecord:
     finished_at: float = field(default_factory=time.perf_counter)
 
 
-def make_tuner(
-    name: str,
-    space: SearchSpace,
-    data: DataSplits,
-    *,
-    epochs: int,
-    max_trials: int,
-    seed: int,
-    directory: str | Path,
-    project_name: str,
-    tracker: Tracker | None = None,
-    experiment_id: str | None = None,
-    parent_run_id: str | None = None,
-    options: TrainingOptions | None = None,
-    overwrite: bool = False,
-    max_epochs_total: int | None = None,
-    hyperband_iterations: int = 1,
-) -> Any:
-    """A KerasTuner tuner over ``space`` whose trials train with nas-mnist's builder and pipeline.
+@dataclass(frozen=True)
+class TunerConfig:
+    """What a KerasTuner tuner runs.
 
-    Args:
+    Attributes:
         name: "hyperband" (``max_epochs=epochs``, factor 3), "bayesian" or "random".
-        space: the search space.
-        data: the splits.
         epochs: epochs per trial (Hyperband: the most any model trains).
         max_trials: the tuner stops after this many trials.
         seed: seeds the oracle and each trial's weights (``seed + trial number``).
         directory, project_name: where KerasTuner keeps its state.
-        tracker, experiment_id, parent_run_id: MLflow logging (none when ``tracker`` is None).
-        options: input pipeline settings.
         overwrite: start afresh instead of resuming ``directory/project_name``.
         max_epochs_total: stop starting trials once the trials trained this many epochs in all
             (an epoch budget, as ``scripts/compare_engines.py`` uses).
         hyperband_iterations: KerasTuner's ``hyperband_iterations`` (full Hyperband runs).
+    """
+
+    name: str
+    epochs: int
+    max_trials: int
+    seed: int
+    directory: str | Path
+    project_name: str
+    overwrite: bool = False
+    max_epochs_total: int | None = None
+    hyperband_iterations: int = 1
+
+
+def make_tuner(
+    config: TunerConfig,
+    space: SearchSpace,
+    data: DataSplits,
+    runs: StudyRuns | None = None,
+    options: TrainingOptions | None = None,
+) -> Any:
+    """A KerasTuner tuner over ``space`` whose trials train with nas-mnist's builder and pipeline.
+
+    Args:
+        config: the tuner, its budget and where it keeps its state.
+        space: the search space.
+        data: the splits.
+        runs: where the trials' MLflow runs go (no MLflow logging when None).
+        options: input pipeline settings.
 
     Returns:
         The tuner; ``tuner.records`` fills with a ``TrialRecord`` per finished trial.
@@ -130,6 +139,8 @@ def make_tuner(
     kt_config.DEBUG = False
     classes = {"hyperband": kt.Hyperband, "bayesian": kt.BayesianOptimization,
                "random": kt.RandomSearch}
+    name, seed, epochs = config.name, config.seed, config.epochs
+    tracker = runs.tracker if runs is not None else None
     if name not in classes:
         raise ValueError(f"unknown tuner {name!r}; choose from {', '.join(TUNERS)}")
     options = options or TrainingOptions()
@@ -169,8 +180,8 @@ def make_tuner(
             keras.utils.set_random_seed(seed + number)
             self.current = {"number": number, "start": time.perf_counter(), "run_id": None}
             if tracker is not None:
-                self.current["run_id"] = tracker.start_trial_run(
-                    experiment_id, parent_run_id, number, project_name,
+                self.current["run_id"] = runs.start_trial_run(
+                    number, config.project_name,
                     tags={"engine": "keras-tuner", "tuner": name},
                     run_name=f"trial-{number:04d}",
                 )
@@ -218,7 +229,7 @@ def make_tuner(
                 seconds=time.perf_counter() - self.current["start"],
             )
             if tracker is not None:
-                from nas_mnist.reporting.report import log_trial_artifacts
+                from nas_mnist.tracking.trial_artifacts import log_trial_artifacts
 
                 result = argparse.Namespace(model=model, history=best.history)
                 log_trial_artifacts(tracker, run_id, spec, result,
@@ -238,7 +249,7 @@ def make_tuner(
             )
             self.records.append(record)
             spent = sum(r.epochs_trained for r in self.records)
-            if max_epochs_total is not None and spent >= max_epochs_total:
+            if config.max_epochs_total is not None and spent >= config.max_epochs_total:
                 self.oracle.max_trials = len(self.oracle.trials)  # the next trial is STOPPED
             if tracker is not None and self.current.get("run_id"):
                 tracker.end_trial_run(self.current["run_id"], state, reason or None)
@@ -248,17 +259,17 @@ def make_tuner(
         "hypermodel": SpaceHyperModel(),
         "objective": kt.Objective("val_accuracy", direction="max"),
         "seed": seed,
-        "directory": str(directory),
-        "project_name": project_name,
-        "overwrite": overwrite,
+        "directory": str(config.directory),
+        "project_name": config.project_name,
+        "overwrite": config.overwrite,
         "max_consecutive_failed_trials": MAX_CONSECUTIVE_FAILED_TRIALS,
     }
     if name == "hyperband":
         tuner = NasMnistTuner(max_epochs=epochs, factor=HYPERBAND_FACTOR,
-                              hyperband_iterations=hyperband_iterations, **common)
-        tuner.oracle.max_trials = max_trials  # Hyperband's own budget may be larger
+                              hyperband_iterations=config.hyperband_iterations, **common)
+        tuner.oracle.max_trials = config.max_trials  # Hyperband's own budget may be larger
     else:
-        tuner = NasMnistTuner(max_trials=max_trials, **common)
+        tuner = NasMnistTuner(max_trials=config.max_trials, **common)
     return tuner
 
 
@@ -275,33 +286,35 @@ def start_parent_run(tracker: Tracker, study_name: str, tuner_name: str) -> tupl
     return experiment_id, run.info.run_id
 
 
-def run_keras_tuner_search(args: argparse.Namespace) -> int:
-    """The ``search`` command with ``--engine keras-tuner``; returns the exit status."""
+def run_keras_tuner_search(
+    settings: Any, space: SearchSpace, data: DataSplits, tracker: Tracker, devices: str
+) -> Any:
+    """A search with ``engine="keras-tuner"``: the same space, builder and MLflow logging as the
+    Optuna engine, driven by KerasTuner (state in ``settings.tuner_dir``).
+
+    Args:
+        settings: the ``SearchSettings``.
+        space, data, tracker: the validated search space, data splits and MLflow tracker.
+        devices: the device line to log.
+
+    Returns:
+        A ``SearchResult`` whose ``study`` and ``best_trial`` are None and whose leaderboard has
+        one row per KerasTuner trial (trial, state, val_accuracy, test_accuracy, params,
+        epochs_trained, train_seconds, reason), best val_accuracy first.
+    """
     import pandas as pd
 
-    from nas_mnist.cli.arguments import EXIT_FAILURE, EXIT_OK, load_data
-    from nas_mnist.console import console, table_from_frame
-    from nas_mnist.model.devices import configure_devices, set_mixed_precision
+    from nas_mnist.engine.session import SearchResult
     from nas_mnist.model.training import freeze_long_lived_objects
-    from nas_mnist.search_space.space import load_search_space
 
-    space = load_search_space(args.space)
-    data = load_data(args)
-    tracker = Tracker(args.tracking_uri)
-    tracker.check()
-    devices = configure_devices()
-    precision = set_mixed_precision(args.mixed_precision)
-    experiment_id, parent_run_id = start_parent_run(tracker, args.study_name, args.tuner)
-    tuner = make_tuner(
-        args.tuner, space, data, epochs=args.epochs, max_trials=args.trials, seed=args.seed,
-        directory=args.tuner_dir, project_name=args.study_name, tracker=tracker,
-        experiment_id=experiment_id, parent_run_id=parent_run_id,
-    )
-    console.print(
-        f"[bold]KerasTuner {args.tuner}[/] project {args.study_name!r} in {args.tuner_dir}: up to "
-        f"{args.trials} trials of at most {args.epochs} epochs; {space.describe()}; "
-        f"{data.describe()}; {devices}, dtype policy {precision}; baselines are not seeded"
-    )
+    experiment_id, parent_run_id = start_parent_run(tracker, settings.study_name, settings.tuner)
+    config = TunerConfig(settings.tuner, settings.epochs, settings.trials, settings.seed,
+                         settings.tuner_dir, settings.study_name)
+    tuner = make_tuner(config, space, data, StudyRuns(tracker, experiment_id, parent_run_id))
+    logger.info("KerasTuner %s project %r in %s: up to %d trials of at most %d epochs; %s; %s; "
+                "%s; baselines are not seeded", settings.tuner, settings.study_name,
+                settings.tuner_dir, settings.trials, settings.epochs, space.describe(),
+                data.describe(), devices)
     freeze_long_lived_objects()
     status = "FINISHED"
     try:
@@ -311,19 +324,10 @@ def run_keras_tuner_search(args: argparse.Namespace) -> int:
         raise
     finally:
         tracker.finish_parent_run(parent_run_id, status)
-    frame = pd.DataFrame([vars(r) for r in tuner.records]).drop(columns="finished_at")
-    if frame.empty:
-        console.print("no trials ran (the KerasTuner project had already finished; pass a new "
-                      "--study-name or more --trials)")
-        return EXIT_OK
+    frame = pd.DataFrame([vars(r) for r in tuner.records], columns=[
+        f.name for f in dataclasses.fields(TrialRecord)]).drop(columns="finished_at")
     frame = frame.rename(columns={"number": "trial", "seconds": "train_seconds"})
     frame = frame.sort_values("val_accuracy", ascending=False, na_position="last")
-    columns = ("trial", "state", "val_accuracy", "test_accuracy", "params", "epochs_trained",
-               "train_seconds", "reason")
-    console.print(table_from_frame(frame, columns, title=f"{len(frame)} KerasTuner trials "
-                                   "(by val_accuracy)", limit=10))
-    console.print(
-        f"MLflow: experiment {args.study_name!r} (id {experiment_id}), parent run "
-        f"{parent_run_id} in {tracker.tracking_uri}"
-    )
-    return EXIT_OK if frame["state"].eq("complete").any() else EXIT_FAILURE
+    return SearchResult(study=None, leaderboard=frame.reset_index(drop=True), best_trial=None,
+                        parent_run_id=parent_run_id, experiment_id=experiment_id,
+                        tracking_uri=tracker.tracking_uri, settings=settings)

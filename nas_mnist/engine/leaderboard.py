@@ -1,13 +1,36 @@
-"""The leaderboard: one row per trial of a study, best val_accuracy first (a pandas DataFrame)."""
+"""The leaderboard: one row per trial of a study, best val_accuracy first (a pandas DataFrame).
+
+This module is the one registry of leaderboard columns: ``COLUMNS`` lists every column the table
+has, and ``VIEWS`` the subsets that each place shows (the search's console table, the report's
+CSV/JSON, its markdown and HTML table). ``best_trial`` is the one rule that picks the best trial
+(highest val_accuracy among complete trials, ties to the earliest): the search result, the report
+and the export all use it.
+"""
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
 
+from nas_mnist.architecture.spec import ArchitectureSpec
 from nas_mnist.engine.study import val_accuracy_of
+from nas_mnist.trial_attributes import (
+    BASELINE_ATTR,
+    BEST_EPOCH_ATTR,
+    IN_SPACE_ATTR,
+    LATENCY_ATTR,
+    MODEL_URI_ATTR,
+    NUM_PARAMS_ATTR,
+    REASON_ATTR,
+    RUN_ATTR,
+    SPEC_ATTR,
+    TEST_ACCURACY_ATTR,
+    TRAIN_SECONDS_ATTR,
+)
 
 COLUMNS = (
     "trial",
@@ -18,15 +41,45 @@ COLUMNS = (
     "params",
     "depth",
     "kernel_sizes",
+    "filters",
     "num_pools",
     "num_batch_norm",
+    "dense_units",
     "optimizer",
+    "learning_rate",
+    "batch_size",
     "train_seconds",
+    "best_epoch",
     "latency_ms",
     "pareto",
+    "mlflow_run_id",
     "reason",
     "note",
 )
+"""Every column of ``leaderboard(study)``."""
+
+VIEWS: dict[str, tuple[str, ...]] = {
+    "console": ("trial", "baseline", "state", "val_accuracy", "test_accuracy", "params", "depth",
+                "kernel_sizes", "optimizer", "train_seconds", "note"),
+    "records": ("trial", "baseline", "state", "val_accuracy", "test_accuracy", "params", "depth",
+                "kernel_sizes", "filters", "num_pools", "num_batch_norm", "dense_units",
+                "optimizer", "learning_rate", "batch_size", "train_seconds", "best_epoch",
+                "mlflow_run_id", "reason"),
+    "markdown": ("trial", "baseline", "state", "val_accuracy", "test_accuracy", "params",
+                 "depth", "kernel_sizes", "num_pools", "num_batch_norm", "optimizer",
+                 "learning_rate", "train_seconds", "note"),
+}
+"""Columns shown by each place: ``console`` (the search's table), ``records`` (the report's
+``leaderboard.csv`` with ``note``, and ``report --format json``), ``markdown`` (``leaderboard.md``
+and the report page; a reason is cut to a short note)."""
+
+NUMERIC_COLUMNS = ("trial", "val_accuracy", "test_accuracy", "params", "depth", "train_seconds",
+                   "latency_ms", "learning_rate", "batch_size", "best_epoch")
+"""Columns drawn right-aligned in tables."""
+
+_INTEGER_COLUMNS = ("trial", "params", "depth", "num_pools", "num_batch_norm", "batch_size",
+                    "best_epoch")
+_SPEC_COLUMNS = ("filters", "dense_units", "learning_rate", "batch_size")
 
 
 def _number(value: Any) -> float | None:
@@ -38,8 +91,8 @@ def _number(value: Any) -> float | None:
 
 
 def _baseline_label(attrs: dict[str, Any]) -> str:
-    name = attrs.get("baseline", "")
-    if name and not attrs.get("in_space", False):
+    name = attrs.get(BASELINE_ATTR, "")
+    if name and not attrs.get(IN_SPACE_ATTR, False):
         return f"{name} (out-of-space)"
     return name
 
@@ -75,24 +128,26 @@ def leaderboard(study: Any, states: tuple[str, ...] | None = None) -> pd.DataFra
         val = val_accuracy_of(t)
         if val is None and t.intermediate_values:
             val = max(t.intermediate_values.values())
+        spec = _spec_summary(attrs.get(SPEC_ATTR))
         rows.append(
             {
                 "trial": t.number,
                 "baseline": _baseline_label(attrs),
                 "state": state,
                 "val_accuracy": _number(val),
-                "test_accuracy": _number(attrs.get("test_accuracy")),
-                "params": attrs.get("params"),
-                "depth": attrs.get("depth"),
+                "test_accuracy": _number(attrs.get(TEST_ACCURACY_ATTR)),
+                "params": attrs.get(NUM_PARAMS_ATTR),
+                **{k: attrs.get(k) for k in ("depth", "num_pools", "num_batch_norm")},
                 "kernel_sizes": attrs.get("kernel_sizes", ""),
-                "num_pools": attrs.get("num_pools"),
-                "num_batch_norm": attrs.get("num_batch_norm"),
                 "optimizer": attrs.get("optimizer", ""),
-                "train_seconds": _number(attrs.get("train_seconds")),
-                "latency_ms": _number(attrs.get("latency_ms")),
+                **{k: spec.get(k) for k in _SPEC_COLUMNS},
+                "train_seconds": _number(attrs.get(TRAIN_SECONDS_ATTR)),
+                "best_epoch": attrs.get(BEST_EPOCH_ATTR),
+                "latency_ms": _number(attrs.get(LATENCY_ATTR)),
                 "pareto": None if front is None else t.number in front,
-                "reason": attrs.get("reason", ""),
-                "note": _short(attrs.get("reason", "")),
+                "mlflow_run_id": attrs.get(RUN_ATTR, ""),
+                "reason": attrs.get(REASON_ATTR, ""),
+                "note": _short(attrs.get(REASON_ATTR, "")),
             }
         )
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
@@ -102,7 +157,53 @@ def leaderboard(study: Any, states: tuple[str, ...] | None = None) -> pd.DataFra
     frame = frame.assign(_rank=rank).sort_values(
         ["_rank", "val_accuracy", "trial"], ascending=[True, False, True], na_position="last"
     )
-    return frame.drop(columns="_rank").reset_index(drop=True)
+    frame = frame.drop(columns="_rank").reset_index(drop=True)
+    for column in _INTEGER_COLUMNS:  # whole numbers, with gaps where a trial has none
+        frame[column] = frame[column].astype("Int64")
+    return frame
+
+
+def view(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    """The columns of ``VIEWS[name]`` (plus ``note`` for ``records``, as leaderboard.csv has)."""
+    columns = list(VIEWS[name]) + (["note"] if name == "records" else [])
+    return frame[columns]
+
+
+def leaderboard_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The leaderboard as JSON-ready dicts of the ``records`` view (missing numbers: ``None``)."""
+    return json.loads(frame[list(VIEWS["records"])].to_json(orient="records"))
+
+
+def best_trial(study: Any, with_model: bool = False) -> Any | None:
+    """The complete trial with the highest val_accuracy (ties: the earliest), or None.
+
+    Args:
+        study: an ``optuna.Study``.
+        with_model: consider only trials that kept a trained model (``model_uri``).
+
+    Returns:
+        An ``optuna.trial.FrozenTrial``, or None when no trial qualifies.
+    """
+    from optuna.trial import TrialState
+
+    candidates = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        value = val_accuracy_of(t)
+        if value is None or not math.isfinite(value):
+            continue
+        if with_model and not t.user_attrs.get(MODEL_URI_ATTR):
+            continue
+        candidates.append((value, -t.number, t))
+    return max(candidates, key=lambda c: c[:2], default=(None, None, None))[2]
+
+
+def _spec_summary(data: Mapping[str, Any] | None) -> dict[str, Any]:
+    if not data:
+        return {}
+    try:
+        return ArchitectureSpec.from_dict(data).summary()
+    except ValueError:  # a spec written by another version: leave its columns empty
+        return {}
 
 
 def baseline_comparison(frame: pd.DataFrame) -> dict[str, Any] | None:

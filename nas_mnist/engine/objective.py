@@ -19,20 +19,26 @@ import optuna
 from nas_mnist.architecture.spec import ArchitectureSpec, SpecError
 from nas_mnist.data import DataSplits
 from nas_mnist.engine import seeding
-from nas_mnist.engine.recovery import WORKER_ATTR, worker_id
-from nas_mnist.engine.study import count_claimed
+from nas_mnist.engine.budget import count_claimed
+from nas_mnist.engine.recovery import worker_id
 from nas_mnist.model.training import TrainingOptions
 from nas_mnist.search_space.space import SearchSpace
-from nas_mnist.tracking.tracker import RUN_ATTR, Tracker
+from nas_mnist.tracking.tracker import StudyRuns, Tracker
+from nas_mnist.tracking.trial_artifacts import log_trial_artifacts
+from nas_mnist.trial_attributes import (
+    BASELINE_ATTR,
+    IN_SPACE_ATTR,
+    MODEL_URI_ATTR,
+    PHASE_SECONDS_ATTR,
+    REASON_ATTR,
+    RUN_ATTR,
+    SPEC_ATTR,
+    SUMMARY_ATTRS,
+    WORKER_ATTR,
+)
 
 logger = logging.getLogger(__name__)
 
-# Trial user attributes written by the objective (read by the leaderboard and export).
-SPEC_ATTR = "spec"
-REASON_ATTR = "reason"
-MODEL_URI_ATTR = "model_uri"
-PHASE_SECONDS_ATTR = "phase_seconds"
-SUMMARY_ATTRS = ("depth", "kernel_sizes", "num_pools", "num_batch_norm", "optimizer", "params")
 
 
 class SearchListener(Protocol):
@@ -139,7 +145,7 @@ def _epoch_callbacks(
 
 
 def _run_name(trial: optuna.Trial) -> str:
-    baseline = trial.user_attrs.get(seeding.BASELINE_ATTR)
+    baseline = trial.user_attrs.get(BASELINE_ATTR)
     return f"trial-{trial.number:04d}" + (f"-{baseline}" if baseline else "")
 
 
@@ -149,8 +155,7 @@ class Objective:
     Args:
         space: the search space that proposes specs.
         data: the splits; loaded once per process and shared by every trial.
-        tracker: MLflow logger.
-        experiment_id, parent_run_id: where the trial runs go.
+        runs: where the trial runs go (MLflow tracker, experiment and parent run).
         config: epochs, seed and limits.
         listener: progress hooks.
         spec_for_trial: optional override ``(trial) -> spec``; the default trains a seeded
@@ -161,18 +166,15 @@ class Objective:
         self,
         space: SearchSpace,
         data: DataSplits,
-        tracker: Tracker,
-        experiment_id: str,
-        parent_run_id: str | None,
+        runs: StudyRuns,
         config: ObjectiveConfig,
         listener: SearchListener | None = None,
         spec_for_trial: Callable[[optuna.Trial], ArchitectureSpec] | None = None,
     ) -> None:
         self.space = space
         self.data = data
-        self.tracker = tracker
-        self.experiment_id = experiment_id
-        self.parent_run_id = parent_run_id
+        self.runs = runs
+        self.tracker = runs.tracker
         self.config = config
         self.listener = listener or _NoListener()
         self.spec_for_trial = spec_for_trial or (lambda trial: seeding.spec_for_trial(trial, space))
@@ -195,18 +197,16 @@ class Objective:
         tags = {
             k: str(v)
             for k, v in trial.user_attrs.items()
-            if k in (seeding.BASELINE_ATTR, seeding.IN_SPACE_ATTR)
+            if k in (BASELINE_ATTR, IN_SPACE_ATTR)
         }
-        run_id = self.tracker.start_trial_run(
-            self.experiment_id,
-            self.parent_run_id,
+        run_id = self.runs.start_trial_run(
             trial.number,
             trial.study.study_name,
             tags=tags,
             run_name=_run_name(trial),
         )
         trial.set_user_attr(RUN_ATTR, run_id)
-        label = trial.user_attrs.get(seeding.BASELINE_ATTR) or f"trial {trial.number}"
+        label = trial.user_attrs.get(BASELINE_ATTR) or f"trial {trial.number}"
         self.listener.trial_started(trial.number, self.config.epochs, label)
         try:
             spec = self._spec(trial)
@@ -239,10 +239,6 @@ class Objective:
                 self.tracker.log_metrics(run_id, {"latency_ms": values["latency"]})
             artifacts_start = time.perf_counter()
             model_uri = self._save_model(result.model, run_id)
-            from nas_mnist.reporting.report import (
-                log_trial_artifacts,  # summary, curves, num.* metrics
-            )
-
             log_trial_artifacts(self.tracker, run_id, spec, result, title=_run_name(trial))
             phases = dict(result.phase_seconds)
             phases["artifacts"] = time.perf_counter() - artifacts_start

@@ -21,14 +21,18 @@ from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
-from nas_mnist.engine.seeding import BASELINE_ATTR, IN_SPACE_ATTR
-from nas_mnist.tracking.tracker import RUN_ATTR
+from nas_mnist.environment import pid_alive
+from nas_mnist.trial_attributes import (
+    BASELINE_ATTR,
+    IN_SPACE_ATTR,
+    REASON_ATTR,
+    RETRY_OF_ATTR,
+    RUN_ATTR,
+    WORKER_ATTR,
+)
 
 logger = logging.getLogger(__name__)
 
-WORKER_ATTR = "worker"
-RETRY_OF_ATTR = "retry_of"
-REASON_ATTR = "reason"
 
 
 def worker_id() -> str:
@@ -41,15 +45,7 @@ def worker_alive(worker: str) -> bool | None:
     host, _, pid = worker.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return None
-    if int(pid) == os.getpid():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by another user
-        return True
-    return True
+    return pid_alive(int(pid))
 
 
 def handle_dead_trial(study: Any, trial: FrozenTrial, tracker: Any | None, reason: str) -> None:

@@ -15,11 +15,10 @@ from typing import Any
 from nas_mnist.architecture.baselines import Baseline, get_baseline
 from nas_mnist.architecture.spec import ArchitectureSpec
 from nas_mnist.search_space.space import SearchSpace
+from nas_mnist.trial_attributes import BASELINE_ATTR, IN_SPACE_ATTR
 
 logger = logging.getLogger(__name__)
 
-BASELINE_ATTR = "baseline"
-IN_SPACE_ATTR = "in_space"
 
 
 def seeded_baselines(study: Any) -> set[str]:

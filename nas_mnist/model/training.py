@@ -208,6 +208,14 @@ class _DatasetCache:
 _DATASETS = _DatasetCache()
 
 
+def reset_training_state() -> None:
+    """Start a new search with nothing of an earlier one in this process (a notebook re-run):
+    the cached ``tf.data`` tensors, Keras' global state (``clear_session``) and garbage."""
+    global _DATASETS
+    _DATASETS = _DatasetCache()
+    release_memory()
+
+
 def _uses_datasets(options: TrainingOptions) -> bool:
     return options.input_pipeline == "dataset" and keras.backend.backend() == "tensorflow"
 

@@ -36,6 +36,7 @@ from nas_mnist.architecture.spec import (
     OptimizerSpec,
     SpecError,
 )
+from nas_mnist.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ _SCHEMA: dict[str, set[str] | None] = {
 _REQUIRED = ("conv", "pooling", "optimizer")
 
 
-class SearchSpaceError(ValueError):
+class SearchSpaceError(InputError):
     """A search-space file is missing or malformed; the message names the file and the key."""
 
 

@@ -1,1 +1,1 @@
-"""MLflow: one experiment and parent run per study, one nested run per trial, and their artifacts."""
+"""MLflow: one experiment and parent run per study, one nested run per trial, their artifacts."""

@@ -15,14 +15,19 @@ import math
 import os
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
+
+from nas_mnist.environment import temporary_environ
+from nas_mnist.errors import InputError
+from nas_mnist.trial_attributes import (
+    EXPERIMENT_ATTR,
+    PARENT_RUN_ATTR,
+    TRACKING_URI_ATTR,
+)
 
 logger = logging.getLogger(__name__)
 
-PARENT_RUN_ATTR = "mlflow_parent_run_id"
-EXPERIMENT_ATTR = "mlflow_experiment_id"
-TRACKING_URI_ATTR = "mlflow_tracking_uri"
-RUN_ATTR = "mlflow_run_id"
 
 # MLflow limits (mlflow.utils.validation): 1000 metrics / 100 params / 100 tags per log_batch,
 # and 6000 characters per param value.
@@ -34,7 +39,7 @@ RUN_STATUS = {"complete": "FINISHED", "pruned": "FINISHED", "failed": "FAILED", 
 """MLflow run status for each trial state (a pruned trial ran correctly: its run is FINISHED)."""
 
 
-class TrackingError(RuntimeError):
+class TrackingError(InputError, RuntimeError):
     """The MLflow tracking store cannot be reached or used; the message says which URI."""
 
 
@@ -86,14 +91,10 @@ class Tracker:
         """
         from mlflow import MlflowClient
 
-        saved = {
-            k: os.environ.get(k)
-            for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")
-        }
-        os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
-        os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(int(math.ceil(timeout_seconds)))
         try:
-            MlflowClient(tracking_uri=self.tracking_uri).search_experiments(max_results=1)
+            with temporary_environ(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
+                                   MLFLOW_HTTP_REQUEST_TIMEOUT=str(math.ceil(timeout_seconds))):
+                MlflowClient(tracking_uri=self.tracking_uri).search_experiments(max_results=1)
         except Exception as exc:  # MLflow raises many types (requests, sqlalchemy, MlflowException)
             first_line = (
                 str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -102,12 +103,6 @@ class Tracker:
                 f"cannot reach the MLflow tracking store {self.tracking_uri!r}: {first_line}. "
                 "Start the tracking server, or pass --tracking-uri sqlite:///mlflow.db"
             ) from None
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
 
     def experiment_id(self, name: str) -> str:
         """The id of experiment ``name``, created if missing (restored if deleted)."""
@@ -261,3 +256,31 @@ class Tracker:
         """Where to look: the tracking URI plus the experiment/run path used by the MLflow UI."""
         path = f"#/experiments/{experiment_id}" + (f"/runs/{run_id}" if run_id else "")
         return f"{self.tracking_uri} {path}"
+
+
+@dataclass(frozen=True)
+class StudyRuns:
+    """Where the MLflow runs of a study's trials go.
+
+    Attributes:
+        tracker: the ``Tracker`` of the tracking store.
+        experiment_id: the study's experiment.
+        parent_run_id: the study's parent run; trial runs nest under it (``None``: not nested).
+    """
+
+    tracker: Tracker
+    experiment_id: str
+    parent_run_id: str | None = None
+
+    def start_trial_run(
+        self,
+        trial_number: int,
+        study_name: str,
+        tags: Mapping[str, str] | None = None,
+        run_name: str | None = None,
+    ) -> str:
+        """Create the run of one trial under the parent run; returns its id."""
+        return self.tracker.start_trial_run(
+            self.experiment_id, self.parent_run_id, trial_number, study_name, tags, run_name
+        )
+

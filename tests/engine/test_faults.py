@@ -23,9 +23,9 @@ from support import SMALL_SPACE, mlflow_runs, mlflow_uri
 from nas_mnist.architecture.spec import ArchitectureSpec, Dense, Flatten, OptimizerSpec
 from nas_mnist.cli.main import main
 from nas_mnist.data import MnistArrays, make_splits
+from nas_mnist.engine.budget import run_trials
 from nas_mnist.engine.objective import Objective, ObjectiveConfig
-from nas_mnist.engine.study import run_trials
-from nas_mnist.tracking.tracker import Tracker
+from nas_mnist.tracking.tracker import StudyRuns, Tracker
 
 # Slow enough per epoch (2,000 images, 8-16 filters) that a signal lands inside a trial.
 SIGNAL_SPACE = dict(SMALL_SPACE, conv=dict(SMALL_SPACE["conv"], filters=[16], padding=["same"]))
@@ -84,7 +84,7 @@ def in_memory_search(tmp_path: Path, specs: list[ArchitectureSpec], trials: int,
     tracker = Tracker(f"sqlite:///{tmp_path / 'm.db'}")
     experiment_id = tracker.experiment_id("faults")
     study = optuna.create_study(direction="maximize")
-    objective = Objective(None, random_splits(), tracker, experiment_id, None,
+    objective = Objective(None, random_splits(), StudyRuns(tracker, experiment_id),
                           config or ObjectiveConfig(epochs=1),
                           spec_for_trial=lambda t: specs[min(t.number, len(specs) - 1)])
     run_trials(study, objective, trials)

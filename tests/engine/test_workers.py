@@ -77,7 +77,8 @@ def test_workers_share_the_study_exactly(tmp_path, real_mnist_path):
 def _seed_from_a_worker(study_name: str, start: object, out: object) -> None:
     from nas_mnist.architecture.baselines import BASELINES as CATALOG
     from nas_mnist.engine.seeding import seed_baselines
-    from nas_mnist.engine.study import open_study, storage_lock
+    from nas_mnist.engine.storage import storage_lock
+    from nas_mnist.engine.study import open_study
     from nas_mnist.search_space.space import load_search_space
 
     study, _ = open_study(STORAGE, study_name)

@@ -20,15 +20,10 @@ import pytest
 import yaml
 
 from nas_mnist.cli.main import main
-from nas_mnist.exporting.savedmodel import (
-    ExportError,
-    check_out_dir,
-    pick_trial,
-    remove_stale_partials,
-    sha256_file,
-    verify_manifest,
-    write_manifest,
-)
+from nas_mnist.exporting.atomic import check_out_dir, remove_stale_partials
+from nas_mnist.exporting.layout import ExportError
+from nas_mnist.exporting.manifest import sha256_file, verify_manifest, write_manifest
+from nas_mnist.exporting.selection import pick_trial
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

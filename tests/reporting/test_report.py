@@ -20,15 +20,14 @@ from support import REPO_ROOT, SMALL_SPACE
 
 from nas_mnist.architecture.baselines import get_baseline
 from nas_mnist.cli.main import main
+from nas_mnist.engine.leaderboard import VIEWS
+from nas_mnist.engine.refresher import ParentRunRefresher
+from nas_mnist.engine.study_plots import write_study_plots
 from nas_mnist.plots import confusion_matrix, save_learning_curves
-from nas_mnist.reporting.report import (
-    REPORT_COLUMNS,
-    ParentRunRefresher,
-    leaderboard_markdown,
-    log_trial_artifacts,
-    numeric_params,
-    write_study_plots,
-)
+from nas_mnist.reporting.report import leaderboard_markdown
+from nas_mnist.tracking.trial_artifacts import log_trial_artifacts, numeric_params
+
+REPORT_COLUMNS = VIEWS["records"]
 
 NUM_TRIALS = 4  # trial 0 is the baseline s004_linear; with seed 0 trial 1 is an impossible
 # architecture (pruned before training) and trials 2 and 3 complete.

@@ -1,0 +1,90 @@
+"""The study-wide trial budget: ``--trials`` finished trials in total, shared by every worker,
+and a worker that stops after too many failures in a row."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+"""States that count towards ``--trials``: a failed trial is retried, not counted."""
+
+
+def count_finished(study: optuna.Study) -> int:
+    """Number of trials that count towards ``--trials`` (complete or pruned)."""
+    return len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
+
+
+class _StopAfterFailures:
+    """Stops the study after ``limit`` consecutive failed trials in this process.
+
+    Surplus trials (see ``count_claimed``) do not count as failures.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.consecutive = 0
+        self.stopped = False
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if trial.user_attrs.get("reason", "").startswith("surplus"):
+            return
+        self.consecutive = self.consecutive + 1 if trial.state == TrialState.FAIL else 0
+        if self.consecutive >= self.limit:
+            self.stopped = True
+            study.stop()
+
+
+def count_claimed(study: optuna.Study, before_number: int | None = None) -> int:
+    """Finished trials plus RUNNING ones (only those numbered below ``before_number`` if given).
+
+    With several workers, a trial may start only while this count is below ``--trials``: the
+    trial with the lower number goes first, so the study ends with exactly ``--trials`` finished.
+    """
+    claimed = 0
+    for t in study.get_trials(deepcopy=False, states=(*FINISHED_STATES, TrialState.RUNNING)):
+        if t.state != TrialState.RUNNING or before_number is None or t.number < before_number:
+            claimed += 1
+    return claimed
+
+
+def run_trials(
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], float],
+    n_trials: int,
+    timeout: float | None = None,
+    callbacks: Sequence[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = (),
+    max_consecutive_failures: int = 10,
+) -> dict[str, Any]:
+    """Run trials until the study holds ``n_trials`` finished trials in total.
+
+    ``--trials`` is study-wide: after an interruption the same call runs only the remaining ones,
+    and several workers share them. Failed trials are recorded and do not count; after
+    ``max_consecutive_failures`` failures in a row this worker stops.
+
+    Returns:
+        {"ran": trials started here, "stopped_for_failures": bool}.
+    """
+    if count_claimed(study) >= n_trials:
+        return {"ran": 0, "stopped_for_failures": False}
+    before = len(study.get_trials(deepcopy=False))
+    failures = _StopAfterFailures(max_consecutive_failures)
+    study.optimize(
+        objective,
+        n_trials=None,
+        timeout=timeout,
+        catch=(Exception,),
+        callbacks=[
+            optuna.study.MaxTrialsCallback(n_trials, states=FINISHED_STATES),
+            failures,
+            *callbacks,
+        ],
+        gc_after_trial=True,
+    )
+    return {
+        "ran": len(study.get_trials(deepcopy=False)) - before,
+        "stopped_for_failures": failures.stopped,
+    }

@@ -1,0 +1,243 @@
+"""One search, start to end: ``nas_mnist.search(...)`` and ``nas-mnist search`` run this.
+
+The steps, in order: validate every input and load the search space and data (nothing created
+yet); open or resume the study, recover trials of dead workers, seed the baselines and attach the
+MLflow parent run; run trials until the study holds ``trials`` finished ones; close the parent run
+and return a ``SearchResult``. Status lines go to the ``nas_mnist`` logger (the CLI shows them);
+progress bars are drawn with rich, in a terminal or in Jupyter, unless ``progress=False``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from nas_mnist.engine.settings import SearchSettings
+from nas_mnist.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SearchResult:
+    """What a search left behind.
+
+    Attributes:
+        study: the ``optuna.Study`` (``None`` for the KerasTuner engine, which keeps its own state
+            in ``tuner_dir``).
+        leaderboard: a ``pandas.DataFrame`` with one row per trial that ran (complete, pruned or
+            failed; queued trials are left out), best val_accuracy first, with the columns of
+            ``nas_mnist.engine.leaderboard.COLUMNS``.
+        best_trial: the complete trial with the highest val_accuracy (an
+            ``optuna.trial.FrozenTrial``), or ``None`` before any trial completed (always ``None``
+            for the KerasTuner engine).
+        parent_run_id: the study's MLflow parent run.
+        experiment_id: the study's MLflow experiment.
+        tracking_uri: the MLflow tracking store.
+        settings: the settings the search ran with.
+        queued: trials still waiting in the study (baselines or retries for a later run).
+        stopped_for_failures: the search stopped because too many trials failed in a row.
+    """
+
+    study: Any
+    leaderboard: Any
+    best_trial: Any
+    parent_run_id: str | None
+    experiment_id: str | None
+    tracking_uri: str
+    settings: SearchSettings
+    queued: int = 0
+    stopped_for_failures: bool = False
+
+
+@dataclass
+class _Inputs:
+    """The validated and loaded inputs of a search."""
+
+    space: Any
+    data: Any
+    tracker: Any
+    baselines: tuple[Any, ...]
+    devices: str
+
+
+def search(settings: SearchSettings | None = None, /, **kwargs: Any) -> SearchResult:
+    """Run an architecture search on MNIST and return what it found.
+
+    Pass either a ``SearchSettings`` or its fields as keyword arguments, named after the CLI's
+    flags (``trials``, ``epochs``, ``data``, ``storage``, ``study_name``, ``tracking_uri``,
+    ``max_train_samples``, ``baselines``, ``seed``, ``sampler``, ``pruner``, ``objective``,
+    ``space``, ``timeout``, ``progress``, ...; defaults as the CLI's). A study that exists is
+    resumed: ``trials`` is the study-wide total of finished trials. Calling it again in the same
+    process (a notebook re-run) starts from a clean Keras state.
+
+    Example:
+        >>> import nas_mnist
+        >>> result = nas_mnist.search(trials=2, epochs=1, max_train_samples=2000,
+        ...                           data="mnist.npz", storage="sqlite:///s.db",
+        ...                           study_name="demo", tracking_uri="sqlite:///m.db")
+        >>> result.leaderboard[["trial", "val_accuracy", "params"]]
+        >>> result.best_trial.number
+
+    Returns:
+        A ``SearchResult``.
+
+    Raises:
+        InputError: bad settings, data, search space, storage or tracking URI (the message is
+            the one ``nas-mnist search`` prints before exiting with status 2); nothing is
+            created before these checks pass.
+        KeyboardInterrupt: Ctrl-C (or SIGTERM in the CLI); the running trial is closed first.
+    """
+    if settings is None:
+        settings = SearchSettings.from_mapping(kwargs)
+    elif kwargs:
+        raise InputError("pass either a SearchSettings or keyword arguments, not both")
+    inputs = _prepare(settings)
+    if settings.engine == "keras-tuner":
+        from nas_mnist.engine.keras_tuner_engine import run_keras_tuner_search
+
+        return run_keras_tuner_search(settings, inputs.space, inputs.data, inputs.tracker,
+                                      inputs.devices)
+    study, runs = _open(settings, inputs)
+    stopped = _run(settings, inputs, study, runs)
+    return _result(settings, study, runs, stopped)
+
+
+def _prepare(settings: SearchSettings) -> _Inputs:
+    """Validate every input and load the space and data; creates nothing but the tracking check.
+
+    Raises:
+        InputError: the first bad input found.
+    """
+    from nas_mnist.architecture.baselines import select_baselines
+    from nas_mnist.data import load_splits
+    from nas_mnist.engine.storage import validate_storage_url
+    from nas_mnist.model.devices import configure_devices, set_mixed_precision
+    from nas_mnist.model.training import reset_training_state
+    from nas_mnist.search_space.space import load_search_space
+    from nas_mnist.tracking.tracker import Tracker
+
+    validate_storage_url(settings.storage)
+    try:
+        baselines = select_baselines(settings.baselines)
+    except ValueError as exc:
+        raise InputError(f"--baselines: {exc}") from None
+    if settings.sampler == "gp":
+        from nas_mnist.engine.study import make_sampler
+
+        try:
+            make_sampler(0, "gp")
+        except ValueError as exc:
+            raise InputError(f"--sampler: {exc}") from None
+    space = load_search_space(settings.space)
+    data = load_splits(settings.data, settings.max_train_samples, settings.seed)
+    tracker = Tracker(settings.tracking_uri)
+    tracker.check()
+    reset_training_state()  # nothing of an earlier search in this process carries over
+    devices = f"{configure_devices()}, dtype policy {set_mixed_precision(settings.mixed_precision)}"
+    return _Inputs(space, data, tracker, baselines, devices)
+
+
+def _open(settings: SearchSettings, inputs: _Inputs) -> tuple[Any, Any]:
+    """Open or resume the study, recover dead trials, seed baselines, attach the parent run.
+
+    Returns:
+        (study, runs): the ``optuna.Study`` and its ``StudyRuns``.
+
+    Raises:
+        InputError: another worker runs this SQLite study, or the study has other objectives.
+    """
+    from nas_mnist.engine.budget import count_finished
+    from nas_mnist.engine.recovery import handle_dead_trial, live_workers, recover_dead_trials
+    from nas_mnist.engine.seeding import seed_baselines
+    from nas_mnist.engine.storage import storage_lock
+    from nas_mnist.engine.study import open_study
+    from nas_mnist.tracking.tracker import StudyRuns
+    from nas_mnist.trial_attributes import EXPERIMENT_ATTR
+
+    tracker = inputs.tracker
+
+    def on_stale_trial(study: Any, trial: Any) -> None:
+        handle_dead_trial(study, trial, tracker, "killed: its worker sent no heartbeat")
+
+    study, created = open_study(
+        settings.storage, settings.study_name, seed=settings.seed, on_stale_trial=on_stale_trial,
+        sampler=settings.sampler, pruner=settings.resolved_pruner,
+        objectives=settings.objectives, epochs=settings.epochs,
+    )
+    others = live_workers(study)
+    if others and settings.storage.startswith("sqlite"):
+        raise InputError(
+            f"another worker ({', '.join(sorted(others))}) is running study "
+            f"{settings.study_name!r} on this SQLite storage; SQLite locks under concurrent "
+            "writers, so run several workers on a PostgreSQL storage (see the README's 'Several "
+            "workers')"
+        )
+    for number in recover_dead_trials(study, tracker):
+        logger.warning("trial %d was left running by a dead worker: marked failed, its "
+                       "configuration queued for one retry", number)
+    # Seeding reads the study, then enqueues what is missing: workers take turns.
+    with storage_lock(settings.storage, f"seed:{settings.study_name}"):
+        seed_baselines(study, inputs.space, inputs.baselines)
+    parent_run_id = tracker.attach_parent_run(study, wait_seconds=0 if created else 30)
+    runs = StudyRuns(tracker, study.user_attrs[EXPERIMENT_ATTR], parent_run_id)
+    logger.info("study %r in %s: %d of %d trials finished; %s; %s", settings.study_name,
+                settings.storage, count_finished(study), settings.trials,
+                inputs.space.describe(), inputs.data.describe())
+    logger.info("sampler %s, pruner %s, objective %s; %s", settings.sampler,
+                settings.resolved_pruner, ",".join(settings.objectives), inputs.devices)
+    return study, runs
+
+
+def _run(settings: SearchSettings, inputs: _Inputs, study: Any, runs: Any) -> bool:
+    """Run trials until the study holds ``settings.trials`` finished ones; close the parent run.
+
+    Returns:
+        Whether the search stopped because too many trials failed in a row.
+    """
+    from nas_mnist.console import RichProgress
+    from nas_mnist.engine.budget import count_finished, run_trials
+    from nas_mnist.engine.objective import Objective, ObjectiveConfig
+    from nas_mnist.engine.refresher import ParentRunRefresher
+
+    config = ObjectiveConfig(
+        epochs=settings.epochs, seed=settings.seed, batch_size=settings.batch_size,
+        max_params=settings.max_params, max_trials=settings.trials,
+        objectives=settings.objectives,
+    )
+    status = "FINISHED"
+    done = count_finished(study)
+    with RichProgress(settings.trials, done, disable=not settings.progress) as progress:
+        objective = Objective(inputs.space, inputs.data, runs, config, listener=progress)
+        try:
+            outcome = run_trials(
+                study, objective, settings.trials, timeout=settings.timeout,
+                # the parent run's study/ leaderboard and plots, refreshed as trials finish
+                callbacks=[ParentRunRefresher(runs.tracker, runs.parent_run_id,
+                                              n_trials=settings.trials)],
+            )
+        except BaseException:
+            status = "KILLED"
+            raise
+        finally:
+            runs.tracker.finish_parent_run(runs.parent_run_id, status)
+    return bool(outcome["stopped_for_failures"])
+
+
+def _result(settings: SearchSettings, study: Any, runs: Any, stopped: bool) -> SearchResult:
+    from nas_mnist.engine.leaderboard import best_trial, leaderboard
+
+    frame = leaderboard(study)
+    queued = int(frame["state"].eq("waiting").sum())
+    return SearchResult(
+        study=study,
+        leaderboard=frame[frame["state"].ne("waiting")].reset_index(drop=True),
+        best_trial=best_trial(study),
+        parent_run_id=runs.parent_run_id,
+        experiment_id=runs.experiment_id,
+        tracking_uri=runs.tracker.tracking_uri,
+        settings=settings,
+        queued=queued,
+        stopped_for_failures=stopped,
+    )

@@ -1,0 +1,184 @@
+"""Optuna storages: URL checks, RDB storages with heartbeats, existing studies, and a lock shared
+by every worker of one storage."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import optuna
+
+from nas_mnist.errors import InputError
+
+SUPPORTED_SCHEMES = ("sqlite", "postgresql", "mysql")
+
+
+HEARTBEAT_INTERVAL = 30
+"""Seconds between a running trial's heartbeats on RDB storages (Optuna's heartbeat)."""
+
+
+HEARTBEAT_GRACE_PERIOD = 90
+"""Seconds without a heartbeat after which a RUNNING trial counts as dead and is failed."""
+
+
+class StorageError(InputError):
+    """A ``--storage`` URL that nas-mnist cannot use; the message says what to pass instead."""
+
+
+def validate_storage_url(url: str) -> str:
+    """Check a storage URL before anything is created.
+
+    Accepts SQLAlchemy URLs whose scheme is sqlite, postgresql or mysql (with an optional driver,
+    e.g. ``postgresql+psycopg2://``). For SQLite, the file's folder must exist.
+
+    Returns:
+        ``url`` unchanged.
+
+    Raises:
+        StorageError: unknown scheme, unparsable URL, or a SQLite folder that does not exist.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StorageError(
+            f"cannot parse storage URL {url!r}; use sqlite:///FILE.db or "
+            "postgresql://USER:PASSWORD@HOST/DB"
+        ) from None
+    scheme = parsed.get_backend_name()
+    if scheme not in SUPPORTED_SCHEMES:
+        raise StorageError(
+            f"unknown storage scheme {scheme!r} in {url!r}; use sqlite:///FILE.db "
+            "(one worker) or postgresql://USER:PASSWORD@HOST/DB (several workers)"
+        )
+    if scheme == "sqlite":
+        database = parsed.database or ""
+        if database in ("", ":memory:"):
+            raise StorageError(
+                f"{url!r} is an in-memory SQLite database, which is lost at exit; "
+                "use sqlite:///FILE.db"
+            )
+        folder = Path(database).expanduser().resolve().parent
+        if not folder.is_dir():
+            raise StorageError(
+                f"the folder {folder} of storage {url!r} does not exist; create it "
+                "or point --storage at an existing folder"
+            )
+    return url
+
+
+def make_storage(
+    url: str,
+    on_stale_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
+) -> optuna.storages.BaseStorage:
+    """An RDB storage with heartbeats, so trials of a dead worker end as failed.
+
+    A RUNNING trial whose worker sent no heartbeat for ``HEARTBEAT_GRACE_PERIOD`` seconds is
+    failed by the next worker that starts a trial, which then calls ``on_stale_trial`` (see
+    ``recovery.handle_dead_trial``: close its MLflow run, retry it once).
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    for attempt in range(3):
+        try:
+            with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url,
+                    heartbeat_interval=HEARTBEAT_INTERVAL,
+                    grace_period=HEARTBEAT_GRACE_PERIOD,
+                    heartbeat_stale_trial_callback=on_stale_trial,
+                )
+        except SQLAlchemyError:
+            # Workers started together on an empty database race to create its tables; the
+            # loser finds them created a moment later.
+            if attempt == 2:
+                raise
+            time.sleep(1.0 + attempt)
+    raise AssertionError("unreachable")
+
+
+def load_existing_study(storage_url: str, study_name: str) -> optuna.Study:
+    """Load a study that must exist.
+
+    Raises:
+        StorageError: no study of that name in the storage (the message lists those that exist).
+    """
+    validate_storage_url(storage_url)
+    storage = make_storage(storage_url)
+    names = [
+        s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
+    ]
+    if study_name not in names:
+        raise StorageError(
+            f"no study named {study_name!r} in {storage_url}; studies there: "
+            f"{', '.join(names) or 'none'}"
+        )
+    return optuna.load_study(study_name=study_name, storage=storage)
+
+
+@contextlib.contextmanager
+def storage_lock(storage_url: str, name: str, timeout: float = 120.0) -> Iterator[None]:
+    """Hold a lock named ``name`` across every worker of one storage while the block runs.
+
+    Used where workers must not interleave read-then-write steps, such as seeding baselines
+    (two workers that both see an empty study would both enqueue them). PostgreSQL uses a
+    session advisory lock (``pg_advisory_lock``), MySQL ``GET_LOCK``, SQLite an exclusive
+    ``flock`` on the database file (independent of SQLite's own POSIX locks on Linux).
+
+    Raises:
+        TimeoutError: the lock was not acquired within ``timeout`` seconds.
+    """
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.pool import NullPool
+
+    parsed = make_url(storage_url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        import fcntl
+
+        deadline = time.monotonic() + timeout
+        with open(Path(parsed.database).expanduser(), "a+b") as handle:
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"lock {name!r} on {storage_url} not acquired") from None
+                    time.sleep(0.1)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return
+    # A 63-bit key from the name, for pg_advisory_lock(bigint).
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") >> 1
+    engine = create_engine(storage_url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            if backend == "postgresql":
+                connection.execute(text(f"SET lock_timeout = {int(timeout * 1000)}"))
+                connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+                release = text("SELECT pg_advisory_unlock(:key)")
+            else:
+                got = connection.execute(
+                    text("SELECT GET_LOCK(:name, :timeout)"),
+                    {"name": f"nas-mnist:{key}", "timeout": int(timeout)},
+                ).scalar()
+                if got != 1:
+                    raise TimeoutError(f"lock {name!r} on {storage_url} not acquired")
+                release = text(f"SELECT RELEASE_LOCK('nas-mnist:{key}')")
+            try:
+                yield
+            finally:
+                connection.execute(release, {"key": key})
+    finally:
+        engine.dispose()

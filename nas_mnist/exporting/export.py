@@ -1,0 +1,221 @@
+"""``nas_mnist.export(...)`` and ``nas-mnist export``: a study's best trial as a verified
+SavedModel, logged to the study's MLflow parent run.
+
+The steps: check every input (study, trial, output folder, tracking store, data) before anything
+is written; take the model the search kept (or train the spec afresh with ``retrain=True``);
+write the export into a hidden folder, verify it there and rename it into place; log it to MLflow.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nas_mnist.engine.settings import DEFAULT_STORAGE, DEFAULT_STUDY_NAME
+from nas_mnist.errors import InputError
+from nas_mnist.exporting.layout import ExportError, ExportResult
+from nas_mnist.trial_attributes import (
+    MODEL_URI_ATTR,
+    PARENT_RUN_ATTR,
+    RESULT_ATTRS,
+    TEST_ACCURACY_ATTR,
+    TRACKING_URI_ATTR,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_RETRAIN_EPOCHS = 15
+"""Epochs of ``retrain=True`` (the search's default ``--epochs``)."""
+
+
+@dataclass(frozen=True)
+class _Source:
+    """The checked inputs of an export."""
+
+    study: Any
+    trial: Any
+    spec: Any
+    out: Path
+    tracker: Any
+    data: Any
+
+
+def export(
+    *,
+    out: str | os.PathLike,
+    storage: str = DEFAULT_STORAGE,
+    study_name: str = DEFAULT_STUDY_NAME,
+    trial: int | None = None,
+    retrain: bool = False,
+    epochs: int | None = None,
+    seed: int = 0,
+    force: bool = False,
+    tracking_uri: str | None = None,
+    data: str | os.PathLike | None = None,
+    max_train_samples: int | None = None,
+    progress: bool = True,
+) -> ExportResult:
+    """Export a trial of a study as a verified TensorFlow SavedModel (``nas-mnist export``).
+
+    Args:
+        out: the export folder to create (see ``nas_mnist.exporting.layout`` for its files).
+        storage, study_name: the study, as for ``nas_mnist.search``.
+        trial: the number of a complete trial; ``None``: the best by val_accuracy.
+        retrain: train the trial's spec afresh instead of loading the model the search kept.
+        epochs: with ``retrain``: training epochs (default ``DEFAULT_RETRAIN_EPOCHS``).
+        seed: with ``retrain``: trains with ``seed + trial number``, as the search did.
+        force: replace ``out`` if it holds an earlier export.
+        tracking_uri: the MLflow store (default: the one the study logged to).
+        data: MNIST, as for ``nas_mnist.search`` (its test split verifies the export).
+        max_train_samples: with ``retrain``: train on a stratified subset.
+        progress: draw a progress bar while retraining.
+
+    Returns:
+        An ``ExportResult`` (folder, manifest, verification, trial number, MLflow model URI or
+        the reason it could not be logged).
+
+    Raises:
+        InputError: bad arguments, no such study or trial, an unusable ``out`` or tracking store,
+            bad data; nothing is written.
+        VerificationError: the written export does not reproduce the model; nothing is left.
+    """
+    if not retrain and epochs is not None:
+        raise InputError("--epochs applies only with --retrain")
+    if not retrain and max_train_samples is not None:
+        raise InputError("--max-train-samples applies only with --retrain")
+    source = _check_inputs(out, storage, study_name, trial, force, tracking_uri, data,
+                           max_train_samples, seed)
+    model, metrics, expected = _model(source, retrain, epochs, seed, progress)
+    result = _write(source, model, metrics, expected, force)
+    return _log(source, model, result, retrain)
+
+
+def _check_inputs(
+    out: Any, storage: str, study_name: str, trial_number: int | None, force: bool,
+    tracking_uri: str | None, data: Any, max_train_samples: int | None, seed: int,
+) -> _Source:
+    from nas_mnist.data import load_splits
+    from nas_mnist.engine.storage import load_existing_study
+    from nas_mnist.exporting.atomic import check_out_dir
+    from nas_mnist.exporting.selection import pick_trial, trial_spec
+    from nas_mnist.tracking.tracker import Tracker
+    from nas_mnist.urls import require_existing_sqlite
+
+    study = load_existing_study(storage, study_name)
+    trial = pick_trial(study, trial_number)
+    spec = trial_spec(trial)
+    path = check_out_dir(out, force)
+    tracking_uri = tracking_uri or study.user_attrs.get(TRACKING_URI_ATTR)
+    if not tracking_uri:
+        raise ExportError(f"study {study_name!r} records no MLflow tracking URI; pass "
+                          "--tracking-uri")
+    require_existing_sqlite(tracking_uri, "MLflow tracking store", "--tracking-uri")
+    tracker = Tracker(tracking_uri)
+    tracker.check()
+    splits = load_splits(data, max_train_samples, seed)
+    return _Source(study, trial, spec, path, tracker, splits)
+
+
+def _model(
+    source: _Source, retrain: bool, epochs: int | None, seed: int, progress: bool
+) -> tuple[Any, dict[str, Any], float | None]:
+    """(model, metrics for metrics.json, the test_accuracy the export must reproduce or None).
+
+    Raises:
+        VerificationError: the model's parameter count differs from the trial's spec.
+    """
+    from nas_mnist.exporting.selection import load_trial_model
+    from nas_mnist.exporting.verification import VerificationError
+
+    trial, spec = source.trial, source.spec
+    recorded = {key: trial.user_attrs.get(key) for key in RESULT_ATTRS}
+    if retrain:
+        model, metrics = _retrain(trial, spec, source.data, epochs or DEFAULT_RETRAIN_EPOCHS,
+                                  seed + trial.number, progress)
+        expected = None
+    else:
+        model = load_trial_model(trial, source.tracker.tracking_uri)
+        metrics, expected = dict(recorded), trial.user_attrs.get(TEST_ACCURACY_ATTR)
+    if model.count_params() != spec.num_params:
+        raise VerificationError(
+            f"the model of trial {trial.number} has {model.count_params():,} parameters but its "
+            f"spec has {spec.num_params:,}: not the trial's model"
+        )
+    metrics = {
+        "study_name": source.study.study_name,
+        "trial_number": trial.number,
+        "retrained": retrain,
+        "source_model_uri": None if retrain else trial.user_attrs.get(MODEL_URI_ATTR),
+        **metrics,
+        "trial": recorded,
+    }
+    return model, metrics, expected
+
+
+def _retrain(
+    trial: Any, spec: Any, data: Any, epochs: int, seed: int, progress: bool
+) -> tuple[Any, dict[str, Any]]:
+    """Train ``spec`` afresh on ``data`` with a progress bar over its epochs."""
+    from nas_mnist.console import RichProgress, epoch_progress_callback
+    from nas_mnist.model.training import train_spec
+
+    with RichProgress(1, disable=not progress) as bar:
+        bar.trial_started(trial.number, epochs, f"retrain trial {trial.number}")
+        result = train_spec(spec, data, epochs, seed=seed,
+                            callbacks=[epoch_progress_callback(bar, trial.number)])
+        bar.trial_ended(trial.number, "complete", result.val_accuracy)
+    return result.model, {
+        "val_accuracy": result.val_accuracy,
+        "test_accuracy": result.test_accuracy,
+        "best_epoch": result.best_epoch,
+        "train_seconds": result.train_seconds,
+        "params": result.num_params,
+        "epochs": epochs,
+        "seed": seed,
+        "num_train_images": len(data.y_train),
+    }
+
+
+def _write(
+    source: _Source, model: Any, metrics: dict[str, Any], expected: float | None, force: bool
+) -> ExportResult:
+    from nas_mnist.exporting.savedmodel import export_savedmodel
+    from nas_mnist.exporting.verification import verify_export
+
+    data = source.data
+
+    def check(folder: Path) -> Any:
+        return verify_export(folder, data.x_test, data.y_test, model,
+                             expected_test_accuracy=expected)
+
+    result = export_savedmodel(model, source.spec, metrics, source.out, force=force, check=check)
+    return ExportResult(path=result.path, manifest=result.manifest,
+                        verification=result.verification,
+                        removed_partials=result.removed_partials,
+                        trial_number=source.trial.number, expected_test_accuracy=expected)
+
+
+def _log(source: _Source, model: Any, result: ExportResult, retrain: bool) -> ExportResult:
+    """Log the model to the study's parent run; a failure is recorded, not raised (the export
+    itself is complete)."""
+    import dataclasses
+
+    from nas_mnist.exporting.mlflow_model import log_to_mlflow
+
+    parent_run_id = source.study.user_attrs.get(PARENT_RUN_ATTR)
+    if not parent_run_id:
+        return dataclasses.replace(result, mlflow_error="the study has no parent run")
+    try:
+        uri = log_to_mlflow(
+            model, source.tracker.tracking_uri, parent_run_id, source.trial.number,
+            metadata={"study_name": source.study.study_name, "trial_number": source.trial.number,
+                      "spec_id": source.spec.spec_id, "retrained": retrain},
+        )
+    except Exception as exc:  # MLflow raises many types; the export itself is done
+        logger.warning("logging the export to MLflow run %s failed: %s", parent_run_id, exc)
+        return dataclasses.replace(result, parent_run_id=parent_run_id, mlflow_error=str(exc))
+    return dataclasses.replace(result, parent_run_id=parent_run_id, mlflow_model_uri=uri,
+                               tracking_uri=source.tracker.tracking_uri)

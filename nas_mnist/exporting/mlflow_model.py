@@ -1,0 +1,85 @@
+"""The exported model in MLflow: logged to the study's parent run, ready to register."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from nas_mnist.architecture.spec import INPUT_SHAPE, NUM_CLASSES
+
+if TYPE_CHECKING:
+    import keras
+
+logger = logging.getLogger(__name__)
+
+MLFLOW_MODEL_NAME = "best_model"
+"""Name of the model logged to the study's MLflow parent run (``mlflow.keras`` flavour)."""
+
+
+BEST_TRIAL_TAG = "best_trial"
+
+
+def log_to_mlflow(
+    model: keras.Model,
+    tracking_uri: str,
+    parent_run_id: str,
+    trial_number: int,
+    metadata: Mapping[str, Any] | None = None,
+) -> str:
+    """Log ``model`` to the study's parent run as an ``mlflow.keras`` model named ``best_model``.
+
+    The parent run keeps its status (a finished search stays FINISHED) and gets the tag
+    ``best_trial=<trial_number>``. ``mlflow.keras.load_model(uri)`` loads the model back; the
+    MLflow UI can register it.
+
+    Args:
+        model: the exported model.
+        tracking_uri: the study's MLflow tracking URI.
+        parent_run_id: the study's parent run.
+        trial_number: the exported trial's number.
+        metadata: extra JSON-serialisable facts stored in the MLmodel file.
+
+    Returns:
+        The logged model's URI (``models:/<model_id>``).
+
+    Raises:
+        mlflow.exceptions.MlflowException: the run cannot be written.
+    """
+    import keras
+    import mlflow
+    import numpy as np
+    import tensorflow as tf
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    before = client.get_run(parent_run_id).info
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *INPUT_SHAPE), "image")]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, NUM_CLASSES), "probabilities")]),
+    )
+    previous_uri = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        with mlflow.start_run(run_id=parent_run_id):
+            info = mlflow.keras.log_model(
+                model,
+                name=MLFLOW_MODEL_NAME,
+                signature=signature,
+                # Explicit requirements: MLflow would otherwise spend seconds inferring them.
+                pip_requirements=[f"keras=={keras.__version__}", f"tensorflow=={tf.__version__}"],
+                metadata=dict(metadata or {}),
+            )
+            mlflow.set_tag(BEST_TRIAL_TAG, str(trial_number))
+    finally:
+        mlflow.set_tracking_uri(previous_uri)
+        # start_run(run_id=...) reopened the run and its end marked it FINISHED: restore it.
+        if before.status == "RUNNING":
+            client.update_run(parent_run_id, status="RUNNING")
+        else:
+            client.set_terminated(parent_run_id, status=before.status, end_time=before.end_time)
+    logger.info(
+        "logged %s to MLflow run %s as %s", MLFLOW_MODEL_NAME, parent_run_id, info.model_uri
+    )
+    return info.model_uri

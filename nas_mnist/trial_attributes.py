@@ -1,0 +1,49 @@
+"""Names of the Optuna user attributes that nas-mnist writes, in one place.
+
+Trial attributes are written by the objective, seeding and recovery (``nas_mnist.engine``) and
+read by the leaderboard, the report and the export; study attributes link a study to its MLflow
+experiment and parent run (``nas_mnist.tracking``). Plain strings, so that Optuna's CLI, the
+dashboard and other tools see the same names.
+"""
+
+from __future__ import annotations
+
+# --- trial attributes -------------------------------------------------------------------------
+BASELINE_ATTR = "baseline"
+"""Name of the documented baseline a trial trains (absent for sampled trials)."""
+IN_SPACE_ATTR = "in_space"
+"""Whether a baseline trial is a point of the active search space (its params rebuild it)."""
+WORKER_ATTR = "worker"
+"""The process running the trial (``host:pid``; see ``nas_mnist.engine.recovery``)."""
+RETRY_OF_ATTR = "retry_of"
+"""Number of the dead or interrupted trial whose configuration this trial retries."""
+REASON_ATTR = "reason"
+"""Why a trial was pruned or failed (``invalid_architecture: ...``, ``nan_loss: ...``, ...)."""
+SPEC_ATTR = "spec"
+"""The trained spec, as ``ArchitectureSpec.to_dict()``."""
+MODEL_URI_ATTR = "model_uri"
+"""MLflow URI of the trained model kept by a complete trial."""
+RUN_ATTR = "mlflow_run_id"
+"""The trial's MLflow run."""
+PHASE_SECONDS_ATTR = "phase_seconds"
+"""Wall-clock seconds per phase of the trial (fit, test_eval, artifacts, overhead, total)."""
+VAL_ACCURACY_ATTR = "val_accuracy"
+TEST_ACCURACY_ATTR = "test_accuracy"
+TRAIN_SECONDS_ATTR = "train_seconds"
+BEST_EPOCH_ATTR = "best_epoch"
+LATENCY_ATTR = "latency_ms"
+NUM_PARAMS_ATTR = "params"
+"""The spec's parameter count (trainable plus non-trainable)."""
+SUMMARY_ATTRS = ("depth", "kernel_sizes", "num_pools", "num_batch_norm", "optimizer",
+                 NUM_PARAMS_ATTR)
+"""Keys of ``ArchitectureSpec.summary()`` copied to each trial for the leaderboard."""
+RESULT_ATTRS = (VAL_ACCURACY_ATTR, TEST_ACCURACY_ATTR, BEST_EPOCH_ATTR, TRAIN_SECONDS_ATTR,
+                NUM_PARAMS_ATTR)
+"""The metrics of a complete trial that an export records."""
+
+# --- study attributes -------------------------------------------------------------------------
+OBJECTIVE_ATTR = "objective"
+"""The objective names the study was created with (``["val_accuracy", "params"]``, ...)."""
+EXPERIMENT_ATTR = "mlflow_experiment_id"
+PARENT_RUN_ATTR = "mlflow_parent_run_id"
+TRACKING_URI_ATTR = "mlflow_tracking_uri"
