@@ -47,9 +47,7 @@ def run(args: argparse.Namespace) -> int:
             )
         from nas_mnist.engine.leaderboard import leaderboard, leaderboard_records
         from nas_mnist.engine.storage import load_existing_study
-        from nas_mnist.urls import require_existing_sqlite
 
-        require_existing_sqlite(args.storage, "study storage", "--storage")
         study = load_existing_study(args.storage, args.study_name)
         print(json.dumps(leaderboard_records(leaderboard(study)), indent=2))
         return EXIT_OK

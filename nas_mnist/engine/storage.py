@@ -13,6 +13,7 @@ from pathlib import Path
 import optuna
 
 from nas_mnist.errors import InputError
+from nas_mnist.urls import require_existing_sqlite
 
 SUPPORTED_SCHEMES = ("sqlite", "postgresql", "mysql")
 
@@ -107,10 +108,14 @@ def make_storage(
 def load_existing_study(storage_url: str, study_name: str) -> optuna.Study:
     """Load a study that must exist.
 
+    Never creates anything: a SQLite file that does not exist is refused, not created.
+
     Raises:
         StorageError: no study of that name in the storage (the message lists those that exist).
+        InputError: a SQLite storage file that does not exist.
     """
     validate_storage_url(storage_url)
+    require_existing_sqlite(storage_url, "study storage", "--storage")
     storage = make_storage(storage_url)
     names = [
         s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)

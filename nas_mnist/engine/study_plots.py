@@ -110,62 +110,69 @@ def write_study_plots(
         support it yet (e.g. importances need two complete trials with different
         architectures); never raises for that.
     """
-    import optuna
+    writer = _PlotWriter(Path(out_dir), include_plotlyjs)
+    _history_plots(writer, study)
+    _architecture_plots(writer, study, importance)
+    return writer.files, writer.skipped
 
-    from nas_mnist.plots import save_study_plot
 
-    out_dir = Path(out_dir)
-    files: list[Path] = []
-    skipped: dict[str, str] = {}
-    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    features = architecture_study(study)
-    num_features = len(features.trials[0].params) if features.trials else 0
+class _PlotWriter:
+    """Draws plots into one folder, collecting the files and the reasons for skipped ones."""
 
-    def draw(kind: str, why_not: str | None, **kwargs: Any) -> None:
+    def __init__(self, out_dir: Path, include_plotlyjs: bool | str) -> None:
+        self.out_dir = out_dir
+        self.include_plotlyjs = include_plotlyjs
+        self.files: list[Path] = []
+        self.skipped: dict[str, str] = {}
+
+    def draw(self, kind: str, why_not: str | None, **kwargs: Any) -> None:
+        from nas_mnist.plots import save_study_plot
+
         if why_not:
-            skipped[kind] = why_not
+            self.skipped[kind] = why_not
             return
         try:
-            files.extend(
-                save_study_plot(kind, **kwargs, out_dir=out_dir, include_plotlyjs=include_plotlyjs)
-            )
+            self.files.extend(save_study_plot(kind, **kwargs, out_dir=self.out_dir,
+                                              include_plotlyjs=self.include_plotlyjs))
         except Exception as exc:  # Optuna/plotly refusing an odd study must not stop the rest
             logger.warning("could not draw %s: %s", kind, exc, exc_info=True)
-            skipped[kind] = f"{type(exc).__name__}: {exc}"
+            self.skipped[kind] = f"{type(exc).__name__}: {exc}"
 
+
+def _history_plots(writer: _PlotWriter, study: Any) -> None:
+    """Optimization history, Pareto front (several objectives) and intermediate values."""
+    import optuna
+
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    no_complete = None if complete else "no complete trial yet"
     objectives = study_objectives(study)
     multi = len(objectives) > 1
-    draw(
-        "optimization_history",
-        None if complete else "no complete trial yet",
-        study=study,
-        target_name="val_accuracy",
-        **({"target": val_accuracy_of} if multi else {}),
-    )
+    writer.draw("optimization_history", no_complete, study=study, target_name="val_accuracy",
+                **({"target": val_accuracy_of} if multi else {}))
     if multi:
-        draw(
-            "pareto_front",
-            None if complete else "no complete trial yet",
-            study=study,
-            target_names=[n if n != "latency" else "latency_ms" for n in objectives],
-        )
-    draw(
-        "intermediate_values",
-        None
-        if any(t.intermediate_values for t in study.get_trials(deepcopy=False))
-        else "no trial has reported a val_accuracy yet",
-        study=study,
-    )
+        writer.draw("pareto_front", no_complete, study=study,
+                    target_names=[n if n != "latency" else "latency_ms" for n in objectives])
+    reported = any(t.intermediate_values for t in study.get_trials(deepcopy=False))
+    writer.draw("intermediate_values",
+                None if reported else "no trial has reported a val_accuracy yet", study=study)
+
+
+def _architecture_plots(writer: _PlotWriter, study: Any, importance: bool) -> None:
+    """Parallel coordinates and (if ``importance``) fANOVA importances of the encodings."""
+    import optuna
+
+    features = architecture_study(study)
+    num_features = len(features.trials[0].params) if features.trials else 0
     too_few = None
     if len(features.trials) < 2 or num_features == 0:
         too_few = (
             f"needs at least 2 complete trials with different architectures; "
             f"{len(features.trials)} complete trial(s) with a spec so far"
         )
-    draw("parallel_coordinate", too_few, study=features, target_name="val_accuracy")
+    writer.draw("parallel_coordinate", too_few, study=features, target_name="val_accuracy")
     if not importance:
-        skipped["param_importances"] = "not refreshed this time"
-        return files, skipped
+        writer.skipped["param_importances"] = "not refreshed this time"
+        return
     importances = None
     if too_few is None:
         try:
@@ -175,14 +182,8 @@ def write_study_plots(
         except Exception as exc:
             too_few = f"importances not computable: {type(exc).__name__}: {exc}"
     if importances is not None:
-        path = out_dir / "param_importances.json"
+        path = writer.out_dir / "param_importances.json"
         path.write_text(json.dumps(importances, indent=2) + "\n")
-        files.append(path)
-    draw(
-        "param_importances",
-        too_few,
-        study=features,
-        evaluator=_cached_evaluator(importances or {}),
-        target_name="val_accuracy",
-    )
-    return files, skipped
+        writer.files.append(path)
+    writer.draw("param_importances", too_few, study=features,
+                evaluator=_cached_evaluator(importances or {}), target_name="val_accuracy")

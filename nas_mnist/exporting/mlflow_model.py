@@ -20,6 +20,19 @@ MLFLOW_MODEL_NAME = "best_model"
 BEST_TRIAL_TAG = "best_trial"
 
 
+def model_signature() -> Any:
+    """The MLflow signature of a nas-mnist model: ``image`` float32 (-1, 28, 28, 1) in [0, 1] to
+    ``probabilities`` float32 (-1, 10)."""
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *INPUT_SHAPE), "image")]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, NUM_CLASSES), "probabilities")]),
+    )
+
+
 def log_to_mlflow(
     model: keras.Model,
     tracking_uri: str,
@@ -48,17 +61,11 @@ def log_to_mlflow(
     """
     import keras
     import mlflow
-    import numpy as np
     import tensorflow as tf
-    from mlflow.models import ModelSignature
-    from mlflow.types import Schema, TensorSpec
 
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     before = client.get_run(parent_run_id).info
-    signature = ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *INPUT_SHAPE), "image")]),
-        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, NUM_CLASSES), "probabilities")]),
-    )
+    signature = model_signature()
     previous_uri = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(tracking_uri)
     try:

@@ -152,30 +152,11 @@ def verify_export(
             predictions differ by ``tolerance`` or more, or the test accuracy differs from
             ``expected_test_accuracy`` by more than ``accuracy_tolerance`` (a different model).
     """
-    import keras
     import numpy as np
-    import tensorflow as tf
 
     root = Path(folder)
-    signature = _check_signature(tf.saved_model.load(os.fspath(root)), root)
-    exported = predict_savedmodel(signature, x_test)
-    in_memory = np.asarray(model.predict(x_test, batch_size=PREDICT_BATCH_SIZE, verbose=0))
-    from_keras_file = np.asarray(
-        keras.saving.load_model(root / KERAS_NAME).predict(
-            x_test, batch_size=PREDICT_BATCH_SIZE, verbose=0
-        )
-    )
-    if exported.shape != (len(x_test), NUM_CLASSES):
-        raise VerificationError(
-            f"the SavedModel returned shape {exported.shape} for {len(x_test)} images; "
-            f"expected ({len(x_test)}, {NUM_CLASSES})"
-        )
-    row_sums = exported.sum(axis=1)
-    worst_sum = float(np.abs(row_sums - 1.0).max()) if len(row_sums) else 0.0
-    if worst_sum > 1e-4:
-        raise VerificationError(
-            f"the SavedModel's outputs are not probabilities: a row sums to 1 +/- {worst_sum:.2g}"
-        )
+    exported, in_memory, from_keras_file = _predictions(root, model, x_test)
+    _check_probabilities(exported, len(x_test))
     difference = float(np.abs(exported - in_memory).max()) if len(x_test) else 0.0
     keras_difference = float(np.abs(from_keras_file - in_memory).max()) if len(x_test) else 0.0
     for what, value in (("SavedModel", difference), (KERAS_NAME, keras_difference)):
@@ -193,11 +174,39 @@ def verify_export(
             f"{expected_test_accuracy:.4f} (tolerance {accuracy_tolerance:g}): this is a "
             "different model, or a different test set (check --data)"
         )
-    logger.info(
-        "verified %s: test_accuracy %.4f on %d images, max abs difference %.2g",
-        root,
-        accuracy,
-        len(x_test),
-        difference,
-    )
+    logger.info("verified %s: test_accuracy %.4f on %d images, max abs difference %.2g", root,
+                accuracy, len(x_test), difference)
     return Verification(len(x_test), accuracy, difference, keras_difference, expected_test_accuracy)
+
+
+def _predictions(root: Path, model: keras.Model, x_test: np.ndarray) -> tuple[Any, Any, Any]:
+    """Class probabilities of ``x_test`` from the reloaded SavedModel, the in-memory model and
+    the reloaded ``model.keras``, each float32 (n, 10)."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    signature = _check_signature(tf.saved_model.load(os.fspath(root)), root)
+    exported = predict_savedmodel(signature, x_test)
+    in_memory = np.asarray(model.predict(x_test, batch_size=PREDICT_BATCH_SIZE, verbose=0))
+    reloaded = keras.saving.load_model(root / KERAS_NAME)
+    from_keras_file = np.asarray(reloaded.predict(x_test, batch_size=PREDICT_BATCH_SIZE,
+                                                  verbose=0))
+    return exported, in_memory, from_keras_file
+
+
+def _check_probabilities(exported: np.ndarray, num_images: int) -> None:
+    """The SavedModel's output has the documented shape and its rows sum to 1."""
+    import numpy as np
+
+    if exported.shape != (num_images, NUM_CLASSES):
+        raise VerificationError(
+            f"the SavedModel returned shape {exported.shape} for {num_images} images; "
+            f"expected ({num_images}, {NUM_CLASSES})"
+        )
+    row_sums = exported.sum(axis=1)
+    worst_sum = float(np.abs(row_sums - 1.0).max()) if len(row_sums) else 0.0
+    if worst_sum > 1e-4:
+        raise VerificationError(
+            f"the SavedModel's outputs are not probabilities: a row sums to 1 +/- {worst_sum:.2g}"
+        )

@@ -147,10 +147,8 @@ def report(
     """
     from nas_mnist.data import load_splits
     from nas_mnist.engine.storage import load_existing_study
-    from nas_mnist.urls import require_existing_sqlite
 
     folder = check_report_dir(out)
-    require_existing_sqlite(storage, "study storage", "--storage")
     study = load_existing_study(storage, study_name)
     tracking_uri = tracking_uri or study.user_attrs.get(TRACKING_URI_ATTR)
     test_data = None

@@ -1,0 +1,52 @@
+"""``nas_mnist.search`` as a notebook uses it, plus ``nas_mnist.export`` and ``nas_mnist.report``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from support import mlflow_runs, mlflow_uri
+
+import nas_mnist
+
+# Every architecture is valid ('same' padding) and trains in about a second.
+TINY = {
+    "name": "tiny",
+    "conv": {"depth": [3], "filters": [4, 8], "kernel_size": [3], "padding": ["same"]},
+    "pooling": {"every": [1], "pool_size": 2, "padding": "valid"},
+    "batch_norm": ["none"],
+    "dense": {"num_layers": 1, "units": [16]},
+    "optimizer": {"name": ["adam"],
+                  "learning_rate": {"adam": {"low": 1e-3, "high": 1e-2, "log": True}}},
+    "batch_size": [128],
+}
+
+
+@pytest.mark.slow
+def test_a_notebook_runs_search_twice_then_exports_and_reports(workdir, real_mnist_path):
+    Path("tiny.yaml").write_text(yaml.safe_dump(TINY))
+    settings = dict(epochs=1, max_train_samples=500, data=real_mnist_path, space="tiny.yaml",
+                    storage="sqlite:///s.db", study_name="demo", tracking_uri=mlflow_uri(),
+                    baselines="none", progress=False)
+    first = nas_mnist.search(trials=2, **settings)
+    assert isinstance(first.study, optuna.Study)
+    assert len(first.leaderboard) == 2 and set(first.leaderboard["state"]) == {"complete"}
+    assert first.best_trial.number == int(first.leaderboard.loc[0, "trial"])
+    assert first.best_trial.value == first.leaderboard.loc[0, "val_accuracy"]
+
+    # A re-run in the same process resumes the study, under the same MLflow parent run.
+    second = nas_mnist.search(trials=3, **settings)
+    assert len(second.leaderboard) == 3 and second.parent_run_id == first.parent_run_id
+    parents, children = mlflow_runs(mlflow_uri(), "demo")
+    assert len(parents) == 1 and len(children) == 3
+
+    exported = nas_mnist.export(out="best", storage="sqlite:///s.db", study_name="demo",
+                                data=real_mnist_path)
+    assert exported.trial_number == second.best_trial.number
+    assert exported.verification.max_abs_difference < 1e-5 and exported.mlflow_model_uri
+    written = nas_mnist.report(out="rep", storage="sqlite:///s.db", study_name="demo",
+                               data=real_mnist_path)
+    assert written.best_trial == second.best_trial.number
+    assert (Path("rep") / "report.html").is_file() and len(written.leaderboard) == 3
