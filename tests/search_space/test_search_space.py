@@ -36,13 +36,22 @@ from nas_mnist.search_space.space import (
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
+PER_LAYER_SPACE_PATH = Path(__file__).with_name("per_layer.yaml")
+
+
 @pytest.fixture(scope="module")
 def default_space() -> SearchSpace:
     return load_search_space()
 
 
+@pytest.fixture(scope="module")
+def per_layer_space() -> SearchSpace:
+    """The per-layer layout (conv/pooling sections): the default space before the blocks layout."""
+    return load_search_space(PER_LAYER_SPACE_PATH)
+
+
 def default_params(**overrides) -> dict:
-    """A full FixedTrial parameter set for the default space: depth 3, 2 dense layers, adam."""
+    """A full FixedTrial parameter set for the per-layer space: depth 3, 2 dense layers, adam."""
     params = {
         "depth": 3,
         "pool_every": 1,
@@ -77,15 +86,23 @@ def test_default_space_loads(default_space):
     assert default_space.name == "default"
     assert Path(default_space.source) == DEFAULT_SPACE_PATH
     assert DEFAULT_SPACE_PATH.name == "default.yaml" and DEFAULT_SPACE_PATH.is_file()
-    assert default_space.config["conv"]["depth"] == [3, 5, 7]
-    assert default_space.config["conv"]["kernel_size"] == [2, 3, 5, 7]
+    assert default_space.layout == "blocks"
+    assert default_space.config["blocks"]["num_blocks"] == {"low": 1, "high": 7}
+    assert default_space.config["blocks"]["kernel_size"] == [2, 3, 5, 7]
     assert default_space.config["optimizer"]["name"] == ["adam", "adadelta", "sgd", "rmsprop"]
     assert load_search_space(DEFAULT_SPACE_PATH).config == default_space.config
     assert str(DEFAULT_SPACE_PATH) in default_space.describe()
 
 
-def test_fixed_trial_yields_exactly_the_expected_spec(default_space):
-    spec = default_space.suggest(FixedTrial(default_params()))
+def test_per_layer_space_loads(per_layer_space):
+    assert per_layer_space.layout == "per_layer"
+    assert per_layer_space.config["conv"]["depth"] == [3, 5, 7]
+    assert per_layer_space.config["conv"]["kernel_size"] == [2, 3, 5, 7]
+    assert per_layer_space.config["optimizer"]["name"] == ["adam", "adadelta", "sgd", "rmsprop"]
+
+
+def test_fixed_trial_yields_exactly_the_expected_spec(per_layer_space):
+    spec = per_layer_space.suggest(FixedTrial(default_params()))
 
     pool = MaxPool(2, padding="same")
     expected = ArchitectureSpec(
@@ -129,21 +146,21 @@ def test_fixed_trial_yields_exactly_the_expected_spec(default_space):
                         "dense", "batch_norm"]),
     ],
 )
-def test_batch_norm_placements(default_space, batch_norm, types):
+def test_batch_norm_placements(per_layer_space, batch_norm, types):
     # pool_every 2 with depth 3: a single pool, after conv 2; zero dropout adds no Dropout layers.
     params = default_params(batch_norm=batch_norm, pool_every=2, conv_dropout=0.0, dense_dropout=0.0)
-    spec = default_space.suggest(FixedTrial(params))
+    spec = per_layer_space.suggest(FixedTrial(params))
     assert [layer.type for layer in spec.layers] == types
 
 
-def test_pool_every_and_dropout_follow_each_pooling_block(default_space):
+def test_pool_every_and_dropout_follow_each_pooling_block(per_layer_space):
     params = default_params(depth=5, pool_every=2, batch_norm="none", conv_dropout=0.1,
                             dense_num_layers=1, dense_dropout=0.0,
                             conv4_filters=16, conv4_kernel_size=3, conv4_padding="same",
                             conv4_kernel_initializer="he_normal",
                             conv5_filters=16, conv5_kernel_size=3, conv5_padding="same",
                             conv5_kernel_initializer="he_normal")
-    spec = default_space.suggest(FixedTrial(params))
+    spec = per_layer_space.suggest(FixedTrial(params))
     assert [layer.type for layer in spec.layers] == [
         "conv", "conv", "max_pool", "dropout", "conv", "conv", "max_pool", "dropout", "conv",
         "flatten", "dense",
@@ -156,39 +173,39 @@ def test_pool_every_and_dropout_follow_each_pooling_block(default_space):
     ("name", "learning_rate", "momentum"),
     [("sgd", 0.01, 0.9), ("adam", 0.001, None), ("adadelta", 1.0, None), ("rmsprop", 0.001, None)],
 )
-def test_only_sgd_gets_momentum(default_space, name, learning_rate, momentum):
+def test_only_sgd_gets_momentum(per_layer_space, name, learning_rate, momentum):
     params = default_params(optimizer=name, **{f"learning_rate_{name}": learning_rate})
     del params["learning_rate_adam"]
     if name == "adam":
         params["learning_rate_adam"] = learning_rate
-    spec = default_space.suggest(FixedTrial(params))
+    spec = per_layer_space.suggest(FixedTrial(params))
     assert spec.optimizer == OptimizerSpec(name, learning_rate, momentum=momentum)
 
 
-def test_params_for_spec_gives_back_the_params_of_a_sampled_spec(default_space):
-    spec = default_space.suggest(FixedTrial(default_params()))
-    params = default_space.params_for_spec(spec)
+def test_params_for_spec_gives_back_the_params_of_a_sampled_spec(per_layer_space):
+    spec = per_layer_space.suggest(FixedTrial(default_params()))
+    params = per_layer_space.params_for_spec(spec)
     assert params is not None
-    assert default_space.suggest(FixedTrial(params)) == spec
+    assert per_layer_space.suggest(FixedTrial(params)) == spec
     # A spec outside the space (filters 7 is not a choice) has no params.
     outside = ArchitectureSpec(layers=(Conv(7, 3), MaxPool(2, padding="same"), Flatten(), Dense(64)))
-    assert default_space.params_for_spec(outside) is None
+    assert per_layer_space.params_for_spec(outside) is None
 
 
-def test_learning_rate_is_a_parameter_per_optimizer(default_space):
+def test_learning_rate_is_a_parameter_per_optimizer(per_layer_space):
     # The learning rate of sgd is named learning_rate_sgd: an adam value does not stand in for it.
     params = default_params(optimizer="sgd")
     with pytest.raises(ValueError, match="learning_rate_sgd"):
-        default_space.suggest(FixedTrial(params))
+        per_layer_space.suggest(FixedTrial(params))
 
 
-def test_per_layer_params_exist_only_for_layers_that_exist(default_space):
+def test_per_layer_params_exist_only_for_layers_that_exist(per_layer_space):
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
     depths_seen = set()
     for _ in range(30):
         trial = study.ask()
         try:
-            spec = default_space.suggest(trial)
+            spec = per_layer_space.suggest(trial)
         except SpecError:
             spec = None
         params = trial.params
@@ -218,14 +235,14 @@ def test_per_layer_params_exist_only_for_layers_that_exist(default_space):
     [optuna.samplers.TPESampler(seed=0, n_startup_trials=10), optuna.samplers.RandomSampler(seed=0)],
     ids=["tpe", "random"],
 )
-def test_sampling_the_default_space_gives_specs_or_spec_errors(default_space, sampler):
-    config = default_space.config
+def test_sampling_the_per_layer_space_gives_specs_or_spec_errors(per_layer_space, sampler):
+    config = per_layer_space.config
     study = optuna.create_study(direction="maximize", sampler=sampler)
     num_specs = num_impossible = 0
     for _ in range(50):
         trial = study.ask()
         try:
-            spec = default_space.suggest(trial)
+            spec = per_layer_space.suggest(trial)
         except SpecError as exc:
             assert "reduces the feature map to 0x0" in str(exc)
             num_impossible += 1
