@@ -242,7 +242,9 @@ def _suggest_blocks(trial: Any, c: Mapping[str, Any]) -> tuple[list[Any], Dense]
                         trial, f"{prefix}conv{k}_kernel_size", blocks["kernel_size"]
                     ),
                     strides=strides if k == 1 else 1,
-                    padding=_sample(trial, f"{prefix}conv{k}_padding", blocks.get("padding", "same")),
+                    padding=_sample(
+                        trial, f"{prefix}conv{k}_padding", blocks.get("padding", "same")
+                    ),
                     activation=activation,
                     kernel_initializer=kernel_initializer,
                     bias_initializer=bias_initializer,
@@ -296,7 +298,9 @@ def _suggest_blocks(trial: Any, c: Mapping[str, Any]) -> tuple[list[Any], Dense]
         activation="softmax",
         kernel_initializer=parse_initializer(
             _sample(
-                trial, "output_kernel_initializer", initializers.get("output_kernel", "glorot_uniform")
+                trial,
+                "output_kernel_initializer",
+                initializers.get("output_kernel", "glorot_uniform"),
             )
         ),
     )
@@ -680,7 +684,9 @@ def _is_range(value: Any) -> bool:
 
 
 def _range_kind(leaf: Mapping[str, Any]) -> str:
-    return leaf.get("type") or ("int" if all(_is_int(leaf[k]) for k in ("low", "high")) else "float")
+    if leaf.get("type"):
+        return leaf["type"]
+    return "int" if all(_is_int(leaf[k]) for k in ("low", "high")) else "float"
 
 
 def _sample(trial: Any, name: str, leaf: Any) -> Any:
