@@ -60,7 +60,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="stop starting new trials after this many seconds",
     )
     parser.add_argument(
-        "--space", metavar="FILE", help="search-space file, or the name of a shipped space: default, small_cnn (default: default)"
+        "--space",
+        metavar="FILE",
+        help="search-space file, or the name of a shipped space: default, small_cnn "
+        "(default: default)",
     )
     add_study_arguments(parser, "study name; an existing study is resumed")
     parser.add_argument(
@@ -77,10 +80,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--baselines",
-        default="all",
-        metavar="all|none|NAME,NAME",
-        help="documented baselines to seed as the study's first trials, once per "
-        "study (default: all)",
+        default="auto",
+        metavar="auto|all|none|NAME,NAME",
+        help="documented baselines to seed as the study's first trials, once per study and "
+        "within --trials; auto: those inside the search space, strongest reported first, at "
+        "most half of --trials (default: auto)",
     )
     parser.add_argument(
         "--sampler",
@@ -134,10 +138,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nas_mnist.architecture.baselines import select_baselines
     from nas_mnist.console import RichProgress, console
     from nas_mnist.engine.recovery import handle_dead_trial, live_workers, recover_dead_trials
-    from nas_mnist.engine.seeding import seed_baselines
+    from nas_mnist.engine.seeding import seed_baselines, seeding_plan
     from nas_mnist.engine.study import (
         count_finished,
         make_sampler,
@@ -154,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     # 1. Validate every input before anything is created.
     validate_storage_url(args.storage)
     try:
-        baselines = select_baselines(args.baselines)
+        baselines = seeding_plan(args.baselines)
     except ValueError as exc:
         raise UsageError(f"--baselines: {exc}") from None
     try:
@@ -207,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
         )
     # Seeding reads the study, then enqueues what is missing: workers take turns.
     with storage_lock(args.storage, f"seed:{args.study_name}"):
-        seed_baselines(study, space, baselines)
+        seeded = seed_baselines(study, space, baselines, n_trials=args.trials)
     parent_run_id = tracker.attach_parent_run(study, wait_seconds=0 if created else 30)
     experiment_id = study.user_attrs[EXPERIMENT_ATTR]
     done = count_finished(study)
@@ -215,6 +218,9 @@ def run(args: argparse.Namespace) -> int:
         f"[bold]study[/] {args.study_name!r} in {args.storage}: {done} of {args.trials} "
         f"trials finished; {space.describe()}; {data.describe()}"
     )
+    if seeded:
+        console.print(f"baselines queued first (--baselines {args.baselines}): "
+                      f"{', '.join(seeded)}")
     console.print(
         f"sampler {args.sampler}, pruner {pruner}, objective {','.join(objectives)}; "
         f"{devices}, dtype policy {precision}"
