@@ -166,3 +166,22 @@ def test_selection_keywords_are_case_insensitive():
     assert seeding_plan("AUTO").max_share == AUTO_SHARE and seeding_plan("AUTO").in_space_only
     assert seeding_plan("All").baselines == seeding_order()
     assert seeding_plan("None").baselines == ()
+
+
+def test_seeded_baselines_rebuild_their_specs_through_a_sqlite_storage(space, tmp_path):
+    # What a search does: seed, then a (new) process loads the study and runs each trial.
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(storage=storage, study_name="seeded", direction="maximize")
+    # Between them: float learning rates (1e-3, 1.0) and dropouts (0.25, 0.35, 0.5, 0.7),
+    # initializers with arguments, Adam's TensorFlow 1 variant, 7 blocks, a stride-2 conv.
+    names = "s004_cnn,s001_m1,s000_m3,s003_m4,s001_m2"
+    seeded = seed_baselines(study, space, seeding_plan(names), n_trials=5)
+    assert seeded == names.split(",")
+    study = optuna.load_study(study_name="seeded", storage=storage)
+    for name in seeded:
+        trial = study.ask()
+        assert trial.user_attrs[BASELINE_ATTR] == name
+        assert spec_for_trial(trial, space) == get_baseline(name).spec  # raises if params drift
+        assert space.suggest(trial) == get_baseline(name).spec
+        study.tell(trial, 0.5)
+    assert len(study.trials) == 5
