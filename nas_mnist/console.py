@@ -1,7 +1,9 @@
-"""Terminal output for the CLI (rich): progress bars over trials and epochs, and tables."""
+"""The rich console: progress bars over trials and epochs (a terminal or Jupyter), tables and the
+format of their cells."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -16,8 +18,6 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
-
-from nas_mnist.engine.leaderboard import format_cell
 
 # Rich falls back to 80 columns when output is not a terminal (CI logs, pipes): too narrow for the
 # leaderboard, so use a wider page there.
@@ -108,3 +108,25 @@ def table_from_frame(
     for _, row in rows.iterrows():
         table.add_row(*(format_cell(row[c], c) for c in columns))
     return table
+
+
+def format_cell(value: Any, column: str) -> str:
+    """One leaderboard value as text for tables: accuracies to 4 decimals, params with thousands
+    separators, seconds to 0.1, learning_rate to 3 significant digits, missing values as "-"."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return "-"
+    if column in ("val_accuracy", "test_accuracy"):
+        return f"{value:.4f}"
+    if column == "params":
+        return f"{int(value):,}"
+    if column == "train_seconds":
+        return f"{value:.1f}"
+    if column == "latency_ms":
+        return f"{value:.3f}"
+    if column == "pareto":
+        return "yes" if value else ""
+    if column == "learning_rate":
+        return f"{value:.3g}"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

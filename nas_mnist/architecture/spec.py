@@ -35,6 +35,12 @@ NUM_CLASSES = 10
 PADDINGS = ("valid", "same")
 ACTIVATIONS = ("relu", "elu", "selu", "gelu", "swish", "tanh", "sigmoid", "linear", "softmax")
 OPTIMIZERS = ("adam", "adadelta", "sgd", "rmsprop")
+LR_SCHEDULES = ("constant", "cosine", "reduce_on_plateau")
+"""Learning-rate schedules: the optimizer's fixed learning_rate; cosine decay to 0 over the whole
+training (Loshchilov & Hutter 2017, SGDR, arXiv:1608.03983, without restarts); halve on a val_loss
+plateau (``keras.callbacks.ReduceLROnPlateau``)."""
+MAX_AUGMENTATION = 0.5
+"""Upper bound of each augmentation factor (half the image, half a turn, +-50% zoom)."""
 
 
 class SpecError(InputError):
@@ -211,6 +217,65 @@ _BRANCH_LAYER_TYPES = (Conv, MaxPool, BatchNorm, Dropout)
 
 
 @dataclass(frozen=True)
+class Augmentation:
+    """Random data augmentation applied to training images inside the model.
+
+    Each factor is the ``factor`` argument of a Keras 3 preprocessing layer, which draws a value
+    uniformly in ``[-factor, factor]`` per image; the layers are identity at inference, so
+    evaluation, prediction and exported models are unaffected. All zeros means no augmentation.
+
+    Args:
+        translation: shift, as a fraction of the image height and width
+            (``keras.layers.RandomTranslation(height_factor, width_factor)``), in [0, 0.5].
+        rotation: rotation, as a fraction of a full turn (2 pi) (``keras.layers.RandomRotation``),
+            in [0, 0.5]; 0.05 means up to +-18 degrees.
+        zoom: zoom in or out, as a fraction of the image size (``keras.layers.RandomZoom``'s
+            height_factor; the width follows, keeping the aspect ratio), in [0, 0.5].
+    """
+
+    translation: float = 0.0
+    rotation: float = 0.0
+    zoom: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("translation", "rotation", "zoom"):
+            value = getattr(self, name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, name, float(value))
+
+    @property
+    def enabled(self) -> bool:
+        """True when any factor is non-zero."""
+        return any((self.translation, self.rotation, self.zoom))
+
+    def to_dict(self) -> dict[str, float]:
+        """The non-zero factors (an empty dict means no augmentation)."""
+        return {k: v for k, v in _fields(self).items() if v != 0}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | Augmentation) -> Augmentation:
+        """Inverse of ``to_dict``; missing factors are 0.
+
+        Raises:
+            SpecError: not an object, or unknown keys.
+        """
+        if isinstance(data, Augmentation):
+            return data
+        if not isinstance(data, Mapping):
+            raise SpecError(f"augmentation is an object of factors, got {data!r}")
+        known = {f.name for f in fields(cls)}
+        if set(data) - known:
+            raise SpecError(
+                f"augmentation: unknown key(s) {sorted(set(data) - known)}; "
+                f"expected {sorted(known)}"
+            )
+        return cls(**data)
+
+    def __str__(self) -> str:
+        return ",".join(f"{k}={v:g}" for k, v in self.to_dict().items()) or "none"
+
+
+@dataclass(frozen=True)
 class OptimizerSpec:
     """The optimizer and its learning_rate; other fields ``None`` mean Keras 3's default.
 
@@ -371,6 +436,13 @@ class ArchitectureSpec:
         batch_size: training batch size, in images.
         output: the final layer; must have 10 units and softmax activation. Its initializers are
             part of some baselines' recipes.
+        augmentation: random translation/rotation/zoom of training images (none by default).
+        lr_schedule: one of ``LR_SCHEDULES``; "constant" keeps the optimizer's learning_rate.
+        label_smoothing: in [0, 0.5); the target puts 1 - label_smoothing + label_smoothing / 10
+            on the true class (Szegedy et al. 2016, arXiv:1512.00567; Keras' ``label_smoothing``).
+
+    The last three default to the notebooks' recipe and are left out of ``to_dict`` at their
+    defaults, so a spec without them has the same JSON and spec_id as before they existed.
 
     Raises:
         SpecError: a field is out of range, the layer order is impossible, or the feature map
@@ -381,9 +453,16 @@ class ArchitectureSpec:
     optimizer: OptimizerSpec = OptimizerSpec("adam", 1e-3)
     batch_size: int = 128
     output: Dense = Dense(NUM_CLASSES, activation="softmax")
+    augmentation: Augmentation = Augmentation()
+    lr_schedule: str = "constant"
+    label_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))
+        if isinstance(self.augmentation, Mapping):
+            object.__setattr__(self, "augmentation", Augmentation.from_dict(self.augmentation))
+        if _is_int(self.label_smoothing):
+            object.__setattr__(self, "label_smoothing", float(self.label_smoothing))
         _check_fields(self)
         self.shape_table()  # raises SpecError for impossible shapes
 
@@ -437,7 +516,11 @@ class ArchitectureSpec:
         return tuple(c.kernel_size for c in self.conv_layers)
 
     def summary(self) -> dict[str, Any]:
-        """A few human-readable facts for tables: depth, kernel sizes, pools, batch norm, ..."""
+        """A few human-readable facts for tables: depth, kernel sizes, pools, batch norm, ...
+
+        Scalars only. augmentation (e.g. "translation=0.1,rotation=0.05"), lr_schedule and
+        label_smoothing appear only when they differ from their defaults.
+        """
         dense = [x for x in self.layers if isinstance(x, Dense)]
         return {
             "depth": self.depth,
@@ -453,7 +536,22 @@ class ArchitectureSpec:
             "learning_rate": self.optimizer.learning_rate,
             "batch_size": self.batch_size,
             "params": self.num_params,
+            **{
+                k: str(self.augmentation) if k == "augmentation" else v
+                for k, v in self._training_levers().items()
+            },
         }
+
+    def _training_levers(self) -> dict[str, Any]:
+        """The recipe fields that differ from their defaults, as they appear in ``to_dict``."""
+        out: dict[str, Any] = {}
+        if self.augmentation.enabled:
+            out["augmentation"] = self.augmentation.to_dict()
+        if self.lr_schedule != "constant":
+            out["lr_schedule"] = self.lr_schedule
+        if self.label_smoothing != 0:
+            out["label_smoothing"] = self.label_smoothing
+        return out
 
     # --- serialisation -------------------------------------------------------------------------
 
@@ -464,6 +562,7 @@ class ArchitectureSpec:
             "output": _layer_to_dict(self.output),
             "optimizer": {k: v for k, v in _fields(self.optimizer).items() if v is not None},
             "batch_size": self.batch_size,
+            **self._training_levers(),
         }
 
     @classmethod
@@ -484,11 +583,10 @@ class ArchitectureSpec:
     def _from_dict(cls, data: Mapping[str, Any]) -> ArchitectureSpec:
         if not isinstance(data, Mapping):
             raise SpecError(f"a spec is a JSON object, got {type(data).__name__}")
-        unknown = set(data) - {"layers", "output", "optimizer", "batch_size"}
+        unknown = set(data) - set(_SPEC_KEYS)
         if unknown:
             raise SpecError(
-                f"unknown spec keys {sorted(unknown)}; expected layers, output, "
-                "optimizer, batch_size"
+                f"unknown spec keys {sorted(unknown)}; expected {', '.join(_SPEC_KEYS)}"
             )
         try:
             optimizer = OptimizerSpec(
@@ -506,6 +604,11 @@ class ArchitectureSpec:
         }
         if "output" in data:
             kwargs["output"] = _layer_from_dict(data["output"], "output layer")
+        if "augmentation" in data:
+            kwargs["augmentation"] = Augmentation.from_dict(data["augmentation"])
+        for key in ("lr_schedule", "label_smoothing"):
+            if key in data:
+                kwargs[key] = data[key]
         return cls(**kwargs)
 
     def to_json(self, indent: int | None = None) -> str:
@@ -530,6 +633,8 @@ class ArchitectureSpec:
         Keys look like ``layer_03.kernel_size``; values are numbers or short strings.
         """
         out: dict[str, str | int | float] = {f"arch.{k}": v for k, v in self.summary().items()}
+        for k, v in self.augmentation.to_dict().items():
+            out[f"augmentation.{k}"] = v
         out["spec_id"] = self.spec_id
         for k, v in self.to_dict()["optimizer"].items():
             out[f"optimizer.{k}"] = v
@@ -548,6 +653,10 @@ class ArchitectureSpec:
 # ---------------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------------
+
+_SPEC_KEYS = (
+    "layers", "output", "optimizer", "batch_size", "augmentation", "lr_schedule", "label_smoothing"
+)
 
 
 def _fields(obj: Any) -> dict[str, Any]:
@@ -665,6 +774,29 @@ def _check_fields(spec: ArchitectureSpec) -> None:
     _check_optimizer_fields(opt)
     if not _is_int(spec.batch_size) or spec.batch_size < 1:
         raise SpecError(f"batch_size must be a positive integer, got {spec.batch_size!r}")
+    _check_training_levers(spec)
+
+
+def _check_training_levers(spec: ArchitectureSpec) -> None:
+    aug = spec.augmentation
+    if not isinstance(aug, Augmentation):
+        raise SpecError(f"augmentation must be an Augmentation, got {aug!r}")
+    for name in ("translation", "rotation", "zoom"):
+        value = getattr(aug, name)
+        if not (
+            isinstance(value, float) and math.isfinite(value) and 0 <= value <= MAX_AUGMENTATION
+        ):
+            raise SpecError(
+                f"augmentation {name} must be a number in [0, {MAX_AUGMENTATION}], got {value!r}; "
+                "use 0 for none"
+            )
+    if spec.lr_schedule not in LR_SCHEDULES:
+        raise SpecError(
+            f"lr_schedule {spec.lr_schedule!r} is not one of {list(LR_SCHEDULES)}"
+        )
+    ls = spec.label_smoothing
+    if not (isinstance(ls, float) and math.isfinite(ls) and 0 <= ls < 0.5):
+        raise SpecError(f"label_smoothing must be a number in [0, 0.5), got {ls!r}")
 
 
 # Which optional fields each optimizer takes (Keras 3's argument names) and their valid range.

@@ -16,6 +16,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="baselines_command", metavar="ACTION", required=True)
     listing = sub.add_parser("list", help="list the documented baseline models")
     listing.add_argument("--json", action="store_true", help="print a JSON list of objects")
+    listing.add_argument(
+        "--space",
+        metavar="FILE",
+        help="search-space file, or the name of a shipped space, for the in-space column: "
+        "whether the baseline is an exact point of it (default: default)",
+    )
     train = sub.add_parser("train", help="train one baseline with its recipe")
     train.add_argument("name", help="baseline name, e.g. s000_m1 (see 'baselines list')")
     train.add_argument("--epochs", type=positive_int, help="default: the notebook's epochs")
@@ -34,7 +40,9 @@ def _baselines_list(args: argparse.Namespace) -> int:
     import json
 
     from nas_mnist.architecture.baselines import BASELINES
+    from nas_mnist.search_space.space import load_search_space
 
+    space = load_search_space(args.space)
     rows = [
         {
             "name": b.name,
@@ -48,6 +56,7 @@ def _baselines_list(args: argparse.Namespace) -> int:
             "batch_size": b.spec.batch_size,
             "epochs": b.epochs,
             "reported_test_accuracy": b.reported_test_accuracy,
+            "in_space": space.params_for_spec(b.spec) is not None,
         }
         for b in BASELINES
     ]
@@ -58,7 +67,10 @@ def _baselines_list(args: argparse.Namespace) -> int:
 
     from nas_mnist.console import console
 
-    table = Table(title=f"{len(rows)} documented baselines")
+    inside = sum(r["in_space"] for r in rows)
+    table = Table(
+        title=f"{len(rows)} documented baselines; {inside} are points of {space.describe()}"
+    )
     for column in (
         "name",
         "source",
@@ -67,6 +79,7 @@ def _baselines_list(args: argparse.Namespace) -> int:
         "kernel sizes",
         "optimizer",
         "reported test_accuracy",
+        "in space",
     ):
         table.add_column(column, justify="right" if column in ("params", "depth") else "left")
     for r in rows:
@@ -78,6 +91,7 @@ def _baselines_list(args: argparse.Namespace) -> int:
             ",".join(map(str, r["kernel_sizes"])) or "-",
             f"{r['optimizer']} {r['learning_rate']:g}",
             f"{r['reported_test_accuracy']:.4f}",
+            "yes" if r["in_space"] else "no",
         )
     console.print(table)
     return EXIT_OK

@@ -78,9 +78,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--baselines",
         default=DEFAULTS.baselines,
-        metavar="all|none|NAME,NAME",
-        help="documented baselines to seed as the study's first trials, once per "
-        "study (default: all)",
+        metavar="auto|all|none|NAME,NAME",
+        help="documented baselines to seed as the study's first trials, once per study and "
+        "within --trials; auto: those inside the search space, strongest reported first, at "
+        "most half of --trials (default: auto)",
     )
     parser.add_argument(
         "--sampler",
@@ -182,7 +183,7 @@ def _print_keras_tuner_result(result: object) -> None:
 
 def _print_leaderboard(frame: object, queued: int, limit: int = 10) -> None:
     from nas_mnist.console import console, table_from_frame
-    from nas_mnist.engine.leaderboard import VIEWS, baseline_comparison
+    from nas_mnist.engine.leaderboard import VIEWS, baseline_comparison, comparison_sentence
 
     if queued:
         console.print(f"{queued} queued trial(s) (baselines or retries) wait for a later run")
@@ -202,10 +203,4 @@ def _print_leaderboard(frame: object, queued: int, limit: int = 10) -> None:
     comparison = baseline_comparison(frame)
     if comparison is None:
         return
-    test_gain = comparison["test_accuracy_gain"]
-    console.print(
-        f"best searched trial {comparison['searched_trial']} vs best baseline "
-        f"{comparison['baseline']} (trial {comparison['baseline_trial']}): val_accuracy "
-        f"{comparison['val_accuracy_gain']:+.4f}"
-        + (f", test_accuracy {test_gain:+.4f}" if test_gain is not None else "")
-    )
+    console.print(comparison_sentence(comparison))

@@ -48,7 +48,11 @@ class HyperParametersTrial:
         return self.hp.Choice(name, list(choices))
 
     def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> int:
-        return self.hp.Int(name, low, high, step=step, sampling="log" if log else "linear")
+        # KerasTuner's step is a factor with log sampling (it must exceed 1): Optuna's log int
+        # ranges have step 1, i.e. every integer, which is KerasTuner's step=None.
+        if log:
+            return self.hp.Int(name, low, high, step=None, sampling="log")
+        return self.hp.Int(name, low, high, step=step, sampling="linear")
 
     def suggest_float(
         self, name: str, low: float, high: float, step: float | None = None, log: bool = False

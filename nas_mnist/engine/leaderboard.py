@@ -243,23 +243,13 @@ def baseline_comparison(frame: pd.DataFrame) -> dict[str, Any] | None:
     }
 
 
-def format_cell(value: Any, column: str) -> str:
-    """One leaderboard value as text for tables: accuracies to 4 decimals, params with thousands
-    separators, seconds to 0.1, learning_rate to 3 significant digits, missing values as "-"."""
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
-        return "-"
-    if column in ("val_accuracy", "test_accuracy"):
-        return f"{value:.4f}"
-    if column == "params":
-        return f"{int(value):,}"
-    if column == "train_seconds":
-        return f"{value:.1f}"
-    if column == "latency_ms":
-        return f"{value:.3f}"
-    if column == "pareto":
-        return "yes" if value else ""
-    if column == "learning_rate":
-        return f"{value:.3g}"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
+def comparison_sentence(comparison: Mapping[str, Any]) -> str:
+    """``baseline_comparison``'s result as one sentence (the search's output and the report)."""
+    test_gain = comparison["test_accuracy_gain"]
+    return (
+        f"best searched trial {comparison['searched_trial']} vs best baseline "
+        f"{comparison['baseline']} (trial {comparison['baseline_trial']}): val_accuracy "
+        f"{comparison['val_accuracy_gain']:+.4f}"
+        + (f", test_accuracy {test_gain:+.4f}" if test_gain is not None else "")
+    )
+

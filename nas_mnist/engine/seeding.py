@@ -1,24 +1,124 @@
-"""Seed the documented baselines into a study as its first trials, once per study.
+"""Seed the documented baselines into a study as its first trials, within the trial budget.
 
 A baseline inside the active search space is enqueued with the params that reproduce it, so the
 sampler learns from it like from any trial. A baseline outside the space is enqueued with no
 params; the objective trains its catalog spec as is. Both carry the user attribute
 ``baseline=<name>`` (and ``in_space``), which the objective copies to an MLflow tag.
+
+Which baselines, in which order, and how many (``--baselines``):
+
+- ``auto`` (the default): the baselines that are points of the active space, strongest first
+  (``seeding_order``), taking at most half of ``--trials`` (``AUTO_SHARE``); the other half is
+  left to the sampler.
+- ``all``: every baseline, in the same order, as many as the budget allows.
+- ``none``: no baseline. ``NAME,NAME``: those, in the given order, as many as the budget allows.
+
+A study never holds more pending or counted trials than ``--trials``: baselines are enqueued only
+while there is room, so none is left WAITING beyond the budget, and a re-run with a larger
+``--trials`` adds the next ones. A baseline is never enqueued twice in one study.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from nas_mnist.architecture.baselines import Baseline, get_baseline
+from optuna.trial import TrialState
+
+from nas_mnist.architecture.baselines import BASELINES, Baseline, get_baseline, select_baselines
 from nas_mnist.architecture.spec import ArchitectureSpec
 from nas_mnist.search_space.space import SearchSpace
 from nas_mnist.trial_attributes import BASELINE_ATTR, IN_SPACE_ATTR
 
 logger = logging.getLogger(__name__)
 
+AUTO_SHARE = 0.5
+"""``--baselines auto``: baselines take at most this fraction of ``--trials`` (rounded down)."""
+# Trials that count towards --trials (COMPLETE, PRUNED) or will (RUNNING, WAITING). FAILED trials
+# do not count: the search replaces them, so they take no room either.
+_BUDGET_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+
+
+def seeding_order(baselines: Sequence[Baseline] = BASELINES) -> tuple[Baseline, ...]:
+    """Baselines in the order a search seeds them: strongest reported test accuracy first.
+
+    Ties go to the smaller model (fewer parameters trains faster), then to catalog order.
+
+    Why this order: TPE (Bergstra et al. 2011) models the best trials so far (its "good" group)
+    against the rest, so the first completed trials decide where it starts to look. Starting from
+    the designs with the best evidence (the accuracies the notebooks printed,
+    ``shared/baselines.md``) warm-starts the search near proven architectures, as meta-learned
+    initial designs do for Bayesian optimisation (Feurer et al. 2015, AAAI, "Initializing Bayesian
+    hyperparameter optimization via meta-learning"); and when the budget holds only a few
+    baselines, those are the ones most worth their training time. The notebooks measured with
+    different protocols and epochs, so the order is a prior, not a ranking: the search re-measures
+    every baseline at its own budget.
+
+    Args:
+        baselines: the baselines to order.
+
+    Returns:
+        The same baselines, reordered.
+    """
+    index = {b.name: i for i, b in enumerate(BASELINES)}
+    return tuple(
+        sorted(
+            baselines,
+            key=lambda b: (-b.reported_test_accuracy, b.documented_params, index.get(b.name, 0)),
+        )
+    )
+
+
+@dataclass(frozen=True)
+class SeedingPlan:
+    """Which baselines a search seeds, in which order, and how much of the budget they may take.
+
+    Args:
+        selection: the ``--baselines`` value it came from, e.g. "auto".
+        baselines: the candidates, in seeding order.
+        max_share: baselines (already seeded ones included) take at most
+            ``floor(max_share * n_trials)`` trials.
+        in_space_only: skip candidates that are not points of the active search space (the
+            sampler learns nothing from those).
+    """
+
+    selection: str
+    baselines: tuple[Baseline, ...]
+    max_share: float = 1.0
+    in_space_only: bool = False
+
+
+def seeding_plan(selection: str) -> SeedingPlan:
+    """The plan for a ``--baselines`` value.
+
+    Args:
+        selection: "auto" (in-space baselines, strongest first, at most ``AUTO_SHARE`` of the
+            trials), "all" (every baseline, strongest first), "none", or comma-separated names
+            (in the given order). Keywords are case-insensitive.
+
+    Returns:
+        The ``SeedingPlan``.
+
+    Raises:
+        ValueError: unknown names, an empty list, or keywords mixed with names; the message says
+            what was expected.
+    """
+    keyword = selection.strip().lower()
+    if keyword == "auto":
+        return SeedingPlan("auto", seeding_order(), max_share=AUTO_SHARE, in_space_only=True)
+    if keyword == "all":
+        return SeedingPlan("all", seeding_order())
+    try:
+        return SeedingPlan(selection, select_baselines(selection))
+    except ValueError:
+        if "auto" in [part.strip().lower() for part in selection.split(",")]:
+            raise ValueError(
+                f"baseline selection {selection!r} mixes 'auto' with names; use 'auto' alone"
+            ) from None
+        raise
 
 
 def seeded_baselines(study: Any) -> set[str]:
@@ -30,33 +130,58 @@ def seeded_baselines(study: Any) -> set[str]:
     }
 
 
-def seed_baselines(study: Any, space: SearchSpace, baselines: Sequence[Baseline]) -> list[str]:
-    """Enqueue each baseline that has no trial in ``study`` yet.
+def seed_baselines(
+    study: Any,
+    space: SearchSpace,
+    baselines: SeedingPlan | Sequence[Baseline],
+    n_trials: int | None = None,
+) -> list[str]:
+    """Enqueue the plan's next baselines that fit in the trial budget.
 
-    Re-running or resuming a search never duplicates a baseline: names already in the study are
-    skipped.
+    Never enqueues a baseline that already has a trial in ``study`` (re-running or resuming a
+    search never duplicates one). Callers with several workers hold a storage lock around this
+    call, since it reads the study and then writes to it.
 
     Args:
         study: an ``optuna.Study``.
         space: the active search space (decides in-space or out-of-space).
-        baselines: the baselines to seed, in order.
+        baselines: a ``SeedingPlan``, or baselines to seed in the given order (a plan without a
+            share limit).
+        n_trials: the search's ``--trials``. The study's counted and pending trials (complete,
+            pruned, running, waiting) stay at or below it, and a plan's baselines at or below
+            ``floor(max_share * n_trials)``. None: no budget (every candidate is enqueued).
 
     Returns:
-        The names enqueued by this call.
+        The names enqueued by this call, in order.
     """
+    plan = baselines if isinstance(baselines, SeedingPlan) else SeedingPlan(
+        "given", tuple(baselines)
+    )
     present = seeded_baselines(study)
-    enqueued = []
-    for baseline in baselines:
+    limit = math.inf
+    if n_trials is not None:
+        held = len(study.get_trials(deepcopy=False, states=_BUDGET_STATES))
+        share = math.floor(plan.max_share * n_trials) - len(present)
+        limit = max(0, min(n_trials - held, share))
+    enqueued: list[str] = []
+    for baseline in plan.baselines:
+        if len(enqueued) >= limit:
+            break
         if baseline.name in present:
             continue
         params = space.params_for_spec(baseline.spec)
+        if params is None and plan.in_space_only:
+            continue
         study.enqueue_trial(
             params or {},
             user_attrs={BASELINE_ATTR: baseline.name, IN_SPACE_ATTR: params is not None},
         )
         enqueued.append(baseline.name)
     if enqueued:
-        logger.info("seeded %d baseline trial(s): %s", len(enqueued), ", ".join(enqueued))
+        logger.info(
+            "seeded %d baseline trial(s) (--baselines %s, --trials %s): %s",
+            len(enqueued), plan.selection, n_trials, ", ".join(enqueued),
+        )
     return enqueued
 
 

@@ -110,8 +110,8 @@ def _prepare(settings: SearchSettings) -> _Inputs:
     Raises:
         InputError: the first bad input found.
     """
-    from nas_mnist.architecture.baselines import select_baselines
     from nas_mnist.data import load_splits
+    from nas_mnist.engine.seeding import seeding_plan
     from nas_mnist.engine.storage import validate_storage_url
     from nas_mnist.model.devices import configure_devices, set_mixed_precision
     from nas_mnist.model.training import reset_training_state
@@ -120,7 +120,7 @@ def _prepare(settings: SearchSettings) -> _Inputs:
 
     validate_storage_url(settings.storage)
     try:
-        baselines = select_baselines(settings.baselines)
+        baselines = seeding_plan(settings.baselines)
     except ValueError as exc:
         raise InputError(f"--baselines: {exc}") from None
     if settings.sampler == "gp":
@@ -179,12 +179,15 @@ def _open(settings: SearchSettings, inputs: _Inputs) -> tuple[Any, Any]:
                        "configuration queued for one retry", number)
     # Seeding reads the study, then enqueues what is missing: workers take turns.
     with storage_lock(settings.storage, f"seed:{settings.study_name}"):
-        seed_baselines(study, inputs.space, inputs.baselines)
+        seeded = seed_baselines(study, inputs.space, inputs.baselines, n_trials=settings.trials)
     parent_run_id = tracker.attach_parent_run(study, wait_seconds=0 if created else 30)
     runs = StudyRuns(tracker, study.user_attrs[EXPERIMENT_ATTR], parent_run_id)
     logger.info("study %r in %s: %d of %d trials finished; %s; %s", settings.study_name,
                 settings.storage, count_finished(study), settings.trials,
                 inputs.space.describe(), inputs.data.describe())
+    if seeded:
+        logger.info("baselines queued first (--baselines %s): %s", settings.baselines,
+                    ", ".join(seeded))
     logger.info("sampler %s, pruner %s, objective %s; %s", settings.sampler,
                 settings.resolved_pruner, ",".join(settings.objectives), inputs.devices)
     return study, runs

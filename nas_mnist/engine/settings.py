@@ -69,7 +69,9 @@ class SearchSettings:
         tracking_uri: MLflow tracking URI; ``None``: ``$MLFLOW_TRACKING_URI``, else MLflow's
             default ``sqlite:///mlflow.db``.
         max_params: specs with more parameters are pruned before training.
-        baselines: documented baselines to seed: "all", "none" or "NAME,NAME".
+        baselines: documented baselines to seed, within ``trials``: "auto" (those inside the
+            search space, strongest reported first, at most half of ``trials``), "all",
+            "none" or "NAME,NAME" (``nas_mnist.engine.seeding``).
         sampler: Optuna sampler, one of ``SAMPLERS``.
         pruner: Optuna pruner, one of ``PRUNERS``; ``None``: median, or none with several
             objectives (Optuna cannot prune those).
@@ -98,7 +100,7 @@ class SearchSettings:
     study_name: str = DEFAULT_STUDY_NAME
     tracking_uri: str | None = None
     max_params: int | None = None
-    baselines: str = "all"
+    baselines: str = "auto"
     sampler: str = DEFAULT_SAMPLER
     pruner: str | None = None
     objective: str | Sequence[str] = "val_accuracy"

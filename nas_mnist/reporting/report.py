@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nas_mnist.console import format_cell
 from nas_mnist.engine.leaderboard import (
     NUMERIC_COLUMNS,
     VIEWS,
+    baseline_comparison,
     best_trial,
-    format_cell,
+    comparison_sentence,
     leaderboard,
     view,
 )
@@ -272,8 +274,6 @@ def _report_html(
     evaluation: Mapping[str, float],
     source: str,
 ) -> str:
-    from nas_mnist.engine.leaderboard import baseline_comparison
-
     esc: Callable[[Any], str] = lambda value: html.escape(str(value))  # noqa: E731
     counts = frame["state"].value_counts().to_dict()
     parts = [
@@ -303,14 +303,8 @@ def _report_html(
         )
     comparison = baseline_comparison(frame)
     if comparison is not None:
-        gain = comparison["test_accuracy_gain"]
-        parts.append(
-            f"<p>Best searched trial {comparison['searched_trial']} vs best baseline "
-            f"{esc(comparison['baseline'])} (trial {comparison['baseline_trial']}): "
-            f"val_accuracy {comparison['val_accuracy_gain']:+.4f}"
-            + (f", test_accuracy {gain:+.4f}" if gain is not None else "")
-            + "</p>"
-        )
+        sentence = comparison_sentence(comparison)
+        parts.append(f"<p>{esc(sentence[0].upper() + sentence[1:])}</p>")
     parts.append("<h2>Search</h2>")
     for kind, caption in _PLOT_TITLES.items():
         if (report.out_dir / f"{kind}.png").exists():

@@ -13,7 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nas_mnist.architecture.spec import (
+    LR_SCHEDULES,
     ArchitectureSpec,
+    Augmentation,
     BatchNorm,
     Branches,
     Conv,
@@ -554,3 +556,119 @@ def test_spec_module_imports_no_keras_or_tensorflow():
             "print(sorted(m for m in ('keras', 'tensorflow', 'optuna') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# ---------------------------------------------------------------------------------------------
+# Training levers: augmentation, lr_schedule, label_smoothing
+# ---------------------------------------------------------------------------------------------
+
+LEVERS = ArchitectureSpec(
+    layers=SMALL.layers, optimizer=SMALL.optimizer, batch_size=64,
+    augmentation=Augmentation(translation=0.1, rotation=0.05, zoom=0.1),
+    lr_schedule="cosine", label_smoothing=0.1,
+)
+
+
+def test_training_levers_default_to_the_notebook_recipe_and_stay_out_of_json():
+    assert SMALL.augmentation == Augmentation() and not SMALL.augmentation.enabled
+    assert SMALL.lr_schedule == "constant" and SMALL.label_smoothing == 0.0
+    assert set(SMALL.to_dict()) == {"layers", "output", "optimizer", "batch_size"}
+    # The spec_id of a spec without levers is the hash of the JSON it had before levers existed.
+    legacy = json.dumps({k: SMALL.to_dict()[k] for k in ("layers", "output", "optimizer",
+                                                          "batch_size")}, sort_keys=True)
+    assert SMALL.spec_id == hashlib.sha256(legacy.encode()).hexdigest()[:12]
+    explicit = ArchitectureSpec(layers=SMALL.layers, optimizer=SMALL.optimizer, batch_size=64,
+                                augmentation=Augmentation(0, 0, 0), lr_schedule="constant",
+                                label_smoothing=0)
+    assert explicit == SMALL and explicit.spec_id == SMALL.spec_id
+
+
+@pytest.mark.parametrize("spec", [
+    LEVERS,
+    ArchitectureSpec(layers=(Conv(4, 3),), augmentation=Augmentation(rotation=0.5)),
+    ArchitectureSpec(layers=(Conv(4, 3),), lr_schedule="reduce_on_plateau"),
+    ArchitectureSpec(layers=(), label_smoothing=0.25),
+])
+def test_training_levers_round_trip_exactly(spec):
+    data = spec.to_dict()
+    assert json.loads(json.dumps(data)) == data
+    assert ArchitectureSpec.from_dict(data) == spec
+    assert ArchitectureSpec.from_json(spec.to_json()) == spec
+    assert spec.spec_id != ArchitectureSpec(layers=spec.layers).spec_id
+
+
+def test_training_levers_json_form_and_params():
+    data = LEVERS.to_dict()
+    assert data["augmentation"] == {"translation": 0.1, "rotation": 0.05, "zoom": 0.1}
+    assert data["lr_schedule"] == "cosine"
+    assert data["label_smoothing"] == 0.1
+    only_rotation = ArchitectureSpec(layers=(), augmentation=Augmentation(rotation=0.05))
+    assert only_rotation.to_dict()["augmentation"] == {"rotation": 0.05}  # zero factors left out
+    assert LEVERS.num_params == SMALL.num_params == SMALL_PARAMS  # augmentation has no weights
+    assert LEVERS.spec_id != SMALL.spec_id
+
+
+def test_from_dict_accepts_levers_missing_or_present():
+    base = {"layers": [{"type": "conv", "filters": 8, "kernel_size": 3}]}
+    assert ArchitectureSpec.from_dict(base) == ArchitectureSpec(layers=(Conv(8, 3),))
+    spec = ArchitectureSpec.from_dict({**base, "augmentation": {"zoom": 0.2},
+                                       "lr_schedule": "reduce_on_plateau", "label_smoothing": 0.05})
+    assert spec.augmentation == Augmentation(zoom=0.2)
+    assert spec.lr_schedule == "reduce_on_plateau"
+    assert spec.label_smoothing == 0.05
+
+
+def test_summary_and_flat_params_show_levers_only_when_set():
+    assert not {"augmentation", "lr_schedule", "label_smoothing"} & set(SMALL.summary())
+    summary = LEVERS.summary()
+    assert summary["augmentation"] == "translation=0.1,rotation=0.05,zoom=0.1"
+    assert summary["lr_schedule"] == "cosine"
+    assert summary["label_smoothing"] == 0.1
+    params = LEVERS.flat_params()
+    assert params["arch.augmentation"] == "translation=0.1,rotation=0.05,zoom=0.1"
+    assert params["augmentation.rotation"] == 0.05
+    assert params["arch.lr_schedule"] == "cosine"
+    assert params["arch.label_smoothing"] == 0.1
+    assert all(isinstance(v, (str, int, float)) for v in params.values())
+    assert not any(k.startswith("augmentation.") for k in SMALL.flat_params())
+
+
+def test_augmentation_enabled():
+    assert not Augmentation().enabled
+    assert Augmentation(zoom=0.1).enabled
+    assert Augmentation(translation=1 / 28).enabled
+    assert isinstance(Augmentation(0).translation, float)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"augmentation": Augmentation(translation=0.6)}, r"augmentation translation .*\[0, 0\.5\]"),
+    ({"augmentation": Augmentation(rotation=-0.1)}, r"augmentation rotation"),
+    ({"augmentation": Augmentation(zoom=float("nan"))}, r"augmentation zoom"),
+    ({"augmentation": Augmentation(zoom="0.1")}, r"augmentation zoom"),
+    ({"augmentation": Augmentation(translation=True)}, r"augmentation translation"),
+    ({"augmentation": 0.1}, r"augmentation must be an Augmentation"),
+    ({"lr_schedule": "step"}, r"lr_schedule 'step' is not one of \['constant', 'cosine'"),
+    ({"label_smoothing": 0.5}, r"label_smoothing must be a number in \[0, 0\.5\)"),
+    ({"label_smoothing": -0.1}, r"label_smoothing"),
+    ({"label_smoothing": None}, r"label_smoothing"),
+])
+def test_invalid_training_levers_raise_spec_error(kwargs, match):
+    with pytest.raises(SpecError, match=match):
+        ArchitectureSpec(layers=(), **kwargs)
+
+
+@pytest.mark.parametrize(("data", "match"), [
+    ({"augmentation": {"shear": 0.1}}, r"augmentation: unknown key\(s\) \['shear'\]"),
+    ({"augmentation": [0.1]}, r"augmentation is an object"),
+    ({"augmentation": {"zoom": 2}}, r"augmentation zoom"),
+    ({"lr_schedule": "linear"}, r"lr_schedule"),
+    ({"label_smoothing": "a"}, r"label_smoothing"),
+    ({"schedule": "cosine"}, r"unknown spec keys \['schedule'\]; expected .*lr_schedule"),
+])
+def test_from_dict_rejects_bad_levers_with_spec_error(data, match):
+    with pytest.raises(SpecError, match=match):
+        ArchitectureSpec.from_dict({"layers": [], **data})
+
+
+def test_lr_schedules_are_the_documented_three():
+    assert LR_SCHEDULES == ("constant", "cosine", "reduce_on_plateau")

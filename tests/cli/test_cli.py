@@ -60,10 +60,15 @@ def test_search_then_resume_adds_exactly_the_missing_trials(workdir, real_mnist_
 
 @pytest.mark.slow
 def test_impossible_architecture_is_pruned_with_its_reason(workdir, real_mnist_path):
-    space = dict(SMALL_SPACE, conv=dict(SMALL_SPACE["conv"], kernel_size=[7], padding=["valid"]))
+    # 7x7 'valid' convs with a 'valid' pool after each conv (pool_every 1) shrink the map to
+    # zero; pool_every 2 does not (a space without any valid point is refused when loaded, see
+    # test_space_without_a_valid_architecture_exits_2). With --seed 2, TPE's first (random)
+    # trial has pool_every 1.
+    space = dict(SMALL_SPACE, conv=dict(SMALL_SPACE["conv"], kernel_size=[7], padding=["valid"]),
+                 pooling=dict(SMALL_SPACE["pooling"], every=[1, 2]))
     Path("impossible.yaml").write_text(yaml.safe_dump(space))
     assert main(search_args(real_mnist_path, 1, "--space", "impossible.yaml",
-                            "--baselines", "none")) == 0
+                            "--baselines", "none", "--seed", "2")) == 0
     trial = optuna.load_study(study_name="demo", storage="sqlite:///s.db").trials[0]
     assert trial.state.name == "PRUNED"
     assert trial.user_attrs["reason"].startswith("invalid_architecture")
@@ -104,13 +109,33 @@ def test_bad_flags_exit_2_and_create_nothing(workdir, real_mnist_path, capsys):
     assert set(Path(".").iterdir()) == before  # no study, no MLflow store, nothing
 
 
+def test_space_without_a_valid_architecture_exits_2(workdir, real_mnist_path, capsys):
+    # Every choice shrinks the map to zero: 7x7 'valid' convs with a 'valid' pool after each.
+    space = dict(SMALL_SPACE, conv=dict(SMALL_SPACE["conv"], kernel_size=[7], padding=["valid"]))
+    Path("impossible.yaml").write_text(yaml.safe_dump(space))
+    before = set(Path(".").iterdir())
+    assert main(search_args(real_mnist_path, 1, "--space", "impossible.yaml")) == 2
+    err = capsys.readouterr().err
+    assert "impossible.yaml: no choice of this space gives a valid architecture" in err
+    assert "28 -> 22 -> 11 -> 5 -> 2 -> 0" in err
+    assert set(Path(".").iterdir()) == before  # no study, no MLflow store
+
+
 def test_baselines_list_json_has_all_24_with_exact_params(capsys):
     assert main(["baselines", "list", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 24
     params = {r["name"]: r["params"] for r in rows}
     assert params["s000_m1"] == 612_362 and params["s002_m10"] == 37_987_722
-    assert {"name", "source", "params", "reported_test_accuracy"} <= set(rows[0])
+    assert {"name", "source", "params", "reported_test_accuracy", "in_space"} <= set(rows[0])
+    # Every seed CNN but s002_m10 (parallel branches) is a point of the default space; the
+    # dense-only models of notebook 004 are not.
+    outside = {r["name"] for r in rows if not r["in_space"]}
+    assert outside == {"s002_m10", "s004_linear", "s004_mlp", "s004_mlp_dropout"}
+    assert main(["baselines", "list", "--json", "--space", "small_cnn"]) == 0
+    assert not [r for r in json.loads(capsys.readouterr().out) if r["in_space"]]
+    assert main(["baselines", "list", "--space", "nope.yaml"]) == 2
+    assert "nope.yaml: search-space file not found" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -141,6 +141,35 @@ def test_keras_tuner_engine_logs_trials_to_mlflow_like_optuna(workdir, real_mnis
     assert complete >= 1
 
 
+def test_keras_tuner_hyperparameters_sample_the_default_space():
+    import keras_tuner as kt
+
+    from nas_mnist.architecture.spec import SpecError
+    from nas_mnist.engine.keras_tuner_engine import HyperParametersTrial
+    from nas_mnist.search_space.space import load_search_space
+
+    space = load_search_space()
+    hp = kt.HyperParameters()
+    spec = space.suggest(HyperParametersTrial(hp))  # KerasTuner's defaults: each lowest value
+    assert spec.depth == 1 and spec.conv_layers[0].filters == 4
+    # A log int range (filters 4-512) is every integer on a log scale, as in Optuna.
+    filters = next(h for h in hp.space if h.name == "block1_conv1_filters")
+    assert (filters.min_value, filters.max_value, filters.step, filters.sampling) == (
+        4, 512, None, "log")
+    samples = {filters.random_sample(seed) for seed in range(50)}
+    assert samples <= set(range(4, 513)) and len(samples) > 20
+    # Random values for every hyperparameter seen give specs (or impossible ones).
+    built = 0
+    for seed in range(20):
+        values = kt.HyperParameters()
+        values.values.update({h.name: h.random_sample(seed) for h in hp.space})
+        try:
+            built += isinstance(space.suggest(HyperParametersTrial(values)), type(spec))
+        except SpecError:
+            pass
+    assert built > 0
+
+
 def test_training_options_reject_bad_values():
     from nas_mnist.model.training import TrainingOptions
 
