@@ -213,14 +213,22 @@ def _predict(probe: keras.Model, feed: list[np.ndarray], batch_size: int) -> lis
     """``probe``'s outputs on ``feed``, batch by batch, concatenated (a list, one per output).
 
     ``predict_on_batch`` in a loop: ``predict`` builds a data adapter and iterator per call,
-    which cost about 0.1 s each here, more than a pass over small BN inputs itself.
+    which cost about 0.1 s each here, more than a pass over small BN inputs itself. All batches
+    have one size (the last one padded by repeating its first row, the padding's outputs
+    dropped; every output is per image), so the compiled function is traced once.
     """
+    n = len(feed[0])
+    num_batches = math.ceil(n / batch_size)
+    size = math.ceil(n / num_batches)  # equal batches, the last at most num_batches - 1 short
     chunks: list[list[np.ndarray]] = []
-    for begin in range(0, len(feed[0]), batch_size):
-        batch = [x[begin:begin + batch_size] for x in feed]
+    for begin in range(0, n, size):
+        batch = [x[begin:begin + size] for x in feed]
+        short = size - len(batch[0])
+        if short:
+            batch = [np.concatenate([x, np.repeat(x[:1], short, axis=0)]) for x in batch]
         out = probe.predict_on_batch(batch if len(batch) > 1 else batch[0])
-        chunks.append([np.asarray(y) for y in out] if isinstance(out, (list, tuple)) else
-                      [np.asarray(out)])
+        out = list(out) if isinstance(out, (list, tuple)) else [out]
+        chunks.append([np.asarray(y)[: size - short] for y in out])
     return [np.concatenate(parts) for parts in zip(*chunks, strict=True)]
 
 
