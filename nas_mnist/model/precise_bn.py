@@ -130,9 +130,9 @@ CACHE_BYTES_PER_IMAGE = 32 * 1024
 """Largest BN input (bytes per image, all BN layers of one pass) kept in memory between passes.
 
 A pass whose BN inputs are at most this size keeps them (128 MiB for 4,000 images), and the next
-pass starts from them instead of from the images, so the early, high-resolution layers, which
-dominate a small CNN's cost, run once rather than once per pass. Larger inputs are reduced to
-per-image moments inside the model, and the next pass starts from the images again.
+pass starts from them instead of from the images, so the layers before them run once rather than
+once per pass. After a pass with larger inputs, the next pass starts from the images again.
+Either way the statistics come from per-image moments computed inside the probe model.
 """
 
 
@@ -143,8 +143,8 @@ class _Pass:
     layers: list[keras.layers.BatchNormalization]
     probe: keras.Model
     from_previous: bool  # inputs are the previous pass's kept BN inputs, not the images
-    keeps_inputs: bool  # outputs the raw BN inputs (kept for the next pass), else moments
-    slots: list[int]  # for each layer, the index of its input among the probe's outputs
+    keeps_inputs: bool  # also outputs the raw BN inputs (kept for the next pass)
+    slots: list[int]  # for each layer, the index of its input's moments among the outputs
 
 
 def _unique_inputs(
@@ -172,11 +172,9 @@ def _plan(model: keras.Model, layers: Sequence[keras.layers.BatchNormalization])
         is_last = number == len(groups) - 1
         size = sum(math.prod(t.shape[1:]) * np.dtype(t.dtype).itemsize for t in tensors)
         keeps = not is_last and size <= CACHE_BYTES_PER_IMAGE
-        outputs = (
-            list(tensors)
-            if keeps
-            else [_PerImageMoments(group[slots.index(i)].axis)(t) for i, t in enumerate(tensors)]
-        )
+        outputs = [_PerImageMoments(group[slots.index(i)].axis)(t) for i, t in enumerate(tensors)]
+        if keeps:
+            outputs += list(tensors)
         probe = None
         if previous is not None:
             try:
@@ -200,13 +198,6 @@ def _moments_of(per_image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     means, variances = per_image[:, 0], per_image[:, 1]
     # Law of total variance: mean within-image variance plus variance of the image means.
     return means.mean(axis=0), variances.mean(axis=0) + means.var(axis=0)
-
-
-def _moments_of_raw(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and population variance of ``x`` per channel (``axis``), in float64."""
-    x = np.moveaxis(np.asarray(x), axis, -1)
-    x = x.reshape(-1, x.shape[-1]).astype(np.float64)
-    return x.mean(axis=0), x.var(axis=0)
 
 
 def _predict(probe: keras.Model, feed: list[np.ndarray], batch_size: int) -> list[np.ndarray]:
@@ -290,13 +281,11 @@ class BatchNormStatistics:
         for step in self._passes:
             outputs = _predict(step.probe, kept if step.from_previous else [images], batch_size)
             for layer, slot in zip(step.layers, step.slots, strict=True):
-                if step.keeps_inputs:
-                    mean, variance = _moments_of_raw(outputs[slot], layer.axis)
-                else:
-                    mean, variance = _moments_of(outputs[slot])
+                mean, variance = _moments_of(outputs[slot])
                 layer.moving_mean.assign(mean.astype(layer.moving_mean.dtype))
                 layer.moving_variance.assign(variance.astype(layer.moving_variance.dtype))
-            kept = list(outputs) if step.keeps_inputs else None
+            num_moments = max(step.slots) + 1
+            kept = outputs[num_moments:] if step.keeps_inputs else None
         logger.debug(
             "re-estimated %d BN layers (%d passes) on %d images in %.2f s",
             len(self.layers), len(self._passes), len(images), time.perf_counter() - start,
@@ -345,7 +334,9 @@ class PreciseBatchNorm(keras.callbacks.Callback):
         batch_size: images per forward pass.
 
     Attributes:
-        seconds: wall-clock seconds spent re-estimating, summed over calls.
+        durations: wall-clock seconds of each re-estimation (the first includes building and
+            tracing the probe models).
+        seconds: their sum.
         calls: how many times statistics were re-estimated.
     """
 
@@ -353,8 +344,7 @@ class PreciseBatchNorm(keras.callbacks.Callback):
         super().__init__()
         self.images = images
         self.batch_size = batch_size
-        self.seconds = 0.0
-        self.calls = 0
+        self.durations: list[float] = []
         self._statistics: BatchNormStatistics | None = None
 
     def on_test_begin(self, logs: dict | None = None) -> None:
@@ -362,8 +352,15 @@ class PreciseBatchNorm(keras.callbacks.Callback):
         if self._statistics is None or self._statistics.model is not self.model:
             self._statistics = BatchNormStatistics(self.model)
         if self._statistics.recompute(self.images, self.batch_size):
-            self.calls += 1
-        self.seconds += time.perf_counter() - start
+            self.durations.append(time.perf_counter() - start)
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.durations)
+
+    @property
+    def calls(self) -> int:
+        return len(self.durations)
 
 
 def precise_bn_images(
