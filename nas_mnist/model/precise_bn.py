@@ -4,9 +4,9 @@ Keras' ``BatchNormalization`` keeps exponential moving averages of the batch sta
 momentum 0.99 (PyTorch's equivalent is 0.9), so each average remembers about the last 100 steps,
 taken with weights that have since moved. After a few hundred steps (one epoch on a subset, the
 budgets of a low-fidelity search), the moving statistics lag the weights and inference-mode
-accuracy says little about the architecture: measured here, baseline ``s000_m2`` after one epoch on
-10,000 images scored val_accuracy 0.21 with Keras' moving statistics and 0.94 after re-estimating
-them on 4,000 training images.
+accuracy says little about the architecture: measured here (``scripts/bench_precise_bn.py
+--accuracy``), baseline ``s000_m2`` after one epoch on 10,000 images scored val_accuracy 0.107
+with Keras' moving statistics and 0.956 after re-estimating them on 4,000 training images.
 
 "Precise BN" (Wu & Johnson 2021, "Rethinking 'Batch' in BatchNorm", arXiv:2105.07576, section 3;
 used by pycls and Detectron2, implemented as ``fvcore.nn.precise_bn.update_bn_stats``) replaces
@@ -41,9 +41,9 @@ logger = logging.getLogger(__name__)
 PRECISE_BN_IMAGES = 4_000
 """Training images used to re-estimate BN statistics, per trial.
 
-Measured on ``s000_m2`` (1 epoch on 10,000 images): 4,000 images gave val_accuracy 0.94 (Keras'
-moving statistics: 0.21). Wu & Johnson 2021 (arXiv:2105.07576, fig. 4) find precise BN stable from
-about 10^3 to 10^4 samples on ImageNet.
+The figure issue 11 measured with. On ``s000_m2`` and ``s001_m1`` (1 epoch on 10,000 images)
+250 to 10,000 images give val_accuracy within 0.002 of each other (``docs/benchmarks.md``); the
+cost per epoch grows with the number (about 0.3-0.5 s for 4,000 on this project's CPU).
 """
 
 STATISTICS_BATCH_SIZE = 1_000
