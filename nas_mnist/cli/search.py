@@ -233,7 +233,17 @@ def run(args: argparse.Namespace) -> int:
         objectives=objectives,
     )
     status = "FINISHED"
-    with RichProgress(args.trials, done, disable=args.no_progress) as progress:
+    from functools import partial
+
+    from nas_mnist.engine.timing import suggest_cpu_budget
+    from nas_mnist.model.devices import gpu_available
+
+    budget_hint = partial(
+        suggest_cpu_budget, epochs=args.epochs, max_train_samples=args.max_train_samples,
+        on_gpu=gpu_available(),
+    )
+    with RichProgress(args.trials, done, disable=args.no_progress,
+                      budget_hint=budget_hint) as progress:
         objective = Objective(
             space, data, tracker, experiment_id, parent_run_id, config, listener=progress
         )
