@@ -148,7 +148,8 @@ class TrainingResult:
         train_seconds: wall-clock seconds spent in ``fit`` (all epochs, validation included).
         phase_seconds: wall-clock seconds per phase: "build" (spec to compiled model), "fit"
             (= ``train_seconds``), "test_eval" (0 when the test split is not evaluated),
-            "precise_bn" (re-estimating BN statistics, part of "fit"; 0 without BN).
+            "precise_bn" (re-estimating BN statistics, part of "fit"; only for models with BN
+            when precise BN is on).
     """
 
     model: keras.Model
@@ -377,12 +378,9 @@ def train_spec(
         verbose=0,
     )
     train_seconds = time.perf_counter() - fit_start
-    phases = {
-        "build": fit_start - start,
-        "fit": train_seconds,
-        "test_eval": 0.0,
-        "precise_bn": sum(c.seconds for c in precise_bn),
-    }
+    phases = {"build": fit_start - start, "fit": train_seconds, "test_eval": 0.0}
+    if precise_bn:
+        phases["precise_bn"] = sum(c.seconds for c in precise_bn)
     if tracker.best_weights is not None:
         # The best epoch's weights include the BN statistics re-estimated for exactly these
         # weights just before that epoch's validation, so the test evaluation and the exported

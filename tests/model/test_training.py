@@ -141,7 +141,7 @@ def test_precise_bn_can_be_turned_off_and_leaves_training_unchanged():
                      options=TrainingOptions(precise_bn_images=0))
     on = train_spec(BN_SPEC, data, epochs=1, seed=0, evaluate_test=False,
                     options=TrainingOptions(precise_bn_images=200))
-    assert off.phase_seconds["precise_bn"] == 0
+    assert "precise_bn" not in off.phase_seconds and on.phase_seconds["precise_bn"] > 0
     assert on.history[0]["loss"] == pytest.approx(off.history[0]["loss"], rel=1e-5)
     assert not np.allclose(_moving(batch_norm_layers(on.model)[0])[1],
                            _moving(batch_norm_layers(off.model)[0])[1])
