@@ -84,27 +84,53 @@ FILL_VALUE = 0.0
 """What augmentation fills uncovered pixels with: MNIST's background (0 after scaling to [0, 1])."""
 
 
+# Keras 3's random image layers default to ``training=True`` in ``call``: a model called without
+# ``training`` (``model(x)``, ``model.export``'s serving function, a reloaded ``.keras`` model)
+# would augment. These subclasses default to ``training=False``; ``fit`` still passes
+# ``training=True`` through the call context, and ``predict``/``evaluate`` pass False.
+@keras.saving.register_keras_serializable(package="nas_mnist")
+class RandomTranslation(keras.layers.RandomTranslation):
+    """``keras.layers.RandomTranslation`` that is identity unless called in training."""
+
+    def call(self, data: Any, training: bool = False) -> Any:
+        return super().call(data, training=training)
+
+
+@keras.saving.register_keras_serializable(package="nas_mnist")
+class RandomRotation(keras.layers.RandomRotation):
+    """``keras.layers.RandomRotation`` that is identity unless called in training."""
+
+    def call(self, data: Any, training: bool = False) -> Any:
+        return super().call(data, training=training)
+
+
+@keras.saving.register_keras_serializable(package="nas_mnist")
+class RandomZoom(keras.layers.RandomZoom):
+    """``keras.layers.RandomZoom`` that is identity unless called in training."""
+
+    def call(self, data: Any, training: bool = False) -> Any:
+        return super().call(data, training=training)
+
+
 def augmentation_layers(augmentation: Augmentation) -> list[keras.layers.Layer]:
     """Keras preprocessing layers for the non-zero factors of ``augmentation``.
 
-    RandomTranslation, RandomRotation and RandomZoom (in that order), each filling with
-    ``FILL_VALUE`` (Keras' default fill_mode is "reflect", which would mirror strokes into the
-    border). These layers have no weights and are identity unless called with ``training=True``,
-    so evaluation, ``predict`` and exported models see the images unchanged. Their random draws
-    come from Keras' global seed (``keras.utils.set_random_seed``).
+    RandomTranslation, RandomRotation and RandomZoom (in that order; the subclasses above, which
+    are identity unless called in training), each filling with ``FILL_VALUE`` (Keras' default
+    fill_mode is "reflect", which would mirror strokes into the border). They have no weights, so
+    evaluation, ``predict``, ``model(x)`` and exported models see the images unchanged. Their
+    random draws come from Keras' global seed (``keras.utils.set_random_seed``).
     """
     fill = {"fill_mode": "constant", "fill_value": FILL_VALUE}
     layers: list[keras.layers.Layer] = []
     if augmentation.translation:
-        layers.append(keras.layers.RandomTranslation(
+        layers.append(RandomTranslation(
             augmentation.translation, augmentation.translation, name="random_translation", **fill
         ))
     if augmentation.rotation:
-        layers.append(keras.layers.RandomRotation(
-            augmentation.rotation, name="random_rotation", **fill
-        ))
+        layers.append(RandomRotation(augmentation.rotation, name="random_rotation", **fill))
     if augmentation.zoom:
-        layers.append(keras.layers.RandomZoom(augmentation.zoom, name="random_zoom", **fill))
+        layers.append(RandomZoom(augmentation.zoom, name="random_zoom", **fill))
     return layers
 
 

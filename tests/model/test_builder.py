@@ -267,8 +267,9 @@ AUGMENTED = ArchitectureSpec(layers=CONV_STACK.layers,
 def test_augmentation_layers_follow_the_input_and_fill_with_the_background():
     model = build_model(AUGMENTED)
     first = model.layers[1:4]
-    assert [type(layer) for layer in first] == [
-        keras.layers.RandomTranslation, keras.layers.RandomRotation, keras.layers.RandomZoom]
+    for layer, cls in zip(first, (keras.layers.RandomTranslation, keras.layers.RandomRotation,
+                                  keras.layers.RandomZoom)):
+        assert isinstance(layer, cls)
     for layer in first:
         assert layer.fill_mode == "constant" and layer.fill_value == 0.0
     config = [layer.get_config() for layer in first]
@@ -276,7 +277,8 @@ def test_augmentation_layers_follow_the_input_and_fill_with_the_background():
     assert tuple(config[1]["factor"]) == (-0.05, 0.05)  # Keras: factor f means [-f, f]
     assert config[2]["height_factor"] == 0.1 and config[2]["width_factor"] is None  # aspect kept
     only_zoom = build_model(ArchitectureSpec(layers=(), augmentation=Augmentation(zoom=0.2)))
-    assert [type(x) for x in only_zoom.layers[1:2]] == [keras.layers.RandomZoom]
+    assert isinstance(only_zoom.layers[1], keras.layers.RandomZoom)
+    assert not isinstance(only_zoom.layers[2], keras.layers.RandomZoom)
     assert not any(isinstance(x, keras.layers.RandomTranslation) for x in build_model(CONV_STACK).layers)
 
 
@@ -302,6 +304,41 @@ def test_augmentation_is_identity_at_inference_and_random_in_training():
     moved = keras.ops.convert_to_numpy(stage(x, training=True))
     assert not np.allclose(moved, x)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(stage(x, training=False)), x)
+
+
+def test_augmented_model_called_without_training_exported_or_reloaded_does_not_augment(tmp_path):
+    # Keras' own random layers default to training=True, so model(x) would augment.
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    model = compile_model(build_model(AUGMENTED), AUGMENTED)
+    x = random_images(6)
+    expected = model.predict(x, verbose=0)
+    for _ in range(2):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x)), expected, rtol=1e-6,
+                                   atol=1e-7)
+    model.export(str(tmp_path / "savedmodel"), verbose=False)
+    exported = tf.saved_model.load(str(tmp_path / "savedmodel"))  # keep it: serve uses its variables
+    for _ in range(2):
+        np.testing.assert_allclose(exported.serve(x).numpy(), expected, rtol=1e-5, atol=1e-6)
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.saving.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(reloaded(x)), expected, rtol=1e-6,
+                               atol=1e-7)
+
+
+def test_augmentation_acts_in_fit_training_steps():
+    keras.utils.set_random_seed(0)
+    spec = ArchitectureSpec(layers=(Flatten(), Dense(8)),
+                            augmentation=Augmentation(translation=0.3, rotation=0.2))
+    model = build_model(spec)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0),
+                  loss="sparse_categorical_crossentropy")
+    x, y = random_images(16), np.arange(16, dtype=np.int32) % 10
+    train = {float(model.train_on_batch(x, y)) for _ in range(3)}  # weights never move
+    test = {float(model.test_on_batch(x, y)) for _ in range(3)}
+    assert len(test) == 1  # no augmentation when evaluating
+    assert len(train) == 3  # a new random transformation each training step
 
 
 def test_translation_fills_uncovered_pixels_with_zero():
