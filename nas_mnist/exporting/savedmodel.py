@@ -226,6 +226,8 @@ def load_trial_model(trial: optuna.trial.FrozenTrial, tracking_uri: str) -> kera
     import keras
     import mlflow
 
+    import nas_mnist.model.builder  # noqa: F401  (registers its layers and loss for load_model)
+
     with tempfile.TemporaryDirectory(prefix="nas_mnist_export_") as tmp:
         try:
             with _no_progress_bar():
