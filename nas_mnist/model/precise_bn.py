@@ -163,6 +163,11 @@ def _unique_inputs(
     return tensors, slots
 
 
+def _structure(tensors: Sequence[Any]) -> Any:
+    """One tensor as itself, several as a list: the structure ``_predict`` feeds."""
+    return tensors[0] if len(tensors) == 1 else list(tensors)
+
+
 def _plan(model: keras.Model, layers: Sequence[keras.layers.BatchNormalization]) -> list[_Pass]:
     passes: list[_Pass] = []
     groups = _group_by_depth(model, layers)
@@ -178,12 +183,12 @@ def _plan(model: keras.Model, layers: Sequence[keras.layers.BatchNormalization])
         probe = None
         if previous is not None:
             try:
-                probe = keras.Model(previous, outputs)
+                probe = keras.Model(_structure(previous), outputs)
             except ValueError:  # a path to this pass bypasses the kept tensors: start afresh
                 probe = None
         passes.append(_Pass(
             layers=list(group),
-            probe=probe if probe is not None else keras.Model(model.inputs, outputs),
+            probe=probe if probe is not None else keras.Model(_structure(model.inputs), outputs),
             from_previous=probe is not None,
             keeps_inputs=keeps,
             slots=slots,
