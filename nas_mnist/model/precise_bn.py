@@ -163,6 +163,12 @@ def _unique_inputs(
     return tensors, slots
 
 
+def _itemsize(dtype: Any) -> int:
+    """Bytes per element of a Keras dtype name ("float32", "bfloat16", ...)."""
+    digits = "".join(c for c in str(dtype) if c.isdigit())
+    return int(digits) // 8 if digits else 4
+
+
 def _structure(tensors: Sequence[Any]) -> Any:
     """One tensor as itself, several as a list: the structure ``_predict`` feeds."""
     return tensors[0] if len(tensors) == 1 else list(tensors)
@@ -175,7 +181,7 @@ def _plan(model: keras.Model, layers: Sequence[keras.layers.BatchNormalization])
     for number, group in enumerate(groups):
         tensors, slots = _unique_inputs(model, group)
         is_last = number == len(groups) - 1
-        size = sum(math.prod(t.shape[1:]) * np.dtype(t.dtype).itemsize for t in tensors)
+        size = sum(math.prod(t.shape[1:]) * _itemsize(t.dtype) for t in tensors)
         keeps = not is_last and size <= CACHE_BYTES_PER_IMAGE
         outputs = [_PerImageMoments(group[slots.index(i)].axis)(t) for i, t in enumerate(tensors)]
         if keeps:
