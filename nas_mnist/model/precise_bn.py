@@ -108,7 +108,8 @@ def _input_of(model: keras.Model, layer: keras.layers.Layer) -> Any:
 def _group_by_depth(
     model: keras.Model, layers: Sequence[keras.layers.BatchNormalization]
 ) -> list[list[keras.layers.BatchNormalization]]:
-    """Groups of BN layers: group k holds the layers whose inputs depend on k-1 BN layers.
+    """Groups of BN layers: group k holds the layers with k-1 BN layers on the longest BN chain
+    upstream of their input.
 
     A layer's statistics depend on those of every BN layer upstream of it, so groups are
     re-estimated in order; the layers within one group share a forward pass.
