@@ -4,7 +4,7 @@ format of their cells."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pandas as pd
@@ -13,11 +13,15 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
+
+from nas_mnist.timing import SearchClock, format_duration
 
 # Rich falls back to 80 columns when output is not a terminal (CI logs, pipes): too narrow for the
 # leaderboard, so use a wider page there.
@@ -26,20 +30,50 @@ if not console.is_terminal:
     console = Console(width=160)
 
 
+class _EtaColumn(ProgressColumn):
+    """Time left: the running trial's on the epochs bar, the whole search's on the trials bar
+    (``SearchClock``; blank until the first epoch of the search ended)."""
+
+    def __init__(self, owner: RichProgress) -> None:
+        super().__init__()
+        self.owner = owner
+
+    def render(self, task: Task) -> Text:
+        return Text(self.owner.eta_text(task.id), style="progress.remaining")
+
+
 class RichProgress:
     """A ``SearchListener`` that draws a bar over trials and one over the current trial's epochs.
 
-    Use as a context manager around ``study.optimize``.
+    After the first epoch of the search, the epochs bar shows the trial's ETA and the trials bar
+    the search's projected remaining time (``nas_mnist.timing.SearchClock``). Use as a
+    context manager around ``study.optimize``.
+
+    Args:
+        total_trials: the search's ``--trials``.
+        done_trials: trials finished before this run.
+        disable: draw nothing.
+        budget_hint: called with the search's projected remaining seconds at each epoch end
+            until it returns a line (e.g. ``timing.suggest_cpu_budget``); the line is shown once
+            above the bars and kept in ``suggestion``.
+        clock: the timing tracker (tests pass one with a fake clock).
     """
 
-    def __init__(self, total_trials: int, done_trials: int = 0, disable: bool = False) -> None:
+    def __init__(
+        self,
+        total_trials: int,
+        done_trials: int = 0,
+        disable: bool = False,
+        budget_hint: Callable[[float | None], str | None] | None = None,
+        clock: SearchClock | None = None,
+    ) -> None:
         self.progress = Progress(
             TextColumn("{task.description:<28}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[status]}"),
             TimeElapsedColumn(),
-            TimeRemainingColumn(),
+            _EtaColumn(self),
             console=console,
             disable=disable,
             transient=False,
@@ -49,6 +83,23 @@ class RichProgress:
         )
         self.epochs = self.progress.add_task("epochs", total=1, status="", visible=False)
         self.best: float | None = None
+        self.clock = clock or SearchClock()
+        self.budget_hint = budget_hint
+        self.suggestion: str | None = None
+        self._total, self._done, self._running = total_trials, done_trials, False
+
+    def search_remaining(self) -> float | None:
+        """Projected seconds until the search's last trial ends (None: nothing to go by yet)."""
+        not_started = self._total - self._done - (1 if self._running else 0)
+        return self.clock.search_remaining(not_started)
+
+    def eta_text(self, task_id: Any) -> str:
+        """What the ETA column shows for the trials bar or the epochs bar."""
+        if task_id == self.epochs:
+            left = self.clock.trial_remaining()
+            return f"trial ETA {format_duration(left)}" if left is not None else ""
+        left = self.search_remaining()
+        return f"search ~{format_duration(left)} left" if left is not None else ""
 
     def __enter__(self) -> RichProgress:
         self.progress.start()
@@ -58,17 +109,28 @@ class RichProgress:
         self.progress.stop()
 
     def trial_started(self, number: int, epochs: int, label: str) -> None:
+        self.clock.trial_started(epochs)
+        self._running = True
         self.progress.reset(
             self.epochs, total=epochs, description=f"{label}: epochs", status="", visible=True
         )
 
     def epoch_ended(self, number: int, epoch: int, logs: dict[str, float]) -> None:
+        self.clock.epoch_ended()
         val = logs.get("val_accuracy")
         status = f"val_accuracy {val:.4f}" if val is not None else ""
         self.progress.update(self.epochs, completed=epoch + 1, status=status)
+        if self.budget_hint is not None and self.suggestion is None:
+            self.suggestion = self.budget_hint(self.search_remaining())
+            if self.suggestion:
+                self.progress.console.print(self.suggestion)
 
     def trial_ended(self, number: int, state: str, value: float | None) -> None:
-        if state in ("complete", "pruned"):
+        counted = state in ("complete", "pruned")
+        self.clock.trial_ended(counted=counted)
+        self._running = False
+        if counted:
+            self._done += 1
             self.progress.advance(self.trials)
         if value is not None and (self.best is None or value > self.best):
             self.best = value

@@ -28,6 +28,7 @@ LAYERS = {
     "errors": 0,
     "environment": 0,
     "urls": 0,
+    "timing": 0,
 }
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,8 +163,12 @@ def make_tuner(
             except SpecError as exc:
                 raise kt.errors.FailedTrialError(f"invalid_architecture: {exc}") from None
             self.spec = spec  # the spec that ``fit`` trains next
+            from nas_mnist.model.training import learning_rate_for
+
+            steps = math.ceil(data.num_train / spec.batch_size)
             return compile_model(build_model(spec), spec,
-                                 steps_per_execution=options.steps_per_execution)
+                                 steps_per_execution=options.steps_per_execution,
+                                 learning_rate=learning_rate_for(spec, epochs, steps))
 
         def fit(self, hp: Any, model: Any, *args: Any, **kwargs: Any) -> Any:
             return tuner.train(hp, model, kwargs)
@@ -202,13 +207,21 @@ def make_tuner(
             """``model.fit`` with KerasTuner's epochs and callbacks plus nas-mnist's."""
             import keras
 
-            from nas_mnist.model.training import BestEpoch, fit_inputs, test_metrics
+            from nas_mnist.model.training import (
+                BestEpoch,
+                fit_inputs,
+                precise_bn_callbacks,
+                schedule_callbacks,
+                test_metrics,
+            )
 
             spec: ArchitectureSpec = self.hypermodel.spec
             run_id = self.current["run_id"]
             initial_epoch = int(kwargs.get("initial_epoch", 0))
             best = BestEpoch()
-            callbacks = [best, *kwargs.get("callbacks", [])]
+            trial_seed = seed + self.current["number"]
+            callbacks = [*precise_bn_callbacks(model, data, trial_seed, options), best,
+                         *schedule_callbacks(spec), *kwargs.get("callbacks", [])]
             if tracker is not None:
                 tracker.log_trial_spec(run_id, spec, hp.values, self.current["number"])
 
@@ -219,7 +232,7 @@ def make_tuner(
 
                 callbacks.append(LogEpoch())
             history = model.fit(
-                **fit_inputs(data, spec.batch_size, seed + self.current["number"], options),
+                **fit_inputs(data, spec.batch_size, trial_seed, options),
                 epochs=int(kwargs.get("epochs", epochs)), initial_epoch=initial_epoch,
                 callbacks=callbacks, verbose=0,
             )

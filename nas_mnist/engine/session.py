@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from nas_mnist.engine.settings import SearchSettings
@@ -203,6 +204,8 @@ def _run(settings: SearchSettings, inputs: _Inputs, study: Any, runs: Any) -> bo
     from nas_mnist.engine.budget import count_finished, run_trials
     from nas_mnist.engine.objective import Objective, ObjectiveConfig
     from nas_mnist.engine.refresher import ParentRunRefresher
+    from nas_mnist.model.devices import gpu_available
+    from nas_mnist.timing import suggest_cpu_budget
 
     config = ObjectiveConfig(
         epochs=settings.epochs, seed=settings.seed, batch_size=settings.batch_size,
@@ -211,7 +214,10 @@ def _run(settings: SearchSettings, inputs: _Inputs, study: Any, runs: Any) -> bo
     )
     status = "FINISHED"
     done = count_finished(study)
-    with RichProgress(settings.trials, done, disable=not settings.progress) as progress:
+    budget_hint = partial(suggest_cpu_budget, epochs=settings.epochs,
+                          max_train_samples=settings.max_train_samples, on_gpu=gpu_available())
+    with RichProgress(settings.trials, done, disable=not settings.progress,
+                      budget_hint=budget_hint) as progress:
         objective = Objective(inputs.space, inputs.data, runs, config, listener=progress)
         try:
             outcome = run_trials(

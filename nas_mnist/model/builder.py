@@ -2,6 +2,10 @@
 
 Only ``keras.layers`` / ``keras.optimizers`` are used (no ``tf.*`` calls), so the same code runs
 with ``KERAS_BACKEND=tensorflow`` (the default) and ``KERAS_BACKEND=jax``.
+
+A spec with augmentation or label smoothing uses classes defined here (registered with Keras as
+``nas_mnist>RandomTranslation``, ...): import this module before ``keras.saving.load_model`` or
+``mlflow.keras.load_model`` reads such a ``.keras`` file. Exported SavedModels need nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import keras
 from nas_mnist.architecture.spec import (
     INPUT_SHAPE,
     ArchitectureSpec,
+    Augmentation,
     BatchNorm,
     Branches,
     Conv,
@@ -79,6 +84,60 @@ def _apply(layer: Layer, x: Any) -> Any:
     raise TypeError(f"unknown layer {layer!r}")
 
 
+FILL_VALUE = 0.0
+"""What augmentation fills uncovered pixels with: MNIST's background (0 after scaling to [0, 1])."""
+
+
+# Keras 3's random image layers default to ``training=True`` in ``call``: a model called without
+# ``training`` (``model(x)``, ``model.export``'s serving function, a reloaded ``.keras`` model)
+# would augment. These subclasses default to ``training=False``; ``fit`` still passes
+# ``training=True`` through the call context, and ``predict``/``evaluate`` pass False.
+@keras.saving.register_keras_serializable(package="nas_mnist")
+class RandomTranslation(keras.layers.RandomTranslation):
+    """``keras.layers.RandomTranslation`` that is identity unless called in training."""
+
+    def call(self, data: Any, training: bool = False) -> Any:
+        return super().call(data, training=training)
+
+
+@keras.saving.register_keras_serializable(package="nas_mnist")
+class RandomRotation(keras.layers.RandomRotation):
+    """``keras.layers.RandomRotation`` that is identity unless called in training."""
+
+    def call(self, data: Any, training: bool = False) -> Any:
+        return super().call(data, training=training)
+
+
+@keras.saving.register_keras_serializable(package="nas_mnist")
+class RandomZoom(keras.layers.RandomZoom):
+    """``keras.layers.RandomZoom`` that is identity unless called in training."""
+
+    def call(self, data: Any, training: bool = False) -> Any:
+        return super().call(data, training=training)
+
+
+def augmentation_layers(augmentation: Augmentation) -> list[keras.layers.Layer]:
+    """Keras preprocessing layers for the non-zero factors of ``augmentation``.
+
+    RandomTranslation, RandomRotation and RandomZoom (in that order; the subclasses above, which
+    are identity unless called in training), each filling with ``FILL_VALUE`` (Keras' default
+    fill_mode is "reflect", which would mirror strokes into the border). They have no weights, so
+    evaluation, ``predict``, ``model(x)`` and exported models see the images unchanged. Their
+    random draws come from Keras' global seed (``keras.utils.set_random_seed``).
+    """
+    fill = {"fill_mode": "constant", "fill_value": FILL_VALUE}
+    layers: list[keras.layers.Layer] = []
+    if augmentation.translation:
+        layers.append(RandomTranslation(
+            augmentation.translation, augmentation.translation, name="random_translation", **fill
+        ))
+    if augmentation.rotation:
+        layers.append(RandomRotation(augmentation.rotation, name="random_rotation", **fill))
+    if augmentation.zoom:
+        layers.append(RandomZoom(augmentation.zoom, name="random_zoom", **fill))
+    return layers
+
+
 def build_model(spec: ArchitectureSpec, name: str | None = None) -> keras.Model:
     """Build the (uncompiled) functional model that ``spec`` describes.
 
@@ -88,10 +147,14 @@ def build_model(spec: ArchitectureSpec, name: str | None = None) -> keras.Model:
 
     Returns:
         A ``keras.Model`` mapping float32 images (batch, 28, 28, 1) in [0, 1] to (batch, 10)
-        softmax class probabilities. ``model.count_params() == spec.num_params``.
+        softmax class probabilities. ``model.count_params() == spec.num_params``. With
+        ``spec.augmentation`` enabled, augmentation layers follow the input; they act only in
+        training (``augmentation_layers``).
     """
     inputs = keras.Input(shape=INPUT_SHAPE, name="image")
     x = inputs
+    for layer in augmentation_layers(spec.augmentation):
+        x = layer(x)
     layers = list(spec.layers)
     if not any(isinstance(layer, Flatten) for layer in layers):
         layers.append(Flatten())
@@ -106,25 +169,90 @@ def build_model(spec: ArchitectureSpec, name: str | None = None) -> keras.Model:
     return keras.Model(inputs, outputs, name=name or f"nas_mnist_{spec.spec_id}")
 
 
-def build_optimizer(optimizer: OptimizerSpec) -> keras.optimizers.Optimizer:
-    """The Keras optimizer for ``optimizer`` (unset fields take Keras 3's defaults)."""
+def build_optimizer(
+    optimizer: OptimizerSpec,
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule | None = None,
+) -> keras.optimizers.Optimizer:
+    """The Keras optimizer for ``optimizer`` (unset fields take Keras 3's defaults).
+
+    Args:
+        optimizer: the spec's optimizer.
+        learning_rate: replaces ``optimizer.learning_rate`` when given, e.g. by a schedule
+            (``nas_mnist.model.training.learning_rate_for``).
+    """
     cls = getattr(keras.optimizers, _OPTIMIZER_CLASSES[optimizer.name])
-    return cls(**optimizer.keras_arguments())
+    arguments: dict[str, Any] = dict(optimizer.keras_arguments())
+    if learning_rate is not None:
+        arguments["learning_rate"] = learning_rate
+    return cls(**arguments)
+
+
+@keras.saving.register_keras_serializable(package="nas_mnist")
+class SparseCategoricalCrossentropyWithLabelSmoothing(keras.losses.Loss):
+    """Categorical cross-entropy on int class ids, with label smoothing.
+
+    Keras 3's ``SparseCategoricalCrossentropy`` has no ``label_smoothing``; this loss one-hot
+    encodes the labels inside the loss and calls ``keras.losses.categorical_crossentropy`` with
+    it, so the input pipelines keep feeding int32 labels. The target puts
+    1 - label_smoothing + label_smoothing / 10 on the true class and label_smoothing / 10 on each
+    other class (Szegedy et al. 2016, arXiv:1512.00567).
+
+    Args:
+        label_smoothing: in [0, 1).
+    """
+
+    def __init__(
+        self,
+        label_smoothing: float = 0.0,
+        name: str = "sparse_categorical_crossentropy_with_label_smoothing",
+        reduction: str = "sum_over_batch_size",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(name=name, reduction=reduction, **kwargs)
+        self.label_smoothing = float(label_smoothing)
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        labels = keras.ops.reshape(keras.ops.cast(y_true, "int32"), (-1,))
+        one_hot = keras.ops.one_hot(labels, keras.ops.shape(y_pred)[-1], dtype=y_pred.dtype)
+        return keras.losses.categorical_crossentropy(
+            one_hot, y_pred, label_smoothing=self.label_smoothing
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+def build_loss(spec: ArchitectureSpec) -> str | keras.losses.Loss:
+    """The training loss: sparse categorical cross-entropy, label-smoothed when the spec says."""
+    if spec.label_smoothing:
+        return SparseCategoricalCrossentropyWithLabelSmoothing(spec.label_smoothing)
+    return "sparse_categorical_crossentropy"
 
 
 def compile_model(
-    model: keras.Model, spec: ArchitectureSpec, steps_per_execution: int = 1
+    model: keras.Model,
+    spec: ArchitectureSpec,
+    steps_per_execution: int = 1,
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule | None = None,
 ) -> keras.Model:
     """Compile ``model`` with the spec's optimizer, sparse categorical cross-entropy and accuracy.
 
     Sparse labels (int32 class ids 0..9) give the same loss as the notebooks' one-hot
-    ``categorical_crossentropy`` without materialising one-hot arrays. XLA is left to Keras'
-    ``jit_compile="auto"``, which turns it off on CPU-only TensorFlow (where it was about 7 times
-    slower here) and on for JAX.
+    ``categorical_crossentropy`` without materialising one-hot arrays; ``spec.label_smoothing``
+    smooths the targets (``build_loss``), so loss and val_loss are then the smoothed
+    cross-entropy. XLA is left to Keras' ``jit_compile="auto"``, which turns it off on CPU-only
+    TensorFlow (where it was about 7 times slower here) and on for JAX.
+
+    Args:
+        model: the model to compile.
+        spec: its spec (optimizer, label_smoothing).
+        steps_per_execution: Keras' ``steps_per_execution``.
+        learning_rate: replaces the optimizer's learning_rate, e.g. with a schedule; ``None``
+            keeps ``spec.optimizer.learning_rate``.
     """
     model.compile(
-        optimizer=build_optimizer(spec.optimizer),
-        loss="sparse_categorical_crossentropy",
+        optimizer=build_optimizer(spec.optimizer, learning_rate),
+        loss=build_loss(spec),
         metrics=["accuracy"],
         steps_per_execution=steps_per_execution,
     )

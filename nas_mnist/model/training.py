@@ -20,6 +20,12 @@ import numpy as np
 from nas_mnist.architecture.spec import ArchitectureSpec
 from nas_mnist.data import DataSplits
 from nas_mnist.model.builder import build_model, compile_model
+from nas_mnist.model.precise_bn import (
+    PRECISE_BN_IMAGES,
+    PreciseBatchNorm,
+    batch_norm_layers,
+    precise_bn_images,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +47,16 @@ class TrainingOptions:
         eval_batch_size: images per batch for validation and test evaluation.
         steps_per_execution: training steps per compiled call (Keras' ``steps_per_execution``);
             more steps per call means less Python work per step.
+        precise_bn_images: training images on which BN statistics are re-estimated before every
+            validation ("precise BN", ``nas_mnist.model.precise_bn``); 0 keeps Keras' moving
+            averages. This changes what is measured (validation, test, the kept model's BN
+            statistics), not the trainable weights.
     """
 
     input_pipeline: str = "dataset"
     eval_batch_size: int = EVAL_BATCH_SIZE
     steps_per_execution: int = 1
+    precise_bn_images: int = PRECISE_BN_IMAGES
 
     def __post_init__(self) -> None:
         if self.input_pipeline not in ("dataset", "arrays"):
@@ -53,6 +64,58 @@ class TrainingOptions:
                              f"{self.input_pipeline!r}")
         if self.eval_batch_size < 1 or self.steps_per_execution < 1:
             raise ValueError("eval_batch_size and steps_per_execution must be >= 1")
+        if self.precise_bn_images < 0:
+            raise ValueError(f"precise_bn_images must be >= 0, got {self.precise_bn_images}")
+
+
+REDUCE_ON_PLATEAU = {"monitor": "val_loss", "factor": 0.5, "patience": 2}
+"""``keras.callbacks.ReduceLROnPlateau`` arguments for ``lr_schedule="reduce_on_plateau"``.
+
+Keras' defaults are factor 0.1 and patience 10 epochs, which would never act within a search's
+few epochs; halving after 2 epochs without a val_loss improvement acts within them. The other
+arguments keep Keras' defaults (min_delta 1e-4, cooldown 0, min_lr 0, mode "auto").
+"""
+
+
+def learning_rate_for(
+    spec: ArchitectureSpec, epochs: int, steps_per_epoch: int
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """The optimizer's learning_rate argument for ``spec.lr_schedule``.
+
+    Args:
+        spec: the spec (optimizer.learning_rate, lr_schedule).
+        epochs: epochs of the whole training, >= 1.
+        steps_per_epoch: optimizer steps per epoch (ceil(training images / batch size)), >= 1.
+
+    Returns:
+        ``spec.optimizer.learning_rate`` for "constant" and "reduce_on_plateau" (the callback of
+        ``schedule_callbacks`` lowers it), a ``keras.optimizers.schedules.CosineDecay`` from it
+        to 0 over ``epochs * steps_per_epoch`` steps for "cosine" (Loshchilov & Hutter 2017,
+        arXiv:1608.03983, without restarts or warm-up).
+    """
+    if spec.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(
+            spec.optimizer.learning_rate, decay_steps=max(1, epochs * steps_per_epoch)
+        )
+    return spec.optimizer.learning_rate
+
+
+def schedule_callbacks(spec: ArchitectureSpec) -> list[keras.callbacks.Callback]:
+    """Callbacks that carry out ``spec.lr_schedule`` during ``fit`` (``REDUCE_ON_PLATEAU``)."""
+    if spec.lr_schedule == "reduce_on_plateau":
+        return [keras.callbacks.ReduceLROnPlateau(**REDUCE_ON_PLATEAU, verbose=0)]
+    return []
+
+
+def precise_bn_callbacks(
+    model: keras.Model, data: DataSplits, seed: int | None, options: TrainingOptions
+) -> list[PreciseBatchNorm]:
+    """A ``PreciseBatchNorm`` callback on ``options.precise_bn_images`` training images drawn with
+    ``seed``, for a model with BatchNormalization layers; else nothing."""
+    if options.precise_bn_images == 0 or not batch_norm_layers(model):
+        return []
+    images = precise_bn_images(data.x_train, options.precise_bn_images, seed)
+    return [PreciseBatchNorm(images, batch_size=options.eval_batch_size)]
 
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
@@ -84,7 +147,9 @@ class TrainingResult:
         num_params: the model's parameter count.
         train_seconds: wall-clock seconds spent in ``fit`` (all epochs, validation included).
         phase_seconds: wall-clock seconds per phase: "build" (spec to compiled model), "fit"
-            (= ``train_seconds``), "test_eval" (0 when the test split is not evaluated).
+            (= ``train_seconds``), "test_eval" (0 when the test split is not evaluated),
+            "precise_bn" (re-estimating BN statistics, part of "fit"; only for models with BN
+            when precise BN is on).
     """
 
     model: keras.Model
@@ -270,12 +335,20 @@ def train_spec(
 ) -> TrainingResult:
     """Train ``spec`` on ``data.x_train`` and validate each epoch on ``data.x_val``.
 
+    The spec's recipe applies: its augmentation (inside the model), ``lr_schedule``
+    (``learning_rate_for``, ``schedule_callbacks``) and label smoothing (in the loss). Before every
+    validation, BN statistics are re-estimated for the current weights on
+    ``options.precise_bn_images`` training images drawn with ``seed`` ("precise BN",
+    ``nas_mnist.model.precise_bn``), so the kept model, its test evaluation and an export carry
+    statistics that match their weights.
+
     Args:
         spec: the architecture and recipe.
         data: the splits (float32 images (n, 28, 28, 1) in [0, 1], int32 labels 0..9).
         epochs: number of passes over the training split, >= 1.
-        callbacks: extra Keras callbacks, called after the built-in best-epoch tracker (so
-            ``history`` of the epoch is already recorded when they run). A callback may raise
+        callbacks: extra Keras callbacks, called after the built-in best-epoch tracker and the
+            schedule's callbacks (so ``history`` of the epoch is already recorded when they
+            run). A callback may raise
             (e.g. ``optuna.TrialPruned``) to stop training; the exception propagates.
         seed: seeds Python, NumPy and the backend (``keras.utils.set_random_seed``) before the
             model is built, for reproducible initial weights and shuffling.
@@ -298,14 +371,28 @@ def train_spec(
     if seed is not None:
         keras.utils.set_random_seed(seed)
     start = time.perf_counter()
-    model = compile_model(build_model(spec), spec, steps_per_execution=options.steps_per_execution)
-    inputs = fit_inputs(data, batch_size or spec.batch_size, seed, options)
+    batch_size = batch_size or spec.batch_size
+    learning_rate = learning_rate_for(spec, epochs, math.ceil(data.num_train / batch_size))
+    model = compile_model(build_model(spec), spec, steps_per_execution=options.steps_per_execution,
+                          learning_rate=learning_rate)
+    inputs = fit_inputs(data, batch_size, seed, options)
     tracker = BestEpoch()
+    precise_bn = precise_bn_callbacks(model, data, seed, options)
     fit_start = time.perf_counter()
-    model.fit(**inputs, epochs=epochs, callbacks=[tracker, *callbacks], verbose=0)
+    model.fit(
+        **inputs,
+        epochs=epochs,
+        callbacks=[*precise_bn, tracker, *schedule_callbacks(spec), *callbacks],
+        verbose=0,
+    )
     train_seconds = time.perf_counter() - fit_start
     phases = {"build": fit_start - start, "fit": train_seconds, "test_eval": 0.0}
+    if precise_bn:
+        phases["precise_bn"] = sum(c.seconds for c in precise_bn)
     if tracker.best_weights is not None:
+        # The best epoch's weights include the BN statistics re-estimated for exactly these
+        # weights just before that epoch's validation, so the test evaluation and the exported
+        # model use them too.
         model.set_weights(tracker.best_weights)
     test_loss = test_accuracy = None
     if evaluate_test:

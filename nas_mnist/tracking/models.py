@@ -35,6 +35,8 @@ def load_logged_model(model_uri: str, tracking_uri: str) -> Any:
     import keras
     import mlflow.artifacts
 
+    import nas_mnist.model.builder  # noqa: F401  (registers its layers and loss for load_model)
+
     with tempfile.TemporaryDirectory(prefix="nas_mnist_model_") as tmp:
         try:
             with temporary_environ(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false"):

@@ -17,6 +17,7 @@ import pytest
 import nas_mnist.model.builder as builder
 from nas_mnist.architecture.spec import (
     ArchitectureSpec,
+    Augmentation,
     BatchNorm,
     Branches,
     Conv,
@@ -27,7 +28,14 @@ from nas_mnist.architecture.spec import (
     MaxPool,
     OptimizerSpec,
 )
-from nas_mnist.model.builder import build_model, build_optimizer, compile_model, keras_initializer
+from nas_mnist.model.builder import (
+    SparseCategoricalCrossentropyWithLabelSmoothing,
+    build_loss,
+    build_model,
+    build_optimizer,
+    compile_model,
+    keras_initializer,
+)
 
 CONV_STACK = ArchitectureSpec(layers=(
     Conv(32, 3), BatchNorm(), MaxPool(2), Dropout(0.25), Conv(64, 3, padding="same"),
@@ -246,6 +254,150 @@ def test_compile_model_then_two_step_fit_gives_finite_loss():
     assert all(math.isfinite(v) for v in history.history["loss"])
     after = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
     assert any(not np.array_equal(a, b) for a, b in zip(before, after))
+
+
+# ---------------------------------------------------------------------------------------------
+# Training levers: augmentation and label smoothing
+# ---------------------------------------------------------------------------------------------
+
+AUGMENTED = ArchitectureSpec(layers=CONV_STACK.layers,
+                             augmentation=Augmentation(translation=0.1, rotation=0.05, zoom=0.1))
+
+
+def test_augmentation_layers_follow_the_input_and_fill_with_the_background():
+    model = build_model(AUGMENTED)
+    first = model.layers[1:4]
+    for layer, cls in zip(first, (keras.layers.RandomTranslation, keras.layers.RandomRotation,
+                                  keras.layers.RandomZoom)):
+        assert isinstance(layer, cls)
+    for layer in first:
+        assert layer.fill_mode == "constant" and layer.fill_value == 0.0
+    config = [layer.get_config() for layer in first]
+    assert config[0]["height_factor"] == config[0]["width_factor"] == 0.1
+    assert tuple(config[1]["factor"]) == (-0.05, 0.05)  # Keras: factor f means [-f, f]
+    assert config[2]["height_factor"] == 0.1 and config[2]["width_factor"] is None  # aspect kept
+    only_zoom = build_model(ArchitectureSpec(layers=(), augmentation=Augmentation(zoom=0.2)))
+    assert isinstance(only_zoom.layers[1], keras.layers.RandomZoom)
+    assert not isinstance(only_zoom.layers[2], keras.layers.RandomZoom)
+    assert not any(isinstance(x, keras.layers.RandomTranslation) for x in build_model(CONV_STACK).layers)
+
+
+def test_augmentation_adds_no_weights():
+    model = build_model(AUGMENTED)
+    assert model.count_params() == AUGMENTED.num_params == CONV_STACK.num_params
+    assert len(model.get_weights()) == len(build_model(CONV_STACK).get_weights())
+
+
+def test_augmentation_is_identity_at_inference_and_random_in_training():
+    keras.utils.set_random_seed(0)
+    augmented = build_model(AUGMENTED)
+    plain = build_model(CONV_STACK)
+    plain.set_weights(augmented.get_weights())
+    x = random_images(8)
+    inference = [keras.ops.convert_to_numpy(augmented(x, training=False)) for _ in range(2)]
+    np.testing.assert_array_equal(inference[0], inference[1])  # deterministic
+    np.testing.assert_allclose(inference[0], keras.ops.convert_to_numpy(plain(x, training=False)),
+                               rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(augmented.predict(x, verbose=0), inference[0], rtol=1e-6, atol=1e-7)
+    # In training the first layers move the pixels: the augmentation stage's output differs.
+    stage = keras.Model(augmented.inputs, augmented.layers[3].output)
+    moved = keras.ops.convert_to_numpy(stage(x, training=True))
+    assert not np.allclose(moved, x)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(stage(x, training=False)), x)
+
+
+def test_augmented_model_called_without_training_exported_or_reloaded_does_not_augment(tmp_path):
+    # Keras' own random layers default to training=True, so model(x) would augment.
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    model = compile_model(build_model(AUGMENTED), AUGMENTED)
+    x = random_images(6)
+    expected = model.predict(x, verbose=0)
+    for _ in range(2):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x)), expected, rtol=1e-6,
+                                   atol=1e-7)
+    model.export(str(tmp_path / "savedmodel"), verbose=False)
+    exported = tf.saved_model.load(str(tmp_path / "savedmodel"))  # keep it: serve uses its variables
+    for _ in range(2):
+        np.testing.assert_allclose(exported.serve(x).numpy(), expected, rtol=1e-5, atol=1e-6)
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.saving.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(reloaded(x)), expected, rtol=1e-6,
+                               atol=1e-7)
+
+
+def test_augmentation_acts_in_fit_training_steps():
+    keras.utils.set_random_seed(0)
+    spec = ArchitectureSpec(layers=(Flatten(), Dense(8)),
+                            augmentation=Augmentation(translation=0.3, rotation=0.2))
+    model = build_model(spec)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0),
+                  loss="sparse_categorical_crossentropy")
+    x, y = random_images(16), np.arange(16, dtype=np.int32) % 10
+    train = {float(model.train_on_batch(x, y)) for _ in range(3)}  # weights never move
+    test = {float(model.test_on_batch(x, y)) for _ in range(3)}
+    assert len(test) == 1  # no augmentation when evaluating
+    assert len(train) == 3  # a new random transformation each training step
+
+
+def test_translation_fills_uncovered_pixels_with_zero():
+    keras.utils.set_random_seed(1)
+    spec = ArchitectureSpec(layers=(), augmentation=Augmentation(translation=0.5))
+    stage = keras.Model(*(lambda m: (m.inputs, m.layers[1].output))(build_model(spec)))
+    ones = np.ones((16, 28, 28, 1), dtype=np.float32)
+    moved = keras.ops.convert_to_numpy(stage(ones, training=True))
+    # Keras' default fill_mode "reflect" would keep an all-ones image all ones.
+    assert moved.min() >= 0 and moved.max() <= 1 + 1e-6
+    assert (moved == 0).mean() > 0.05
+
+
+def test_label_smoothing_loss_matches_the_formula():
+    y_pred = np.array([[0.7, 0.2, 0.1] + [0.0] * 7, [0.1] * 10], dtype=np.float32)
+    labels = np.array([0, 3], dtype=np.int32)
+    loss = SparseCategoricalCrossentropyWithLabelSmoothing(0.1)
+    value = float(keras.ops.convert_to_numpy(loss(labels, y_pred)))
+    eps = 1e-7  # Keras clips probabilities to [epsilon, 1 - epsilon]
+    targets = np.full((2, 10), 0.1 / 10)
+    targets[np.arange(2), labels] += 0.9
+    expected = -(targets * np.log(np.clip(y_pred, eps, 1 - eps))).sum(axis=1).mean()
+    assert value == pytest.approx(expected, rel=1e-4)
+    unsmoothed = SparseCategoricalCrossentropyWithLabelSmoothing(0.0)(labels, y_pred)
+    sparse = keras.losses.SparseCategoricalCrossentropy()(labels, y_pred)
+    assert float(keras.ops.convert_to_numpy(unsmoothed)) == pytest.approx(
+        float(keras.ops.convert_to_numpy(sparse)), rel=1e-5)
+    assert value > float(keras.ops.convert_to_numpy(sparse))  # smoothing penalises ~0 probabilities
+
+
+def test_compile_uses_label_smoothing_only_when_set():
+    assert build_loss(CONV_STACK) == "sparse_categorical_crossentropy"
+    smoothed = ArchitectureSpec(layers=(Flatten(), Dense(8)), label_smoothing=0.2)
+    loss = build_loss(smoothed)
+    assert isinstance(loss, SparseCategoricalCrossentropyWithLabelSmoothing)
+    assert loss.label_smoothing == 0.2
+    model = compile_model(build_model(smoothed), smoothed)
+    labels = np.arange(8, dtype=np.int32) % 10
+    history = model.fit(random_images(8), labels, batch_size=4, epochs=1, verbose=0)
+    assert math.isfinite(history.history["loss"][0])
+    assert 0.0 <= history.history["accuracy"][0] <= 1.0  # sparse accuracy on int labels
+
+
+def test_label_smoothed_model_saves_and_loads(tmp_path):
+    spec = ArchitectureSpec(layers=(Flatten(), Dense(8)), label_smoothing=0.1,
+                            augmentation=Augmentation(rotation=0.1))
+    model = compile_model(build_model(spec), spec)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert loaded.loss.label_smoothing == 0.1
+    x = random_images(4)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
+
+
+def test_build_optimizer_takes_a_learning_rate_schedule():
+    schedule = keras.optimizers.schedules.CosineDecay(0.1, decay_steps=10)
+    optimizer = build_optimizer(OptimizerSpec("sgd", 0.1, momentum=0.9), schedule)
+    assert optimizer._learning_rate is schedule
+    assert optimizer.momentum == 0.9
 
 
 # ---------------------------------------------------------------------------------------------
