@@ -10,15 +10,19 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from nas_mnist import __version__
 from nas_mnist.cli import baselines, export, report, search, ui
-from nas_mnist.cli.arguments import EXIT_USAGE, UsageError
+from nas_mnist.cli.arguments import EXIT_FAILURE, EXIT_USAGE, UsageError
+from nas_mnist.engine.interrupts import (
+    Terminated,
+    exit_status,
+    handle_signals,
+    quiet_expected_failures,
+)
 
 logger = logging.getLogger("nas_mnist")
 
@@ -84,6 +88,7 @@ def _usage_errors() -> tuple[type[BaseException], ...]:
     from nas_mnist.architecture.spec import SpecError
     from nas_mnist.data import DataError
     from nas_mnist.engine.study import StorageError
+    from nas_mnist.engine.validation import SettingsError
     from nas_mnist.exporting.savedmodel import ExportError
     from nas_mnist.search_space.space import SearchSpaceError
     from nas_mnist.tracking.tracker import TrackingError
@@ -93,25 +98,26 @@ def _usage_errors() -> tuple[type[BaseException], ...]:
         DataError,
         ExportError,
         SearchSpaceError,
+        SettingsError,
         SpecError,
         StorageError,
         TrackingError,
     )
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread so that the running trial ends as on Ctrl-C."""
-
-
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated()
+INTERRUPTED = {
+    "search": "the running trial was marked failed and queued for one retry. Run the same "
+    "command again to resume.",
+}
+"""What each command adds to its 'interrupted' line (the others write nothing half-made)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status.
 
-    0 ok, 1 failure, 2 bad input, 130 interrupted by SIGINT (Ctrl-C), 143 by SIGTERM (128 plus
-    the signal number, the shell convention).
+    0 ok, 1 failure (including a tracking server that stopped answering), 2 bad input, 130
+    interrupted by SIGINT (Ctrl-C), 143 by SIGTERM (128 plus the signal number, the shell
+    convention).
     """
     parser = build_parser()
     try:
@@ -123,21 +129,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     _quiet_libraries()
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
-    try:
-        return args.run(args)
-    except _usage_errors() as exc:
-        print(f"nas-mnist {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt as exc:
-        name = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
-        print(f"nas-mnist {args.command}: {name}; the running trial was marked failed. Run the "
-              "same command again to resume.", file=sys.stderr)
-        return 143 if isinstance(exc, Terminated) else 130
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    from nas_mnist.tracking.tracker import TrackingUnavailableError
+
+    # SIGINT and SIGTERM raise in the main thread whatever the inherited disposition (a worker
+    # started with '&' from a script inherits SIGINT as ignored); Optuna logs no traceback for
+    # trials that end for a reason already recorded (interrupted, NaN loss, surplus).
+    with handle_signals(), quiet_expected_failures():
+        try:
+            return args.run(args)
+        except TrackingUnavailableError as exc:
+            print(f"nas-mnist {args.command}: error: {exc}. Start the tracking server again, "
+                  "then run the same command to resume.", file=sys.stderr)
+            return EXIT_FAILURE
+        except _usage_errors() as exc:
+            print(f"nas-mnist {args.command}: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except KeyboardInterrupt as exc:
+            name = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+            extra = INTERRUPTED.get(args.command)
+            print(f"nas-mnist {args.command}: {name}" + (f"; {extra}" if extra else ""),
+                  file=sys.stderr)
+            return exit_status(exc)
 
 
 if __name__ == "__main__":

@@ -134,9 +134,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Validate the settings, then search holding the storage's worker lock (``engine.locks``:
+    one search per SQLite storage, guaranteed by the OS)."""
+    from nas_mnist.engine.locks import single_worker
+    from nas_mnist.engine.validation import validate_search_settings
+
+    # 1. Validate every input before anything is created.
+    validate_search_settings(storage=args.storage, study_name=args.study_name, seed=args.seed,
+                             tracking_uri=args.tracking_uri, engine=args.engine,
+                             tuner_dir=args.tuner_dir)
+    if args.engine != "optuna":
+        return _search(args)
+    with single_worker(args.storage, args.study_name):
+        return _search(args)
+
+
+def _search(args: argparse.Namespace) -> int:
     from nas_mnist.architecture.baselines import select_baselines
     from nas_mnist.console import RichProgress, console
-    from nas_mnist.engine.recovery import handle_dead_trial, live_workers, recover_dead_trials
+    from nas_mnist.engine.recovery import (
+        close_orphan_runs,
+        handle_dead_trial,
+        live_workers,
+        recover_dead_trials,
+    )
     from nas_mnist.engine.seeding import seed_baselines
     from nas_mnist.engine.study import (
         count_finished,
@@ -145,14 +166,11 @@ def run(args: argparse.Namespace) -> int:
         parse_objectives,
         run_trials,
         storage_lock,
-        validate_storage_url,
     )
     from nas_mnist.model.devices import configure_devices, set_mixed_precision
     from nas_mnist.search_space.space import load_search_space
     from nas_mnist.tracking.tracker import EXPERIMENT_ATTR, Tracker
 
-    # 1. Validate every input before anything is created.
-    validate_storage_url(args.storage)
     try:
         baselines = select_baselines(args.baselines)
     except ValueError as exc:
@@ -210,6 +228,9 @@ def run(args: argparse.Namespace) -> int:
         seed_baselines(study, space, baselines)
     parent_run_id = tracker.attach_parent_run(study, wait_seconds=0 if created else 30)
     experiment_id = study.user_attrs[EXPERIMENT_ATTR]
+    closed = close_orphan_runs(study, tracker, parent_run_id)
+    if closed:
+        console.print(f"closed {len(closed)} MLflow run(s) an earlier search left running")
     done = count_finished(study)
     console.print(
         f"[bold]study[/] {args.study_name!r} in {args.storage}: {done} of {args.trials} "
@@ -248,6 +269,7 @@ def run(args: argparse.Namespace) -> int:
             )
         except BaseException:
             status = "KILLED"
+            tracker.fail_fast()  # the clean-up must not keep Ctrl-C waiting on a server
             raise
         finally:
             tracker.finish_parent_run(parent_run_id, status)
@@ -265,6 +287,11 @@ def run(args: argparse.Namespace) -> int:
         f"        browse with: nas-mnist ui --tracking-uri {tracker.tracking_uri} "
         f"--study-name {args.study_name}"
     )
+    if tracker.unavailable is not None:
+        console.print(f"[red]stopped: {tracker.unavailable}[/]. The trial it interrupted is "
+                      "queued for one retry; start the tracking server again, then run the "
+                      "same command to resume")
+        return EXIT_FAILURE
     if outcome["stopped_for_failures"]:
         console.print("[red]stopped: too many trials failed in a row; see the note column[/]")
         return EXIT_FAILURE

@@ -292,19 +292,19 @@ def run_keras_tuner_search(args: argparse.Namespace) -> int:
     devices = configure_devices()
     precision = set_mixed_precision(args.mixed_precision)
     experiment_id, parent_run_id = start_parent_run(tracker, args.study_name, args.tuner)
-    tuner = make_tuner(
-        args.tuner, space, data, epochs=args.epochs, max_trials=args.trials, seed=args.seed,
-        directory=args.tuner_dir, project_name=args.study_name, tracker=tracker,
-        experiment_id=experiment_id, parent_run_id=parent_run_id,
-    )
-    console.print(
-        f"[bold]KerasTuner {args.tuner}[/] project {args.study_name!r} in {args.tuner_dir}: up to "
-        f"{args.trials} trials of at most {args.epochs} epochs; {space.describe()}; "
-        f"{data.describe()}; {devices}, dtype policy {precision}; baselines are not seeded"
-    )
-    freeze_long_lived_objects()
     status = "FINISHED"
-    try:
+    try:  # from here on, the parent run is closed whatever happens
+        tuner = make_tuner(
+            args.tuner, space, data, epochs=args.epochs, max_trials=args.trials, seed=args.seed,
+            directory=args.tuner_dir, project_name=args.study_name, tracker=tracker,
+            experiment_id=experiment_id, parent_run_id=parent_run_id,
+        )
+        console.print(
+            f"[bold]KerasTuner {args.tuner}[/] project {args.study_name!r} in {args.tuner_dir}: "
+            f"up to {args.trials} trials of at most {args.epochs} epochs; {space.describe()}; "
+            f"{data.describe()}; {devices}, dtype policy {precision}; baselines are not seeded"
+        )
+        freeze_long_lived_objects()
         tuner.search(verbose=0)
     except BaseException:
         status = "KILLED"
