@@ -110,8 +110,10 @@ def stale_trial_numbers(study: Any) -> set[int]:
     Empty for storages without heartbeats (in-memory, or RDB without ``heartbeat_interval``).
     Trials that never sent a heartbeat are not stale (Optuna's own rule).
     """
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
     storage = study._storage  # noqa: SLF001 - the heartbeat API is on the storage
-    if getattr(storage, "heartbeat_interval", None) is None:
+    if not is_heartbeat_enabled(storage):
         return set()
     try:
         stale_ids = set(storage._get_stale_trial_ids(study._study_id))  # noqa: SLF001
