@@ -84,6 +84,19 @@ def _is_unreachable(exc: BaseException) -> bool:
     return type(exc).__name__ == "MlflowException" and str(exc).startswith("API request to ")
 
 
+def _why_unreachable(exc: BaseException) -> str:
+    """A few words from MLflow's long error: connection refused, timed out, or its first line."""
+    text = str(exc)
+    lowered = text.lower()
+    for words, why in (("connection refused", "connection refused"),
+                       ("timed out", "timed out"), ("timeout", "timed out"),
+                       ("too many", "too many error responses"),
+                       ("name or service not known", "unknown host")):
+        if words in lowered:
+            return f"{why}, after {os.environ.get('MLFLOW_HTTP_REQUEST_MAX_RETRIES', '?')} retries"
+    return (text.strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
 class _GuardedClient:
     """An ``MlflowClient`` whose calls raise ``TrackingUnavailableError`` once the server is gone.
 
@@ -110,10 +123,9 @@ class _GuardedClient:
             except Exception as exc:
                 if not _is_unreachable(exc):
                     raise
-                first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 tracker.unavailable = TrackingUnavailableError(
                     f"the MLflow tracking server {tracker.tracking_uri} stopped answering "
-                    f"({first_line[:300]})"
+                    f"({_why_unreachable(exc)})"
                 )
                 raise tracker.unavailable from None
 
