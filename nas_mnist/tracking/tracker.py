@@ -161,7 +161,10 @@ def _store_creation_lock(tracking_uri: str) -> Any:
     database = make_url(tracking_uri).database
     if not database or database == ":memory:":
         return contextlib.nullcontext()
-    return file_lock(lock_path_for(os.path.abspath(os.path.expanduser(database))), timeout=300)
+    path = os.path.abspath(os.path.expanduser(database))
+    if not os.access(os.path.dirname(path), os.W_OK | os.X_OK):
+        return contextlib.nullcontext()  # nothing can be created there: a store only read
+    return file_lock(lock_path_for(path), timeout=300)
 
 
 TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "file",

@@ -146,7 +146,7 @@ def test_sigint_and_sigterm_fail_the_trial_requeue_it_close_its_run_and_say_how_
     assert trial.user_attrs["reason"] == "interrupted"
     retries = [t for t in study.trials if t.user_attrs.get("retry_of") == number]
     assert len(retries) == 1 and retries[0].state == TrialState.WAITING
-    assert retries[0].params == trial.params
+    assert retries[0].system_attrs["fixed_params"] == trial.params  # run with these when resumed
     parents, children = mlflow_runs(mlflow_uri(), "demo")
     runs = {r.info.run_id: r for r in children}
     assert trial.user_attrs["mlflow_run_id"] in runs, (trial.user_attrs, list(runs), err)
