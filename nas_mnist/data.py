@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import math
 import os
 import struct
 import zipfile
@@ -322,7 +323,9 @@ def _read_idx(file_path: Path, magic: int) -> np.ndarray:
             "Check the file name and contents."
         )
     dims = struct.unpack(f">{num_dims}I", data[4:header_size])
-    expected = header_size + int(np.prod(dims))
+    # math.prod: Python integers do not overflow (np.prod of four 32-bit dimensions wraps around
+    # in int64 and could match the file's length, to fail later in reshape without the file name).
+    expected = header_size + math.prod(dims)
     if len(data) != expected:
         raise DataError(
             f"{file_path} has {len(data):,} bytes; its header (dimensions {dims}) implies "

@@ -27,7 +27,8 @@ LAYERS = {
     "trial_attributes": 0,
     "errors": 0,
     "environment": 0,
-    "urls": 0,
+    "sqlite_files": 0,
+    "filelock": 0,
     "timing": 0,
 }
 

@@ -8,40 +8,56 @@ Bad input ends with a one-line error and exit status 2, before anything is creat
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
-import signal
 import sys
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from nas_mnist import __version__
 from nas_mnist.cli import baselines, export, report, search, ui
-from nas_mnist.cli.arguments import EXIT_USAGE
+from nas_mnist.cli.arguments import EXIT_FAILURE, EXIT_USAGE
+from nas_mnist.engine.interrupts import (
+    Terminated,
+    exit_status,
+    handle_signals,
+    quiet_expected_failures,
+)
 from nas_mnist.errors import InputError
 
 logger = logging.getLogger("nas_mnist")
 
 
-def _configure_logging(verbose: bool) -> None:
-    """nas-mnist's status lines on stdout, drawn by rich above the progress bars; warnings of
-    every library on stderr; TensorFlow's C++ logs and library INFO lines hidden unless
-    ``--verbose``."""
+@contextlib.contextmanager
+def _command_logging(verbose: bool) -> Iterator[None]:
+    """While a command runs: nas-mnist's status lines on stdout, drawn by rich above the progress
+    bars; warnings of every library on stderr; TensorFlow's C++ logs and library INFO lines
+    hidden unless ``--verbose``. The loggers are restored afterwards (``main`` may run in-process,
+    e.g. in tests or a notebook)."""
     from rich.logging import RichHandler
 
     from nas_mnist.console import console
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
-    level = logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     package = logging.getLogger("nas_mnist")
+    names = ("mlflow", "optuna", "alembic", "absl", "tensorflow")
+    saved = (list(package.handlers), package.level, package.propagate,
+             [logging.getLogger(name).level for name in names])
     package.handlers[:] = [RichHandler(console=console, show_time=False, show_path=False,
                                        show_level=verbose, markup=False, rich_tracebacks=False)]
-    package.setLevel(level)
+    package.setLevel(logging.DEBUG if verbose else logging.INFO)
     package.propagate = False
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    for name in ("mlflow", "optuna", "alembic", "absl", "tensorflow"):
+    for name in names:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    try:
+        yield
+    finally:
+        package.handlers[:], level, package.propagate, levels = saved
+        package.setLevel(level)
+        for name, previous in zip(names, levels, strict=True):
+            logging.getLogger(name).setLevel(previous)
 
 
 @dataclass(frozen=True)
@@ -93,41 +109,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread so that the running trial ends as on Ctrl-C."""
-
-
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated()
+INTERRUPTED = {
+    "search": "the running trial was marked failed and queued for one retry. Run the same "
+    "command again to resume.",
+}
+"""What each command adds to its 'interrupted' line (the others write nothing half-made)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status.
 
-    0 ok, 1 failure, 2 bad input, 130 interrupted by SIGINT (Ctrl-C), 143 by SIGTERM (128 plus
-    the signal number, the shell convention).
+    0 ok, 1 failure (including a tracking server that stopped answering), 2 bad input, 130
+    interrupted by SIGINT (Ctrl-C), 143 by SIGTERM (128 plus the signal number, the shell
+    convention).
     """
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or bad flags (2)
         return int(exc.code or 0)
-    _configure_logging(args.verbose)
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
-    try:
-        return args.run(args)
-    except InputError as exc:
-        print(f"nas-mnist {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt as exc:
-        name = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
-        print(f"nas-mnist {args.command}: {name}; the running trial was marked failed. Run the "
-              "same command again to resume.", file=sys.stderr)
-        return 143 if isinstance(exc, Terminated) else 130
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    from nas_mnist.tracking.tracker import TrackingUnavailableError
+
+    # SIGINT and SIGTERM raise in the main thread whatever the inherited disposition (a worker
+    # started with '&' from a script inherits SIGINT as ignored); Optuna logs no traceback for
+    # trials that end for a reason already recorded (interrupted, NaN loss, surplus).
+    with _command_logging(args.verbose), handle_signals(), quiet_expected_failures():
+        try:
+            return args.run(args)
+        except TrackingUnavailableError as exc:
+            print(f"nas-mnist {args.command}: error: {exc}. Start the tracking server again, "
+                  "then run the same command to resume.", file=sys.stderr)
+            return EXIT_FAILURE
+        except InputError as exc:
+            print(f"nas-mnist {args.command}: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except KeyboardInterrupt as exc:
+            name = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+            extra = INTERRUPTED.get(args.command)
+            print(f"nas-mnist {args.command}: {name}" + (f"; {extra}" if extra else ""),
+                  file=sys.stderr)
+            return exit_status(exc)
 
 
 if __name__ == "__main__":

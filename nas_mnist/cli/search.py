@@ -158,6 +158,11 @@ def run(args: argparse.Namespace) -> int:
                   f"parent run {result.parent_run_id} in {result.tracking_uri}")
     console.print(f"        browse with: nas-mnist ui --tracking-uri {result.tracking_uri} "
                   f"--study-name {settings.study_name}")
+    if result.tracking_unavailable is not None:
+        console.print(f"[red]stopped: {result.tracking_unavailable}[/]. The trial it interrupted "
+                      "is queued for one retry; start the tracking server again, then run the "
+                      "same command to resume")
+        return EXIT_FAILURE
     if result.stopped_for_failures:
         console.print("[red]stopped: too many trials failed in a row; see the note column[/]")
         return EXIT_FAILURE

@@ -327,14 +327,14 @@ def run_keras_tuner_search(
     experiment_id, parent_run_id = start_parent_run(tracker, settings.study_name, settings.tuner)
     config = TunerConfig(settings.tuner, settings.epochs, settings.trials, settings.seed,
                          settings.tuner_dir, settings.study_name)
-    tuner = make_tuner(config, space, data, StudyRuns(tracker, experiment_id, parent_run_id))
-    logger.info("KerasTuner %s project %r in %s: up to %d trials of at most %d epochs; %s; %s; "
-                "%s; baselines are not seeded", settings.tuner, settings.study_name,
-                settings.tuner_dir, settings.trials, settings.epochs, space.describe(),
-                data.describe(), devices)
-    freeze_long_lived_objects()
     status = "FINISHED"
-    try:
+    try:  # from here on, the parent run is closed whatever happens
+        tuner = make_tuner(config, space, data, StudyRuns(tracker, experiment_id, parent_run_id))
+        logger.info("KerasTuner %s project %r in %s: up to %d trials of at most %d epochs; %s; "
+                    "%s; %s; baselines are not seeded", settings.tuner, settings.study_name,
+                    settings.tuner_dir, settings.trials, settings.epochs, space.describe(),
+                    data.describe(), devices)
+        freeze_long_lived_objects()
         tuner.search(verbose=0)
     except BaseException:
         status = "KILLED"

@@ -20,10 +20,10 @@ from nas_mnist.architecture.spec import ArchitectureSpec, SpecError
 from nas_mnist.data import DataSplits
 from nas_mnist.engine import seeding
 from nas_mnist.engine.budget import count_claimed
-from nas_mnist.engine.recovery import worker_id
+from nas_mnist.engine.recovery import requeue_trial, worker_id
 from nas_mnist.model.training import TrainingOptions
 from nas_mnist.search_space.space import SearchSpace
-from nas_mnist.tracking.tracker import StudyRuns, Tracker
+from nas_mnist.tracking.tracker import StudyRuns, Tracker, TrackingUnavailableError
 from nas_mnist.tracking.trial_artifacts import log_trial_artifacts
 from nas_mnist.trial_attributes import (
     BASELINE_ATTR,
@@ -183,6 +183,28 @@ class Objective:
         freeze_long_lived_objects()
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        """Train the trial's spec; return its objective value(s).
+
+        A trial interrupted by SIGINT/SIGTERM (``KeyboardInterrupt``), or failed because the
+        tracking server stopped answering (``TrackingUnavailableError``; the study is then
+        stopped), is re-queued once with the same configuration (``recovery.requeue_trial``):
+        the configuration did nothing wrong. Its ``reason`` says which.
+        """
+        try:
+            return self._run(trial)
+        except TrackingUnavailableError as exc:
+            reason = f"tracking_unavailable: {exc}"
+            trial.set_user_attr(REASON_ATTR, reason)
+            trial.study.stop()
+            requeue_trial(trial.study, trial.number, trial.params, trial.user_attrs, reason)
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr(REASON_ATTR, "interrupted")
+            requeue_trial(trial.study, trial.number, trial.params, trial.user_attrs,
+                          "interrupted")
+            raise
+
+    def _run(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         from nas_mnist.model.training import NanLossError, train_spec
 
         trial_start = time.perf_counter()
@@ -277,6 +299,9 @@ class Objective:
         except NanLossError as exc:
             self._end(trial, run_id, "failed", f"{exc.reason}: {exc}")
             raise
+        except TrackingUnavailableError:
+            self.listener.trial_ended(trial.number, "failed", None)
+            raise  # its run cannot be closed now; the next search closes it
         except Exception as exc:
             kind = type(exc).__name__
             out_of_memory = "ResourceExhausted" in kind or "out of memory" in str(exc).lower()
@@ -284,6 +309,7 @@ class Objective:
             self._end(trial, run_id, "failed", f"{prefix}{kind}: {exc}")
             raise
         except BaseException:  # KeyboardInterrupt, SystemExit: the process is going away
+            self.tracker.fail_fast()
             self._end(trial, run_id, "killed", "interrupted")
             raise
 
@@ -303,6 +329,9 @@ class Objective:
         trial.set_user_attr(REASON_ATTR, reason)
         try:
             self.tracker.end_trial_run(run_id, state, reason)
+        except TrackingUnavailableError as exc:  # the next search closes it
+            logger.warning("could not close MLflow run %s of trial %d: %s", run_id, trial.number,
+                           exc)
         except Exception:  # never hide the trial's own error behind a tracking error
             logger.exception("could not close MLflow run %s of trial %d", run_id, trial.number)
         self.listener.trial_ended(trial.number, state, None)

@@ -83,6 +83,8 @@ class ParentRunRefresher:
         self._importance_pending = False
 
     def __call__(self, study: Any, trial: Any) -> None:
+        if isinstance(getattr(self.tracker, "unavailable", None), BaseException):
+            return  # the tracking server went away; the search is stopping (tracker.py)
         self._importance_pending |= self._importance_due(study, trial)
         last = self.n_trials is not None and count_finished(study) >= self.n_trials
         if not last and self._last_end is not None and self.max_share < 1:

@@ -39,6 +39,8 @@ class SearchResult:
         settings: the settings the search ran with.
         queued: trials still waiting in the study (baselines or retries for a later run).
         stopped_for_failures: the search stopped because too many trials failed in a row.
+        tracking_unavailable: why the search stopped early because the tracking server stopped
+            answering (the interrupted trial is queued for one retry), else None.
     """
 
     study: Any
@@ -50,6 +52,7 @@ class SearchResult:
     settings: SearchSettings
     queued: int = 0
     stopped_for_failures: bool = False
+    tracking_unavailable: str | None = None
 
 
 @dataclass
@@ -94,32 +97,39 @@ def search(settings: SearchSettings | None = None, /, **kwargs: Any) -> SearchRe
         settings = SearchSettings.from_mapping(kwargs)
     elif kwargs:
         raise InputError("pass either a SearchSettings or keyword arguments, not both")
-    inputs = _prepare(settings)
+    baselines = _validate(settings)
     if settings.engine == "keras-tuner":
         from nas_mnist.engine.keras_tuner_engine import run_keras_tuner_search
 
+        inputs = _load(settings, baselines)
         return run_keras_tuner_search(settings, inputs.space, inputs.data, inputs.tracker,
                                       inputs.devices)
-    study, runs = _open(settings, inputs)
-    stopped = _run(settings, inputs, study, runs)
+    from nas_mnist.engine.locks import single_worker
+
+    # One search per SQLite storage, guaranteed by an OS lock taken before anything is created
+    # and held until the search ends.
+    with single_worker(settings.storage, settings.study_name):
+        inputs = _load(settings, baselines)
+        study, runs = _open(settings, inputs)
+        stopped = _run(settings, inputs, study, runs)
     return _result(settings, study, runs, stopped)
 
 
-def _prepare(settings: SearchSettings) -> _Inputs:
-    """Validate every input and load the space and data; creates nothing but the tracking check.
+def _validate(settings: SearchSettings) -> Any:
+    """Check every setting that can be checked without reading files; creates nothing.
+
+    Returns:
+        The baselines' ``SeedingPlan``.
 
     Raises:
-        InputError: the first bad input found.
+        InputError: the first bad setting found.
     """
-    from nas_mnist.data import load_splits
     from nas_mnist.engine.seeding import seeding_plan
-    from nas_mnist.engine.storage import validate_storage_url
-    from nas_mnist.model.devices import configure_devices, set_mixed_precision
-    from nas_mnist.model.training import reset_training_state
-    from nas_mnist.search_space.space import load_search_space
-    from nas_mnist.tracking.tracker import Tracker
+    from nas_mnist.engine.validation import validate_search_settings
 
-    validate_storage_url(settings.storage)
+    validate_search_settings(storage=settings.storage, study_name=settings.study_name,
+                             seed=settings.seed, tracking_uri=settings.tracking_uri,
+                             engine=settings.engine, tuner_dir=settings.tuner_dir)
     try:
         baselines = seeding_plan(settings.baselines)
     except ValueError as exc:
@@ -131,6 +141,21 @@ def _prepare(settings: SearchSettings) -> _Inputs:
             make_sampler(0, "gp")
         except ValueError as exc:
             raise InputError(f"--sampler: {exc}") from None
+    return baselines
+
+
+def _load(settings: SearchSettings, baselines: Any) -> _Inputs:
+    """Load the space and data and check the tracking store (which MLflow creates if missing).
+
+    Raises:
+        InputError: a bad search-space or data file, or an unreachable tracking store.
+    """
+    from nas_mnist.data import load_splits
+    from nas_mnist.model.devices import configure_devices, set_mixed_precision
+    from nas_mnist.model.training import reset_training_state
+    from nas_mnist.search_space.space import load_search_space
+    from nas_mnist.tracking.tracker import Tracker
+
     space = load_search_space(settings.space)
     data = load_splits(settings.data, settings.max_train_samples, settings.seed)
     tracker = Tracker(settings.tracking_uri)
@@ -150,7 +175,12 @@ def _open(settings: SearchSettings, inputs: _Inputs) -> tuple[Any, Any]:
         InputError: another worker runs this SQLite study, or the study has other objectives.
     """
     from nas_mnist.engine.budget import count_finished
-    from nas_mnist.engine.recovery import handle_dead_trial, live_workers, recover_dead_trials
+    from nas_mnist.engine.recovery import (
+        close_orphan_runs,
+        handle_dead_trial,
+        live_workers,
+        recover_dead_trials,
+    )
     from nas_mnist.engine.seeding import seed_baselines
     from nas_mnist.engine.storage import storage_lock
     from nas_mnist.engine.study import open_study
@@ -183,6 +213,9 @@ def _open(settings: SearchSettings, inputs: _Inputs) -> tuple[Any, Any]:
         seeded = seed_baselines(study, inputs.space, inputs.baselines, n_trials=settings.trials)
     parent_run_id = tracker.attach_parent_run(study, wait_seconds=0 if created else 30)
     runs = StudyRuns(tracker, study.user_attrs[EXPERIMENT_ATTR], parent_run_id)
+    closed = close_orphan_runs(study, tracker, parent_run_id)
+    if closed:
+        logger.warning("closed %d MLflow run(s) an earlier search left running", len(closed))
     logger.info("study %r in %s: %d of %d trials finished; %s; %s", settings.study_name,
                 settings.storage, count_finished(study), settings.trials,
                 inputs.space.describe(), inputs.data.describe())
@@ -228,6 +261,7 @@ def _run(settings: SearchSettings, inputs: _Inputs, study: Any, runs: Any) -> bo
             )
         except BaseException:
             status = "KILLED"
+            runs.tracker.fail_fast()  # the clean-up must not keep Ctrl-C waiting on a server
             raise
         finally:
             runs.tracker.finish_parent_run(runs.parent_run_id, status)
@@ -249,4 +283,6 @@ def _result(settings: SearchSettings, study: Any, runs: Any, stopped: bool) -> S
         settings=settings,
         queued=queued,
         stopped_for_failures=stopped,
+        tracking_unavailable=(None if runs.tracker.unavailable is None
+                              else str(runs.tracker.unavailable)),
     )

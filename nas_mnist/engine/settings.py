@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from nas_mnist.engine.validation import validate_seed, validate_study_name
 from nas_mnist.errors import InputError
 
 DEFAULT_STORAGE = "sqlite:///nas_mnist.db"
@@ -119,6 +120,8 @@ class SearchSettings:
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), minimum=1)
         _check_int("seed", self.seed, minimum=None)
+        validate_seed(self.seed)
+        validate_study_name(self.study_name)
         if self.timeout is not None and not (
             isinstance(self.timeout, int | float) and self.timeout > 0
         ):

@@ -13,7 +13,7 @@ from pathlib import Path
 import optuna
 
 from nas_mnist.errors import InputError
-from nas_mnist.urls import require_existing_sqlite
+from nas_mnist.sqlite_files import check_sqlite_file
 
 SUPPORTED_SCHEMES = ("sqlite", "postgresql", "mysql")
 
@@ -30,20 +30,31 @@ class StorageError(InputError):
     """A ``--storage`` URL that nas-mnist cannot use; the message says what to pass instead."""
 
 
-def validate_storage_url(url: str) -> str:
+DRIVERS = {"postgresql": "psycopg2-binary (or pass postgresql+psycopg://... with psycopg)",
+           "mysql": "PyMySQL and pass mysql+pymysql://..."}
+"""What to install when a storage's database driver is missing."""
+
+
+def validate_storage_url(url: str, must_exist: bool = False) -> str:
     """Check a storage URL before anything is created.
 
     Accepts SQLAlchemy URLs whose scheme is sqlite, postgresql or mysql (with an optional driver,
-    e.g. ``postgresql+psycopg2://``). For SQLite, the file's folder must exist.
+    e.g. ``postgresql+psycopg2://``) whose database driver is installed. For SQLite, see
+    ``nas_mnist.sqlite_files.check_sqlite_file``.
+
+    Args:
+        url: the ``--storage`` URL.
+        must_exist: for SQLite, the database file must exist (commands that read a study).
 
     Returns:
         ``url`` unchanged.
 
     Raises:
-        StorageError: unknown scheme, unparsable URL, or a SQLite folder that does not exist.
+        StorageError: unknown scheme, unparsable URL, missing driver, or a SQLite file that
+            cannot be used.
     """
     from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
     try:
         parsed = make_url(url)
@@ -65,12 +76,15 @@ def validate_storage_url(url: str) -> str:
                 f"{url!r} is an in-memory SQLite database, which is lost at exit; "
                 "use sqlite:///FILE.db"
             )
-        folder = Path(database).expanduser().resolve().parent
-        if not folder.is_dir():
-            raise StorageError(
-                f"the folder {folder} of storage {url!r} does not exist; create it "
-                "or point --storage at an existing folder"
-            )
+        check_sqlite_file(database, f"--storage {url}", must_exist=must_exist, error=StorageError)
+        return url
+    try:
+        parsed.get_dialect().import_dbapi()
+    except (ImportError, NoSuchModuleError) as exc:
+        raise StorageError(
+            f"--storage {parsed.render_as_string(hide_password=True)}: the database driver for "
+            f"{parsed.drivername} is not installed ({exc}); install {DRIVERS.get(scheme, 'it')}"
+        ) from None
     return url
 
 
@@ -112,10 +126,9 @@ def load_existing_study(storage_url: str, study_name: str) -> optuna.Study:
 
     Raises:
         StorageError: no study of that name in the storage (the message lists those that exist).
-        InputError: a SQLite storage file that does not exist.
+        StorageError: a SQLite storage file that does not exist.
     """
-    validate_storage_url(storage_url)
-    require_existing_sqlite(storage_url, "study storage", "--storage")
+    validate_storage_url(storage_url, must_exist=True)
     storage = make_storage(storage_url)
     names = [
         s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)

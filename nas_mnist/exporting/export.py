@@ -101,8 +101,8 @@ def _check_inputs(
     from nas_mnist.engine.storage import load_existing_study
     from nas_mnist.exporting.atomic import check_out_dir
     from nas_mnist.exporting.selection import pick_trial, trial_spec
+    from nas_mnist.sqlite_files import require_existing_sqlite
     from nas_mnist.tracking.tracker import Tracker
-    from nas_mnist.urls import require_existing_sqlite
 
     study = load_existing_study(storage, study_name)
     trial = pick_trial(study, trial_number)

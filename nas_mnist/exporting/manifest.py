@@ -62,8 +62,8 @@ def verify_manifest(folder: str | os.PathLike) -> list[str]:
     Returns:
         One line per problem, empty if every file matches: ``"changed: PATH (...)"`` for a file
         whose SHA-256 differs, ``"missing: PATH"`` for a listed file that is gone, ``"extra:
-        PATH"`` for a file the manifest does not list, or a line saying the manifest itself is
-        missing or unreadable.
+        PATH"`` for a file the manifest does not list, ``"unreadable: PATH (...)"`` for a file
+        that cannot be read, or a line saying the manifest itself is missing or unreadable.
 
     Raises:
         ExportError: ``folder`` does not exist or is not a folder.
@@ -86,13 +86,16 @@ def verify_manifest(folder: str | os.PathLike) -> list[str]:
     resolved_root = root.resolve()
     for name, expected in sorted(manifest.items()):
         target = root / name
-        if Path(name).is_absolute() or not target.resolve().is_relative_to(resolved_root):
-            problems.append(f"changed: {MANIFEST_NAME} lists {name!r}, outside the folder")
-        elif not target.is_file():
-            problems.append(f"missing: {name}")
-        else:
-            found = sha256_file(target)
-            if found != expected:
-                problems.append(f"changed: {name} (sha256 {found}, manifest says {expected})")
+        try:
+            if Path(name).is_absolute() or not target.resolve().is_relative_to(resolved_root):
+                problems.append(f"changed: {MANIFEST_NAME} lists {name!r}, outside the folder")
+            elif not target.is_file():
+                problems.append(f"missing: {name}")
+            else:
+                found = sha256_file(target)
+                if found != expected:
+                    problems.append(f"changed: {name} (sha256 {found}, manifest says {expected})")
+        except (OSError, RuntimeError) as exc:  # no permission, a symlink loop (RuntimeError)
+            problems.append(f"unreadable: {name} ({exc})")
     problems.extend(f"extra: {name}" for name in _files(root) if name not in manifest)
     return problems

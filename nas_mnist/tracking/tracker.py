@@ -43,6 +43,100 @@ class TrackingError(InputError, RuntimeError):
     """The MLflow tracking store cannot be reached or used; the message says which URI."""
 
 
+class TrackingUnavailableError(TrackingError):
+    """The tracking server stopped answering during the search (after MLflow's bounded retries).
+
+    Once raised, the ``Tracker`` stays unavailable: its later calls raise at once instead of
+    waiting for the retries again, so the running trial, the parent run's refresh and the
+    clean-up all end within seconds.
+    """
+
+
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
+}
+"""MLflow HTTP settings nas-mnist uses unless the user set them (environment variables).
+
+MLflow's own defaults (``mlflow.environment_variables``: 7 retries, backoff factor 2, a
+120-second timeout per request) keep a client retrying a dead server for minutes. With these, one
+request gives up after at most 3 tries of 15 s plus about 2 s of backoff (urllib3 sleeps
+factor * 2**(n - 1) seconds before the n-th retry, none before the first): about 50 s for a
+server that hangs, about 2 s for one that refuses connections."""
+
+FAIL_FAST = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "2"}
+"""Settings for the clean-up after SIGINT/SIGTERM (``Tracker.fail_fast``): one try of 2 s."""
+
+
+def apply_http_defaults() -> dict[str, str]:
+    """Set each of ``HTTP_DEFAULTS`` in ``os.environ`` unless the user set it already.
+
+    Returns:
+        The settings now in effect (the user's where set).
+    """
+    return {key: os.environ.setdefault(key, value) for key, value in HTTP_DEFAULTS.items()}
+
+
+def _is_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says that the tracking server did not answer (MLflow's HTTP client wraps
+    every connection error, timeout and exhausted retry as 'API request to URL failed ...')."""
+    import requests
+
+    if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
+        return True
+    return type(exc).__name__ == "MlflowException" and str(exc).startswith("API request to ")
+
+
+def _why_unreachable(exc: BaseException) -> str:
+    """A few words from MLflow's long error: connection refused, timed out, or its first line."""
+    text = str(exc)
+    lowered = text.lower()
+    for words, why in (("connection refused", "connection refused"),
+                       ("timed out", "timed out"), ("timeout", "timed out"),
+                       ("too many", "too many error responses"),
+                       ("name or service not known", "unknown host")):
+        if words in lowered:
+            return f"{why}, after {os.environ.get('MLFLOW_HTTP_REQUEST_MAX_RETRIES', '?')} retries"
+    return (text.strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+class _GuardedClient:
+    """An ``MlflowClient`` whose calls raise ``TrackingUnavailableError`` once the server is gone.
+
+    Every method of the wrapped client is wrapped: a call that fails because the server does not
+    answer marks the tracker unavailable and raises ``TrackingUnavailableError`` naming the
+    server; every later call raises it at once, without a network request.
+    """
+
+    def __init__(self, client: Any, tracker: Tracker) -> None:
+        self._client = client
+        self._tracker = tracker
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+        tracker = self._tracker
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if tracker.unavailable is not None:
+                raise tracker.unavailable
+            try:
+                return attr(*args, **kwargs)
+            except Exception as exc:
+                if not _is_unreachable(exc):
+                    raise
+                tracker.unavailable = TrackingUnavailableError(
+                    f"the MLflow tracking server {tracker.tracking_uri} stopped answering "
+                    f"({_why_unreachable(exc)})"
+                )
+                raise tracker.unavailable from None
+
+        return call
+
+
 def resolve_tracking_uri(uri: str | None) -> str:
     """The tracking URI to use: ``uri``, else ``MLFLOW_TRACKING_URI``, else MLflow's default.
 
@@ -53,6 +147,86 @@ def resolve_tracking_uri(uri: str | None) -> str:
     import mlflow
 
     return mlflow.get_tracking_uri()
+
+
+def _store_creation_lock(tracking_uri: str) -> Any:
+    """For a ``sqlite:`` store, an exclusive lock on ``<database>.lock`` (waiting up to 5
+    minutes), so that one process at a time creates or migrates the store's tables; MLflow's
+    table creation is not safe against a second process doing the same (two searches started
+    together broke a new store for good: ``_alembic_tmp_metrics already exists``). A no-op
+    context for other stores."""
+    import contextlib
+
+    from sqlalchemy.engine import make_url
+
+    from nas_mnist.filelock import file_lock, lock_path_for
+
+    if not tracking_uri.startswith("sqlite:"):
+        return contextlib.nullcontext()
+    database = make_url(tracking_uri).database
+    if not database or database == ":memory:":
+        return contextlib.nullcontext()
+    path = os.path.abspath(os.path.expanduser(database))
+    if not os.access(os.path.dirname(path), os.W_OK | os.X_OK):
+        return contextlib.nullcontext()  # nothing can be created there: a store only read
+    return file_lock(lock_path_for(path), timeout=300)
+
+
+TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "file",
+                    "databricks")
+"""Tracking URI schemes MLflow's tracking store registry knows (plus a plain folder path)."""
+
+
+def validate_tracking_uri(uri: str | None) -> str | None:
+    """Check a ``--tracking-uri`` before anything is created.
+
+    The scheme must be one MLflow can track to (``TRACKING_SCHEMES``, or a plain folder path).
+    For ``sqlite:`` stores, the file is checked as ``study.check_sqlite_file`` does: its folder
+    must exist (MLflow would otherwise create it silently) and be writable, and an existing file
+    must be a SQLite database. The database driver of other SQL stores must be installed.
+
+    Args:
+        uri: the URI, or None (``MLFLOW_TRACKING_URI`` or MLflow's default; not checked).
+
+    Returns:
+        ``uri`` unchanged.
+
+    Raises:
+        TrackingError: what is wrong, naming the flag and the URI.
+    """
+    if not uri:
+        return uri
+    from urllib.parse import urlparse
+
+    scheme = urlparse(uri).scheme.split("+")[0]
+    if scheme not in ("", *TRACKING_SCHEMES) or (len(scheme) == 1 and os.name != "nt"):
+        raise TrackingError(
+            f"--tracking-uri {uri}: unknown scheme {scheme!r}; use sqlite:///mlflow.db, "
+            "http://HOST:PORT (an MLflow server) or postgresql://USER:PASSWORD@HOST/DB"
+        )
+    if scheme in ("", "file", "http", "https", "databricks"):
+        return uri
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    from nas_mnist.sqlite_files import check_sqlite_file
+
+    try:
+        parsed = make_url(uri)
+    except ArgumentError:
+        raise TrackingError(f"--tracking-uri {uri}: cannot parse it as a database URL") from None
+    if scheme == "sqlite":
+        if parsed.database in (None, "", ":memory:"):
+            raise TrackingError(f"--tracking-uri {uri}: an in-memory store is lost at exit; use "
+                                "sqlite:///mlflow.db")
+        check_sqlite_file(parsed.database, f"--tracking-uri {uri}", error=TrackingError)
+        return uri
+    try:
+        parsed.get_dialect().import_dbapi()
+    except (ImportError, NoSuchModuleError) as exc:
+        raise TrackingError(f"--tracking-uri {parsed.render_as_string(hide_password=True)}: the "
+                            f"database driver is not installed ({exc})") from None
+    return uri
 
 
 def _now_ms() -> int:
@@ -67,6 +241,10 @@ def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
 class Tracker:
     """Logs a study's trials to MLflow.
 
+    Every request to a tracking server is bounded (``apply_http_defaults``, applied here). If the
+    server stops answering, the call raises ``TrackingUnavailableError`` and so does every later
+    call, at once; ``unavailable`` then holds that error.
+
     Args:
         tracking_uri: MLflow tracking URI (``sqlite:///m.db``, ``http://127.0.0.1:5000``, ...);
             ``None`` uses ``MLFLOW_TRACKING_URI`` or MLflow's default.
@@ -78,8 +256,20 @@ class Tracker:
     def __init__(self, tracking_uri: str | None = None) -> None:
         from mlflow import MlflowClient
 
+        apply_http_defaults()
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
-        self.client = MlflowClient(tracking_uri=self.tracking_uri)
+        self.unavailable: TrackingUnavailableError | None = None
+        with _store_creation_lock(self.tracking_uri):  # MLflow creates a SQLite store here
+            client = MlflowClient(tracking_uri=self.tracking_uri)
+        self.client = _GuardedClient(client, self)
+
+    def fail_fast(self) -> None:
+        """From now on, give up on a silent server after one try of 2 seconds (``FAIL_FAST``).
+
+        For the clean-up after SIGINT/SIGTERM: the process is going away, and closing its runs
+        must not keep the user waiting. Changes this process's environment.
+        """
+        os.environ.update(FAIL_FAST)
 
     # --- set-up --------------------------------------------------------------------------------
 
@@ -167,9 +357,22 @@ class Tracker:
         except Exception:
             return False
 
-    def finish_parent_run(self, run_id: str, status: str = "FINISHED") -> None:
-        """Mark the parent run ended (``FINISHED``, ``FAILED`` or ``KILLED``)."""
-        self.client.set_terminated(run_id, status=status)
+    def finish_parent_run(self, run_id: str, status: str = "FINISHED") -> bool:
+        """Mark the parent run ended (``FINISHED``, ``FAILED`` or ``KILLED``).
+
+        Never raises: it runs in ``finally`` blocks, where an error would hide the search's own
+        outcome. A run that cannot be closed now (the server is gone) is closed by the next
+        search of the study (``recovery.close_orphan_runs``).
+
+        Returns:
+            True if the run was closed.
+        """
+        try:
+            self.client.set_terminated(run_id, status=status)
+            return True
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            logger.warning("could not close the parent run %s as %s: %s", run_id, status, exc)
+            return False
 
     # --- trials --------------------------------------------------------------------------------
 

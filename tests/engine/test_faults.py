@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -119,25 +120,39 @@ def test_sigkill_then_same_command_resumes_fails_and_retries_the_killed_trial(
     assert killed_run.info.status == "KILLED" and killed_run.data.tags["state"] == "killed"
 
 
+def ignore_sigint() -> None:
+    """What a worker started with '&' from a non-interactive script inherits (POSIX: the shell
+    sets SIGINT to ignored in asynchronous commands), so Python installs no KeyboardInterrupt
+    handler of its own. Used as ``preexec_fn``: the test does not depend on how pytest was
+    started."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_sigint_and_sigterm_fail_the_trial_close_its_run_and_say_how_to_resume(
+def test_sigint_and_sigterm_fail_the_trial_requeue_it_close_its_run_and_say_how_to_resume(
         workdir, real_mnist_path, signum, status):
     process = start_worker(command(real_mnist_path, 2, epochs=20), stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
+                           stderr=subprocess.PIPE, text=True, preexec_fn=ignore_sigint)
     number = wait_for_running_trial(process)
     process.send_signal(signum)
     _, err = process.communicate(timeout=120)
     assert process.returncode == status, err
     assert "Run the same command again to resume" in err
-    trial = optuna.load_study(study_name="demo", storage="sqlite:///s.db").trials[number]
+    assert "Traceback" not in err and "failed with parameters" not in err, err
+    study = optuna.load_study(study_name="demo", storage="sqlite:///s.db")
+    trial = study.trials[number]
     assert trial.state == TrialState.FAIL
     assert trial.user_attrs["reason"] == "interrupted"
+    retries = [t for t in study.trials if t.user_attrs.get("retry_of") == number]
+    assert len(retries) == 1 and retries[0].state == TrialState.WAITING
+    assert retries[0].system_attrs["fixed_params"] == trial.params  # run with these when resumed
     parents, children = mlflow_runs(mlflow_uri(), "demo")
     runs = {r.info.run_id: r for r in children}
     assert trial.user_attrs["mlflow_run_id"] in runs, (trial.user_attrs, list(runs), err)
     assert runs[trial.user_attrs["mlflow_run_id"]].info.status == "KILLED"
     assert parents[0].info.status == "KILLED"
+    assert not Path("s.db.lock").exists()  # the worker lock went with the worker
 
 
 def test_nan_loss_fails_the_trial_with_reason_and_the_study_continues(tmp_path):
@@ -199,7 +214,14 @@ def bad_data(tmp: Path) -> dict[str, tuple[Path, str]]:
     idx.mkdir()
     for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte"):
         (idx / name).write_bytes(b"\0\0\x08\x03")
+    overflow = tmp / "overflow"  # dimensions whose product wraps to 0 in int64 (2**64)
+    overflow.mkdir()
+    for name in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte"):
+        (overflow / name).write_bytes(struct.pack(">IIII", 0x803, 2**21, 2**21, 2**22))
+    for name in ("train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"):
+        (overflow / name).write_bytes(struct.pack(">II", 0x801, 0))
     return {
+        "idx_overflow": (overflow, "train-images-idx3-ubyte has 16 bytes"),
         "missing": (tmp / "nope.npz", "nope.npz"),
         "truncated": (truncated, "truncated.npz"),
         "object": (write_npz(tmp / "object.npz", y_train=np.array([object()] * 20)), "pickle"),
@@ -212,7 +234,7 @@ def bad_data(tmp: Path) -> dict[str, tuple[Path, str]]:
 
 
 @pytest.mark.parametrize("case", ["missing", "truncated", "object", "shape", "labels", "nan",
-                                  "lengths", "three_idx"])
+                                  "lengths", "three_idx", "idx_overflow"])
 def test_bad_data_exits_2_naming_file_and_problem_before_anything_exists(tmp_path, monkeypatch,
                                                                          capsys, case):
     path, words = bad_data(tmp_path)[case]
@@ -238,6 +260,8 @@ def test_unreachable_tracking_server_fails_fast_before_any_study(tmp_path, monke
 
 
 def test_second_worker_on_sqlite_is_refused(tmp_path, monkeypatch, capsys, real_mnist_path):
+    """A RUNNING trial of a live worker that holds no lock (written before the lock existed):
+    still refused by the poll behind the lock."""
     from nas_mnist.engine.recovery import WORKER_ATTR
 
     monkeypatch.chdir(tmp_path)
@@ -248,6 +272,19 @@ def test_second_worker_on_sqlite_is_refused(tmp_path, monkeypatch, capsys, real_
     assert main(["search", "--data", str(real_mnist_path), "--storage", "sqlite:///s.db",
                  "--study-name", "demo", "--tracking-uri", mlflow_uri()]) == 2
     assert "SQLite locks under concurrent writers" in capsys.readouterr().err
+
+
+def test_search_while_another_holds_the_sqlite_storage_exits_2_and_creates_nothing(
+        tmp_path, monkeypatch, capsys, real_mnist_path):
+    from nas_mnist.engine.locks import single_worker
+
+    monkeypatch.chdir(tmp_path)
+    with single_worker("sqlite:///s.db", "demo"):  # as a running search holds it
+        assert main(["search", "--data", str(real_mnist_path), "--storage", "sqlite:///s.db",
+                     "--study-name", "demo", "--tracking-uri", mlflow_uri()]) == 2
+    err = capsys.readouterr().err
+    assert "another search is running on sqlite:///s.db" in err and "PostgreSQL" in err, err
+    assert list(tmp_path.iterdir()) == []  # no study, no MLflow store; the lock file is gone
 
 
 @pytest.mark.slow

@@ -1,0 +1,127 @@
+"""Signals and Optuna's failure log during a search.
+
+- ``handle_signals``: SIGINT raises ``KeyboardInterrupt`` and SIGTERM raises ``Terminated`` in the
+  main thread, whatever the disposition the process inherited. A process started with ``cmd &``
+  from a non-interactive shell, or under ``nohup``, inherits SIGINT as ignored, and Python then
+  installs no ``KeyboardInterrupt`` handler at all (Python docs, ``signal``: "SIGINT is translated
+  into a KeyboardInterrupt exception if the parent process has not changed it"), so
+  ``kill -INT`` did nothing. A second signal while the first one's clean-up runs ends the process
+  at once (exit status 128 + signal number), so a stuck clean-up never traps the user.
+- ``quiet_expected_failures``: Optuna logs every failed trial as a warning with the objective's
+  traceback. For failures that are expected outcomes, whose reason is already in the trial's
+  ``reason`` attribute and its MLflow run's tags (interrupted, NaN loss, surplus trials, a
+  tracking server that went away), that traceback only scrolls the progress display away; it is
+  dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that the running trial ends as on Ctrl-C."""
+
+
+EXIT_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
+"""128 plus the signal number: the shell's convention for a process ended by a signal."""
+
+
+def exit_status(exc: KeyboardInterrupt) -> int:
+    """130 for ``KeyboardInterrupt`` (SIGINT), 143 for ``Terminated`` (SIGTERM)."""
+    return EXIT_STATUS[signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT]
+
+
+@contextlib.contextmanager
+def handle_signals() -> Iterator[None]:
+    """Turn SIGINT and SIGTERM into exceptions in the main thread while the block runs.
+
+    The first SIGINT raises ``KeyboardInterrupt`` and the first SIGTERM raises ``Terminated`` (a
+    ``KeyboardInterrupt``), so ``finally`` blocks close the running trial and its MLflow run. Any
+    further SIGINT or SIGTERM before the block ends exits the process at once with
+    ``os._exit(128 + signum)``. The previous handlers are restored on exit. Outside the main
+    thread (signal handlers can only be set there) this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if received:
+            print(f"\nsignal {signum} again: exiting now, without clean-up", file=sys.stderr,
+                  flush=True)
+            os._exit(128 + signum)
+        received.append(signum)
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for signum in previous:
+        signal.signal(signum, on_signal)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            # None: a handler set outside Python, which cannot be put back; use the default.
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+
+QUIET_FAILURES = ("KeyboardInterrupt", "NanLossError", "SurplusTrialError", "TrackingError")
+"""Exception class names (or base class names) of trial failures logged without a traceback."""
+_SILENT = ("KeyboardInterrupt", "SurplusTrialError")
+"""Of those, the ones not logged at all: the CLI says it was interrupted; a surplus trial is
+not a failure of anything."""
+
+
+class ExpectedFailureFilter(logging.Filter):
+    """Filter for the ``optuna.study._optimize`` logger: drops the traceback of expected failures.
+
+    Optuna logs a failed trial as two warnings: "Trial N failed with parameters: ... because of
+    the following error: ...", with ``exc_info``, then "Trial N failed with value None.". For an
+    exception named in ``QUIET_FAILURES`` (by class or base class name, so that this module does
+    not import TensorFlow), the first keeps one line without the traceback (or is dropped, for
+    ``_SILENT`` ones) and the second is dropped.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._quiet_trials: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        trial = message.split(" failed", 1)[0] if message.startswith("Trial ") else None
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and trial is not None:
+            names = {cls.__name__ for cls in type(exc).__mro__}
+            if names & set(QUIET_FAILURES):
+                self._quiet_trials.add(trial)
+                if names & set(_SILENT):
+                    return False
+                record.exc_info = None
+                record.exc_text = None
+                return True
+        if trial in self._quiet_trials and "failed with value" in message:
+            self._quiet_trials.discard(trial)
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def quiet_expected_failures() -> Iterator[ExpectedFailureFilter]:
+    """Install an ``ExpectedFailureFilter`` on Optuna's optimize logger while the block runs."""
+    optimize_logger = logging.getLogger("optuna.study._optimize")
+    failure_filter = ExpectedFailureFilter()
+    optimize_logger.addFilter(failure_filter)
+    try:
+        yield failure_filter
+    finally:
+        optimize_logger.removeFilter(failure_filter)

@@ -1,0 +1,57 @@
+"""One worker per SQLite storage, guaranteed by an OS-level lock held for the whole search.
+
+SQLite serialises writers with file locks and answers a busy database with "database is locked"
+errors, so several workers on one SQLite study are not supported: they need PostgreSQL (see the
+README's "Several workers"). The refusal must be a guarantee, not a poll of the study's RUNNING
+trials (two searches started in the same second both saw none): ``single_worker`` takes an
+exclusive, non-blocking ``flock`` on ``<database>.lock`` next to the database before the study is
+opened, and holds it until the search ends. The kernel releases it when the process dies, so a
+killed search never blocks the next one.
+
+The lock is per database file, not per study: two searches on two studies of one SQLite file
+would also write to it at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from nas_mnist.engine.storage import StorageError
+from nas_mnist.filelock import LockHeldError, file_lock, lock_path_for
+from nas_mnist.sqlite_files import sqlite_path
+
+
+class WorkerLockedError(StorageError):
+    """Another search holds the SQLite storage; the message says to use PostgreSQL instead."""
+
+
+@contextlib.contextmanager
+def single_worker(storage_url: str, study_name: str) -> Iterator[None]:
+    """Hold the storage's worker lock while the block runs (SQLite only; a no-op otherwise).
+
+    Args:
+        storage_url: the Optuna storage URL (already checked by ``validate_storage_url``).
+        study_name: named in the error message.
+
+    Raises:
+        WorkerLockedError: another process (a search, or anything using ``single_worker``) holds
+            the lock of this SQLite database now. Nothing is waited for.
+    """
+    database = sqlite_path(storage_url)
+    if database is None:
+        yield
+        return
+    database = database.resolve()
+    held = contextlib.ExitStack()
+    try:
+        held.enter_context(file_lock(lock_path_for(database)))
+    except LockHeldError:
+        raise WorkerLockedError(
+            f"another search is running on {storage_url} (it holds {lock_path_for(database)}); "
+            f"a SQLite storage takes one worker at a time. Wait for it to end, or run several "
+            f"workers of study {study_name!r} on a PostgreSQL storage (--storage "
+            "postgresql://USER:PASSWORD@HOST/DB; see the README's 'Several workers')"
+        ) from None
+    with held:
+        yield
