@@ -60,7 +60,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="stop starting new trials after this many seconds",
     )
     parser.add_argument(
-        "--space", metavar="FILE", help="search-space file, or the name of a shipped space: default, small_cnn (default: default)"
+        "--space",
+        metavar="FILE",
+        help="search-space file, or the name of a shipped space: default, small_cnn "
+        "(default: default)",
     )
     add_study_arguments(parser, "study name; an existing study is resumed")
     parser.add_argument(

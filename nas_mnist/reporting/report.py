@@ -468,7 +468,7 @@ class ParentRunRefresher:
     def __call__(self, study: Any, trial: Any) -> None:
         from nas_mnist.engine.study import count_finished
 
-        if getattr(self.tracker, "unavailable", None) is not None:
+        if isinstance(getattr(self.tracker, "unavailable", None), Exception):
             return  # the tracking server went away; the search is stopping (tracker.py)
         self._importance_pending |= self._importance_due(study, trial)
         last = self.n_trials is not None and count_finished(study) >= self.n_trials
