@@ -115,6 +115,11 @@ INTERRUPTED = {
 }
 """What each command adds to its 'interrupted' line (the others write nothing half-made)."""
 
+INTERRUPT_GRACE_SECONDS = {"search": 4.0}
+"""Seconds from SIGINT/SIGTERM to a forced exit if the clean-up has not finished (the prompt
+comes back within 5 s; the next run recovers the trial as after SIGKILL); other commands wait for
+their clean-up (the UI stops its server)."""
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status.
@@ -133,7 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGINT and SIGTERM raise in the main thread whatever the inherited disposition (a worker
     # started with '&' from a script inherits SIGINT as ignored); Optuna logs no traceback for
     # trials that end for a reason already recorded (interrupted, NaN loss, surplus).
-    with _command_logging(args.verbose), handle_signals(), quiet_expected_failures():
+    grace = INTERRUPT_GRACE_SECONDS.get(args.command)
+    with _command_logging(args.verbose), handle_signals(grace), quiet_expected_failures():
         try:
             return args.run(args)
         except TrackingUnavailableError as exc:

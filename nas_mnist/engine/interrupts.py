@@ -6,7 +6,9 @@
   installs no ``KeyboardInterrupt`` handler at all (Python docs, ``signal``: "SIGINT is translated
   into a KeyboardInterrupt exception if the parent process has not changed it"), so
   ``kill -INT`` did nothing. A second signal while the first one's clean-up runs ends the process
-  at once (exit status 128 + signal number), so a stuck clean-up never traps the user.
+  at once (exit status 128 + signal number), and with a grace period a watchdog ends it if the
+  clean-up has not finished in time (TensorFlow's C++ code can hold off Python's handler), so the
+  user gets the prompt back within seconds; the next run recovers what was left.
 - ``quiet_expected_failures``: Optuna logs every failed trial as a warning with the objective's
   traceback. For failures that are expected outcomes, whose reason is already in the trial's
   ``reason`` attribute and its MLflow run's tags (interrupted, NaN loss, surplus trials, a
@@ -41,8 +43,33 @@ def exit_status(exc: KeyboardInterrupt) -> int:
     return EXIT_STATUS[signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT]
 
 
+GRACE_ENV_VAR = "NAS_MNIST_INTERRUPT_GRACE_SECONDS"
+"""Environment variable overriding ``handle_signals``' ``grace_seconds`` (a number of seconds)."""
+
+
+def _watchdog(read_fd: int, done: threading.Event, grace_seconds: float) -> None:
+    """Wait for a signal's byte on ``read_fd`` (written by the C-level handler the moment the
+    signal arrives, ``signal.set_wakeup_fd``), then for ``done``; exit after ``grace_seconds``."""
+    while True:
+        try:
+            data = os.read(read_fd, 64)
+        except OSError:
+            return
+        if not data or done.is_set():
+            return
+        signals = [s for s in data if s in (signal.SIGINT, signal.SIGTERM)]
+        if signals:
+            break
+    if done.wait(grace_seconds):
+        return
+    print(f"\nthe clean-up did not start or end within {grace_seconds:g} s (TensorFlow was in a "
+          "long call): exiting now. The running trial is recovered, marked failed and queued "
+          "for one retry, when the same command runs again.", file=sys.stderr, flush=True)
+    os._exit(128 + signals[0])
+
+
 @contextlib.contextmanager
-def handle_signals() -> Iterator[None]:
+def handle_signals(grace_seconds: float | None = None) -> Iterator[None]:
     """Turn SIGINT and SIGTERM into exceptions in the main thread while the block runs.
 
     The first SIGINT raises ``KeyboardInterrupt`` and the first SIGTERM raises ``Terminated`` (a
@@ -50,10 +77,24 @@ def handle_signals() -> Iterator[None]:
     further SIGINT or SIGTERM before the block ends exits the process at once with
     ``os._exit(128 + signum)``. The previous handlers are restored on exit. Outside the main
     thread (signal handlers can only be set there) this does nothing.
+
+    Python runs a signal handler only when the main thread is back in the interpreter; inside a
+    long TensorFlow call (seen: up to 15 s at an epoch boundary on a loaded 2-core machine) it
+    waits. With ``grace_seconds``, a watchdog thread learns of the signal the moment it arrives
+    (``signal.set_wakeup_fd``) and, if the block has not ended ``grace_seconds`` later, exits the
+    process with ``os._exit(128 + signum)``. What the clean-up did not do is then done by the next
+    run of the same command, as after SIGKILL (``recovery.recover_dead_trials``): the trial is
+    failed and queued for one retry, its MLflow run closed; SQLite rolls back a write it was in.
+
+    Args:
+        grace_seconds: seconds from the signal to the forced exit; None (and no
+            ``NAS_MNIST_INTERRUPT_GRACE_SECONDS`` in the environment) for no watchdog.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    if os.environ.get(GRACE_ENV_VAR):
+        grace_seconds = float(os.environ[GRACE_ENV_VAR])
     received: list[int] = []
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -67,12 +108,36 @@ def handle_signals() -> Iterator[None]:
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     for signum in previous:
         signal.signal(signum, on_signal)
+    watch = contextlib.ExitStack()
+    if grace_seconds is not None:
+        watch.enter_context(_wakeup_watchdog(grace_seconds))
     try:
-        yield
+        with watch:
+            yield
     finally:
         for signum, handler in previous.items():
             # None: a handler set outside Python, which cannot be put back; use the default.
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def _wakeup_watchdog(grace_seconds: float) -> Iterator[None]:
+    """Run ``_watchdog`` on a wake-up pipe while the block runs; restore the wake-up fd after."""
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    done = threading.Event()
+    previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    thread = threading.Thread(target=_watchdog, args=(read_fd, done, grace_seconds),
+                              name="nas-mnist-interrupt-watchdog", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        signal.set_wakeup_fd(previous_fd)
+        os.close(write_fd)  # the watchdog reads end-of-file and returns
+        thread.join(timeout=5)
+        os.close(read_fd)
 
 
 QUIET_FAILURES = ("KeyboardInterrupt", "NanLossError", "SurplusTrialError", "TrackingError")

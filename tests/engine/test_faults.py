@@ -132,8 +132,10 @@ def ignore_sigint() -> None:
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_sigint_and_sigterm_fail_the_trial_requeue_it_close_its_run_and_say_how_to_resume(
         workdir, real_mnist_path, signum, status):
+    # The clean-up path, not the watchdog's forced exit (test_interrupts.py tests that one).
+    env = dict(os.environ, NAS_MNIST_INTERRUPT_GRACE_SECONDS="120")
     process = start_worker(command(real_mnist_path, 2, epochs=20), stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, preexec_fn=ignore_sigint)
+                           stderr=subprocess.PIPE, text=True, preexec_fn=ignore_sigint, env=env)
     number = wait_for_running_trial(process)
     process.send_signal(signum)
     _, err = process.communicate(timeout=120)

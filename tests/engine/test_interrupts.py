@@ -93,3 +93,41 @@ def test_interrupted_trials_log_nothing_nan_trials_one_line_and_bugs_keep_their_
     assert "NanLossError('training loss is nan after epoch 1')" in nan[0].getMessage()
     bug = failing_trials_log(ZeroDivisionError("a bug"))
     assert len(bug) == 2 and bug[0].exc_info is not None  # a real bug keeps its traceback
+
+
+def test_watchdog_exits_within_the_grace_period_while_the_main_thread_is_stuck_in_c_code():
+    """``hashlib.pbkdf2_hmac`` with 10**9 iterations runs in C for minutes without the GIL and
+    without returning to the interpreter, as TensorFlow's long calls do: Python's handler cannot
+    run, the watchdog ends the process."""
+    import subprocess
+    import sys
+
+    # A signal handled before the C call starts is caught, and the loop enters the C call.
+    code = ("import hashlib\nfrom nas_mnist.engine.interrupts import handle_signals\n"
+            "with handle_signals(grace_seconds=1):\n"
+            "    print('ready', flush=True)\n"
+            "    while True:\n"
+            "        try:\n"
+            "            hashlib.pbkdf2_hmac('sha256', b'password', b'salt', 10**9)\n"
+            "        except KeyboardInterrupt:\n"
+            "            pass\n")
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "ready"
+    process.send_signal(signal.SIGTERM)
+    try:
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 143, err
+    assert "the clean-up did not start or end within 1 s" in err
+
+
+def test_watchdog_leaves_a_clean_up_that_ends_in_time_alone(monkeypatch):
+    monkeypatch.delenv("NAS_MNIST_INTERRUPT_GRACE_SECONDS", raising=False)
+    with pytest.raises(KeyboardInterrupt):
+        with handle_signals(grace_seconds=2):
+            os.kill(os.getpid(), signal.SIGINT)
+            wait_for_signal()
+    time.sleep(2.5)  # past the grace period: this process is still alive
+    assert signal.set_wakeup_fd(-1) == -1  # the wake-up fd was put back
