@@ -13,15 +13,12 @@ Nothing here imports TensorFlow.
 
 from __future__ import annotations
 
-import logging
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-logger = logging.getLogger(__name__)
 
 DPI = 100
 """Dots per inch of every PNG: a 10x6-inch figure is 1000x600 pixels."""

@@ -829,14 +829,3 @@ def _check_optimizer_fields(opt: OptimizerSpec) -> None:
             raise SpecError(f"optimizer {name} must be {expected}, got {value!r}")
 
 
-def format_shape_table(spec: ArchitectureSpec) -> str:
-    """The shape table as aligned text lines (for error messages and ``--explain`` output)."""
-    rows = spec.shape_table()
-    width = max(len(r.description) for r in rows)
-    lines = [
-        f"{r.index:>3}  {r.description:<{width}}  {'x'.join(map(str, r.shape)):>12}"
-        f"  {r.params:>12,}"
-        for r in rows
-    ]
-    lines.append(f"total params: {sum(r.params for r in rows):,}")
-    return "\n".join(lines)

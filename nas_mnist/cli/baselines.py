@@ -120,7 +120,3 @@ def _baselines_train(args: argparse.Namespace) -> int:
         f"{run.tracking_uri}"
     )
     return EXIT_OK
-
-
-# ---------------------------------------------------------------------------------------------
-# registry and entry point

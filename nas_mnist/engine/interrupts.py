@@ -27,8 +27,6 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-logger = logging.getLogger(__name__)
-
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread so that the running trial ends as on Ctrl-C."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 
 import optuna
@@ -15,9 +14,6 @@ from nas_mnist.engine.settings import (
 )
 from nas_mnist.engine.storage import StorageError, make_storage
 from nas_mnist.trial_attributes import OBJECTIVE_ATTR
-
-logger = logging.getLogger(__name__)
-
 
 # Median pruner on per-epoch val_accuracy (Optuna's MedianPruner). The first 5 trials always run
 # in full to give the median something to stand on (Optuna's default n_startup_trials).

@@ -29,7 +29,6 @@ the functions that use them, so importing this module (for ``ExportError``) is c
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,7 +38,6 @@ from nas_mnist.errors import InputError
 if TYPE_CHECKING:
     pass
 
-logger = logging.getLogger(__name__)
 
 KERAS_NAME = "model.keras"
 SPEC_NAME = "spec.json"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,7 +15,6 @@ from nas_mnist.exporting.layout import (
 if TYPE_CHECKING:
     pass
 
-logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
 

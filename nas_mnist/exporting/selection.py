@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
 from nas_mnist.architecture.spec import ArchitectureSpec
@@ -16,7 +15,6 @@ if TYPE_CHECKING:
     import keras
     import optuna
 
-logger = logging.getLogger(__name__)
 
 def pick_trial(study: optuna.Study, trial_number: int | None = None) -> optuna.trial.FrozenTrial:
     """The trial to export: ``trial_number``, or the completed trial with the best val_accuracy.

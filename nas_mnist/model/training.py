@@ -7,7 +7,6 @@ callbacks, so the same function trains a search trial, a baseline and an export 
 from __future__ import annotations
 
 import gc
-import logging
 import math
 import time
 from collections.abc import Sequence
@@ -26,8 +25,6 @@ from nas_mnist.model.precise_bn import (
     batch_norm_layers,
     precise_bn_images,
 )
-
-logger = logging.getLogger(__name__)
 
 EVAL_BATCH_SIZE = 1024
 """Images per batch when evaluating: larger than training batches, since no gradients are kept."""

@@ -35,10 +35,6 @@ from nas_mnist.trial_attributes import MODEL_URI_ATTR, TRACKING_URI_ATTR
 logger = logging.getLogger(__name__)
 
 
-
-
-
-
 # ---------------------------------------------------------------------------------------------
 # Leaderboard
 # ---------------------------------------------------------------------------------------------
@@ -55,8 +51,6 @@ def leaderboard_markdown(frame: Any, columns: tuple[str, ...] = VIEWS["markdown"
         cells = (format_cell(v, c).replace("|", "\\|") for v, c in zip(row, columns, strict=True))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,7 +21,6 @@ schedule, label smoothing) sections. Plain Python: no TensorFlow/Keras import.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -53,8 +52,6 @@ from nas_mnist.architecture.spec import (
     SpecError,
 )
 from nas_mnist.errors import InputError
-
-logger = logging.getLogger(__name__)
 
 SPACES_DIR = Path(__file__).resolve().parent / "spaces"
 """The search spaces shipped with the package (``search_spaces/`` in a checkout links here)."""
