@@ -184,6 +184,21 @@ def best_trial(study: Any, with_model: bool = False) -> Any | None:
     Returns:
         An ``optuna.trial.FrozenTrial``, or None when no trial qualifies.
     """
+    best = best_trials(study, 1, with_model=with_model)
+    return best[0] if best else None
+
+
+def best_trials(study: Any, k: int, with_model: bool = False) -> list[Any]:
+    """The ``k`` complete trials with the highest val_accuracy, best first (ties: the earliest).
+
+    Args:
+        study: an ``optuna.Study``.
+        k: how many trials at most.
+        with_model: consider only trials that kept a trained model (``model_uri``).
+
+    Returns:
+        Up to ``k`` ``optuna.trial.FrozenTrial``; fewer when fewer qualify.
+    """
     from optuna.trial import TrialState
 
     candidates = []
@@ -194,7 +209,8 @@ def best_trial(study: Any, with_model: bool = False) -> Any | None:
         if with_model and not t.user_attrs.get(MODEL_URI_ATTR):
             continue
         candidates.append((value, -t.number, t))
-    return max(candidates, key=lambda c: c[:2], default=(None, None, None))[2]
+    candidates.sort(key=lambda c: c[:2], reverse=True)
+    return [c[2] for c in candidates[:k]]
 
 
 def _spec_summary(data: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -71,6 +71,8 @@ class ExportResult:
         parent_run_id, tracking_uri: the MLflow run the model was logged to.
         mlflow_model_uri: the logged model (``runs:/<parent run>/best_model``), if logged.
         mlflow_error: why the model could not be logged to MLflow (the export itself is done).
+        members: for an ensemble (``nas_mnist.export(ensemble=K)``): one dict per member trial,
+            best first (trial_number, val_accuracy, test_accuracy, model_uri, ...); else empty.
     """
 
     path: Path
@@ -83,3 +85,4 @@ class ExportResult:
     tracking_uri: str | None = None
     mlflow_model_uri: str | None = None
     mlflow_error: str | None = None
+    members: tuple[dict[str, Any], ...] = ()
