@@ -10,7 +10,8 @@ it directly; SavedModel loaders ignore the extra files next to ``saved_model.pb`
       assets/              empty for these models
       fingerprint.pb       TensorFlow's SavedModel fingerprint
       model.keras          the same model in Keras' own format (keras.saving.load_model)
-      spec.json            the architecture spec (ArchitectureSpec.from_json)
+      spec.json            the architecture spec (ArchitectureSpec.from_json); an ensemble
+                           (export --ensemble K) has ensemble.json instead: its member trials
       metrics.json         the trial's metrics and the export's own checks (see below)
       manifest.json        {relative path: SHA-256 hex digest} of every other file in DIR
 
