@@ -188,6 +188,15 @@ def best_trial(study: Any, with_model: bool = False) -> Any | None:
     return best[0] if best else None
 
 
+def best_val_accuracy(study: Any) -> float | None:
+    """The study's best val_accuracy so far (best complete trial, any worker), or None.
+
+    For ``RichProgress(study_best=functools.partial(best_val_accuracy, study))``.
+    """
+    best = best_trial(study)
+    return None if best is None else val_accuracy_of(best)
+
+
 def best_trials(study: Any, k: int, with_model: bool = False) -> list[Any]:
     """The ``k`` complete trials with the highest val_accuracy, best first (ties: the earliest).
 
