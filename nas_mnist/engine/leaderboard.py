@@ -68,10 +68,13 @@ VIEWS: dict[str, tuple[str, ...]] = {
     "markdown": ("trial", "baseline", "state", "val_accuracy", "test_accuracy", "params",
                  "depth", "kernel_sizes", "num_pools", "num_batch_norm", "optimizer",
                  "learning_rate", "train_seconds", "note"),
+    "html": ("trial", "baseline", "state", "val_accuracy", "test_accuracy", "params", "depth",
+             "kernel_sizes", "optimizer", "learning_rate", "best_epoch", "note"),
 }
 """Columns shown by each place: ``console`` (the search's table), ``records`` (the report's
-``leaderboard.csv`` with ``note``, and ``report --format json``), ``markdown`` (``leaderboard.md``
-and the report page; a reason is cut to a short note)."""
+``leaderboard.csv`` with ``note``, and ``report --format json``), ``markdown``
+(``leaderboard.md``; a reason is cut to a short note), ``html`` (the report page: fewer columns,
+to fit a printed page)."""
 
 NUMERIC_COLUMNS = ("trial", "val_accuracy", "test_accuracy", "params", "depth", "train_seconds",
                    "latency_ms", "learning_rate", "batch_size", "best_epoch")
