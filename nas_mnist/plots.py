@@ -236,6 +236,7 @@ def save_study_plot(
             interactive.update_xaxes(title_text=EPOCH_AXIS_LABEL)
         interactive.write_html(html, include_plotlyjs=include_plotlyjs, full_html=True)
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
 
         plt.switch_backend("agg")  # no window; Optuna's matplotlib plots draw with pyplot
         with matplotlib.rc_context({"figure.figsize": (10, 6), "figure.dpi": DPI}):
@@ -245,6 +246,7 @@ def save_study_plot(
                 for ax in np.ravel(axes):
                     if kind in _EPOCH_PLOTS:
                         ax.set_xlabel(EPOCH_AXIS_LABEL)
+                        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
                     legend = ax.get_legend()
                     if legend is not None and len(legend.get_texts()) > MAX_LEGEND_ENTRIES:
                         legend.remove()

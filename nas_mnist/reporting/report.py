@@ -328,9 +328,11 @@ body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1100px
        padding: 0 1em; color: #222; }
 img { max-width: 100%; border: 1px solid #ddd; }
 figure { margin: 1em 0; } figcaption { color: #555; }
-table { border-collapse: collapse; font-size: 0.8em; width: 100%; }
-th, td { border: 1px solid #ccc; padding: 2px 4px; text-align: right; overflow-wrap: anywhere; }
-th { background: #f3f3f3; } td.text { text-align: left; }
+table { border-collapse: collapse; font-size: 0.75em; width: 100%; }
+th, td { border: 1px solid #ccc; padding: 1px 3px; text-align: right; white-space: nowrap; }
+th { background: #f3f3f3; white-space: normal; } td.text { text-align: left; }
+td.wrap { white-space: normal; overflow-wrap: anywhere; min-width: 5em; }
+@media print { body { margin: 0; max-width: none; } table { font-size: 7pt; } }
 tr.baseline { background: #fff6dc; } tr.complete td:nth-child(3) { color: #1a7f37; }
 .skipped, .caveat { color: #8a5300; }
 """
@@ -338,7 +340,10 @@ tr.baseline { background: #fff6dc; } tr.complete td:nth-child(3) { color: #1a7f3
 HTML_COLUMNS = VIEWS["html"]
 """The leaderboard columns of ``report.html`` (every column is in ``leaderboard.csv``)."""
 
-_TEXT_COLUMNS = ("baseline", "state", "kernel_sizes", "optimizer", "note")
+_CELL_CLASSES = {"baseline": ' class="text"', "state": ' class="text"',
+                 "kernel_sizes": ' class="text wrap"', "optimizer": ' class="text"',
+                 "note": ' class="text wrap"'}
+"""Left-aligned text columns; the wrapping ones (long notes) keep the table within the page."""
 
 _PLOT_TITLES = {
     "pareto_front": "Pareto front: val_accuracy against the other objectives (several objectives)",
@@ -424,17 +429,14 @@ def _leaderboard_html(frame: Any) -> list[str]:
         "from 0 (<code>best_epoch</code> 0 is the first epoch), as Optuna's and MLflow's "
         'steps. All columns: <a href="leaderboard.csv">CSV</a>, '
         '<a href="leaderboard.md">markdown</a>.</p><table><thead><tr>',
-        *(f"<th>{_esc(c)}</th>" for c in HTML_COLUMNS),
+        *(f"<th>{_esc(c).replace('_', '_<wbr>')}</th>" for c in HTML_COLUMNS),
         "</tr></thead><tbody>",
     ]
     for _, row in frame.iterrows():
         classes = [str(row["state"])] + (["baseline"] if row["baseline"] else [])
         parts.append(f'<tr class="{_esc(" ".join(classes))}">')
-        parts += [
-            f'<td{" class=text" if c in _TEXT_COLUMNS else ""}>'
-            f"{_esc(format_cell(row[c], c))}</td>"
-            for c in HTML_COLUMNS
-        ]
+        parts += [f"<td{_CELL_CLASSES.get(c, '')}>{_esc(format_cell(row[c], c))}</td>"
+                  for c in HTML_COLUMNS]
         parts.append("</tr>")
     parts.append("</tbody></table>")
     return parts
