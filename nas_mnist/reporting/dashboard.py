@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from nas_mnist.engine.storage import validate_storage_url
+from nas_mnist.engine.storage import StorageError, validate_storage_url
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +80,22 @@ class DashboardServer:
         self.server.server_close()
 
 
+def _require_optuna_tables(storage: str) -> None:
+    """Refuse a database that holds no Optuna storage (Optuna would create its tables there)."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(storage)
+    try:
+        found = sqlalchemy.inspect(engine).has_table("studies")
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        raise StorageError(f"cannot read the storage {storage}: {exc}") from None
+    finally:
+        engine.dispose()
+    if not found:
+        raise StorageError(f"{storage} holds no Optuna study (no 'studies' table); pass the "
+                           "--storage that nas-mnist search wrote to")
+
+
 def dashboard(storage: str, host: str = "127.0.0.1", port: int = 8080) -> DashboardServer:
     """Bind optuna-dashboard for the studies in ``storage`` to ``host:port``.
 
@@ -98,13 +114,15 @@ def dashboard(storage: str, host: str = "127.0.0.1", port: int = 8080) -> Dashbo
         A ``DashboardServer``; call ``shutdown()`` when done.
 
     Raises:
-        StorageError: a bad storage URL, or a SQLite file that does not exist.
+        StorageError: a bad storage URL, a SQLite file that does not exist, or a database
+            without Optuna's tables (nothing is created in it).
         OSError: ``host:port`` cannot be bound (in use, or not an address of this machine).
     """
     import optuna
     import optuna_dashboard
 
     validate_storage_url(storage, must_exist=True)
+    _require_optuna_tables(storage)
     app = optuna_dashboard.wsgi(optuna.storages.RDBStorage(storage))
     server_class = _ThreadingWSGIServer6 if ":" in host else _ThreadingWSGIServer
     server = make_server(host, port, app, server_class=server_class,

@@ -91,6 +91,16 @@ def test_bad_storage_exits_2_and_creates_nothing(tmp_path, capsys):
     assert main(["dashboard", "--storage", "not a url"]) == 2
     assert capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+    # A SQLite file that is not an Optuna storage (e.g. the MLflow store) is left untouched.
+    import sqlite3
+
+    other = tmp_path / "m.db"
+    with sqlite3.connect(other) as connection:
+        connection.execute("CREATE TABLE runs (id TEXT)")
+    before = other.read_bytes()
+    assert main(["dashboard", "--storage", f"sqlite:///{other}"]) == 2
+    assert "holds no Optuna study" in capsys.readouterr().err
+    assert other.read_bytes() == before
 
 
 def test_another_host_is_refused_without_allow_remote(storage, capsys):
