@@ -1,10 +1,13 @@
 """nas-mnist: neural architecture search and hyperparameter sweeps for Keras CNNs on MNIST.
 
-The Python API is the product; ``nas-mnist search|export|report`` call exactly these:
+The Python API is the product; ``nas-mnist search|export|report|predict|dashboard`` call
+exactly these:
 
 - ``nas_mnist.search(**settings) -> SearchResult``: run (or resume) a search;
 - ``nas_mnist.export(out=..., ...) -> ExportResult``: the best trial as a verified SavedModel;
-- ``nas_mnist.report(out=..., ...) -> Report``: leaderboard, plots and the best model's mistakes.
+- ``nas_mnist.report(out=..., ...) -> Report``: leaderboard, plots and the best model's mistakes;
+- ``nas_mnist.predict(model_dir, files) -> list[Prediction]``: classify your own digit images;
+- ``nas_mnist.dashboard(storage) -> DashboardServer``: optuna-dashboard on a study's storage.
 
 Bad input raises ``nas_mnist.InputError`` (the message the CLI prints before exiting with 2).
 Importing the package is cheap: TensorFlow, Optuna and MLflow are imported when a function that
@@ -31,6 +34,9 @@ _LAZY = {
     "ExportResult": ("nas_mnist.exporting.layout", "ExportResult"),
     "report": ("nas_mnist.reporting.report", "report"),
     "Report": ("nas_mnist.reporting.report", "Report"),
+    "predict": ("nas_mnist.exporting.predict", "predict"),
+    "Prediction": ("nas_mnist.exporting.predict", "Prediction"),
+    "dashboard": ("nas_mnist.reporting.dashboard", "dashboard"),
 }
 
 __all__ = ["ArchitectureSpec", "InputError", "SearchSettings", "SpecError", "__version__",

@@ -3,6 +3,7 @@ format of their cells."""
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -22,6 +23,8 @@ from rich.table import Table
 from rich.text import Text
 
 from nas_mnist.timing import SearchClock, format_duration
+
+logger = logging.getLogger(__name__)
 
 # Rich falls back to 80 columns when output is not a terminal (CI logs, pipes): too narrow for the
 # leaderboard, so use a wider page there.
@@ -57,6 +60,14 @@ class RichProgress:
             until it returns a line (e.g. ``timing.suggest_cpu_budget``); the line is shown once
             above the bars and kept in ``suggestion``.
         clock: the timing tracker (tests pass one with a fake clock).
+        study_best: returns the study's best val_accuracy so far, or None (e.g.
+            ``functools.partial(leaderboard.best_val_accuracy, study)``); called when the bars
+            start and after each trial, so the trials bar shows the best of the whole study,
+            including trials finished before this run and by other workers, not only this
+            run's. Without it, the best of this run's trials.
+
+    Epochs are numbered from 0 as everywhere in nas-mnist (``plots.EPOCH_AXIS_LABEL``): the
+    epochs bar counts the epochs done ("3/15") and names the last one ("epoch 2").
     """
 
     def __init__(
@@ -66,6 +77,7 @@ class RichProgress:
         disable: bool = False,
         budget_hint: Callable[[float | None], str | None] | None = None,
         clock: SearchClock | None = None,
+        study_best: Callable[[], float | None] | None = None,
     ) -> None:
         self.progress = Progress(
             TextColumn("{task.description:<28}"),
@@ -83,6 +95,7 @@ class RichProgress:
         )
         self.epochs = self.progress.add_task("epochs", total=1, status="", visible=False)
         self.best: float | None = None
+        self.study_best = study_best
         self.clock = clock or SearchClock()
         self.budget_hint = budget_hint
         self.suggestion: str | None = None
@@ -103,6 +116,7 @@ class RichProgress:
 
     def __enter__(self) -> RichProgress:
         self.progress.start()
+        self._show_best(None)
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -118,7 +132,7 @@ class RichProgress:
     def epoch_ended(self, number: int, epoch: int, logs: dict[str, float]) -> None:
         self.clock.epoch_ended()
         val = logs.get("val_accuracy")
-        status = f"val_accuracy {val:.4f}" if val is not None else ""
+        status = f"epoch {epoch}: val_accuracy {val:.4f}" if val is not None else ""
         self.progress.update(self.epochs, completed=epoch + 1, status=status)
         if self.budget_hint is not None and self.suggestion is None:
             self.suggestion = self.budget_hint(self.search_remaining())
@@ -132,11 +146,23 @@ class RichProgress:
         if counted:
             self._done += 1
             self.progress.advance(self.trials)
-        if value is not None and (self.best is None or value > self.best):
-            self.best = value
+        self._show_best(value)
+        self.progress.update(self.epochs, visible=False)
+
+    def _show_best(self, value: float | None) -> None:
+        """Fold ``value`` and the study's best into ``best`` and show it on the trials bar."""
+        candidates = [v for v in (self.best, value) if v is not None]
+        if self.study_best is not None:
+            try:
+                study_best = self.study_best()
+            except Exception as exc:  # a storage hiccup must not stop the search
+                logger.debug("could not read the study's best value: %s", exc)
+                study_best = None
+            if study_best is not None:
+                candidates.append(study_best)
+        self.best = max(candidates, default=None)
         best = f"best val_accuracy {self.best:.4f}" if self.best is not None else ""
         self.progress.update(self.trials, status=best)
-        self.progress.update(self.epochs, visible=False)
 
 
 def epoch_progress_callback(progress: RichProgress, number: int) -> Any:

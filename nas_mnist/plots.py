@@ -42,10 +42,21 @@ def _figure(width: float, height: float) -> Any:
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
+EPOCH_AXIS_LABEL = "epoch (numbered from 0, as Optuna's and MLflow's steps)"
+"""The x-axis label of every per-epoch plot. nas-mnist numbers epochs from 0 wherever a user
+sees them (plots, report, progress bar, ``best_epoch``), as Optuna reports intermediate values
+and MLflow logs metrics with step = 0-based epoch."""
+
+_EPOCH_PLOTS = ("intermediate_values",)
+"""Optuna plots whose x axis is the step, i.e. the 0-based epoch."""
+
+
 def save_learning_curves(
     history: Sequence[Mapping[str, float]], path: str | Path, title: str = ""
 ) -> Path:
     """Two panels per epoch: loss and val_loss, accuracy and val_accuracy.
+
+    Epochs are numbered from 0 (``EPOCH_AXIS_LABEL``).
 
     Args:
         history: one dict per epoch with any of loss, accuracy, val_loss, val_accuracy (as in
@@ -62,7 +73,7 @@ def save_learning_curves(
     """
     if not history:
         raise ValueError("no epochs to plot: the history is empty")
-    epochs = np.arange(1, len(history) + 1)
+    epochs = np.arange(len(history))
     fig = _figure(10, 4)
     loss_ax, accuracy_ax = fig.subplots(1, 2)
     for ax, metric, label in ((loss_ax, "loss", "loss"), (accuracy_ax, "accuracy", "accuracy")):
@@ -70,9 +81,9 @@ def save_learning_curves(
             values = [row.get(key, np.nan) for row in history]
             if not np.all(np.isnan(values)):
                 ax.plot(epochs, values, style, label=key)
-        ax.set_xlabel("epoch")
+        ax.set_xlabel(EPOCH_AXIS_LABEL)
         ax.set_ylabel(label)
-        ax.set_xticks(epochs if len(epochs) <= 20 else np.linspace(1, len(epochs), 10).round())
+        ax.set_xticks(epochs if len(epochs) <= 20 else np.linspace(0, len(epochs) - 1, 10).round())
         ax.grid(alpha=0.3)
         ax.legend()
     if title:
@@ -217,10 +228,12 @@ def save_study_plot(
     png = out_dir / f"{kind}.png"
     with warnings.catch_warnings():  # Optuna marks its matplotlib plots experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        getattr(optuna.visualization, f"plot_{kind}")(study, **kwargs).write_html(
-            html, include_plotlyjs=include_plotlyjs, full_html=True
-        )
+        interactive = getattr(optuna.visualization, f"plot_{kind}")(study, **kwargs)
+        if kind in _EPOCH_PLOTS:
+            interactive.update_xaxes(title_text=EPOCH_AXIS_LABEL)
+        interactive.write_html(html, include_plotlyjs=include_plotlyjs, full_html=True)
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
 
         plt.switch_backend("agg")  # no window; Optuna's matplotlib plots draw with pyplot
         with matplotlib.rc_context({"figure.figsize": (10, 6), "figure.dpi": DPI}):
@@ -228,6 +241,9 @@ def save_study_plot(
             figure = np.ravel(axes)[0].figure
             try:
                 for ax in np.ravel(axes):
+                    if kind in _EPOCH_PLOTS:
+                        ax.set_xlabel(EPOCH_AXIS_LABEL)
+                        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
                     legend = ax.get_legend()
                     if legend is not None and len(legend.get_texts()) > MAX_LEGEND_ENTRIES:
                         legend.remove()

@@ -69,7 +69,7 @@ def test_no_module_imports_from_a_layer_above_it():
 
 def test_help_imports_neither_tensorflow_nor_optuna():
     code = ("import sys\nfrom nas_mnist.cli.main import main\n"
-            "for c in ([], ['search'], ['export'], ['report'], ['baselines'], ['ui']):\n"
+            "for c in ([], ['search'], ['export'], ['report'], ['baselines'], ['ui'], ['dashboard'], ['predict']):\n"
             "    try:\n        main([*c, '--help'])\n    except SystemExit:\n        pass\n"
             "print(sorted(m for m in ('tensorflow', 'optuna', 'mlflow', 'keras') "
             "if m in sys.modules))")

@@ -7,6 +7,7 @@ to the study's MLflow parent run; ``nas-mnist export --verify DIR`` re-checks DI
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from nas_mnist.cli.arguments import (
     EXIT_FAILURE,
@@ -15,6 +16,9 @@ from nas_mnist.cli.arguments import (
     add_study_arguments,
     positive_int,
 )
+
+if TYPE_CHECKING:
+    from nas_mnist.exporting.layout import ExportResult
 
 
 def _trial_number(text: str) -> int:
@@ -67,6 +71,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --retrain: trains with seed + trial number, as the search did (default: 0)",
     )
     parser.add_argument(
+        "--ensemble",
+        type=positive_int,
+        metavar="K",
+        help="export one model that averages the softmax outputs of the K best complete trials "
+        "by val_accuracy (K >= 2; not with --trial or --retrain)",
+    )
+    parser.add_argument(
         "--force", action="store_true", help="replace DIR if it holds an earlier export"
     )
     parser.add_argument(
@@ -107,11 +118,13 @@ def _export(args: argparse.Namespace) -> int:
             out=args.out, storage=args.storage, study_name=args.study_name, trial=args.trial,
             retrain=args.retrain, epochs=args.epochs, seed=args.seed, force=args.force,
             tracking_uri=args.tracking_uri, data=args.data,
-            max_train_samples=args.max_train_samples,
+            max_train_samples=args.max_train_samples, ensemble=args.ensemble,
         )
     except VerificationError as exc:
         console.print(f"[red]export failed its check, nothing written: {exc}[/]")
         return EXIT_FAILURE
+    if result.members:
+        return _print_ensemble(result, args.study_name)
     verification = result.verification
     expected = result.expected_test_accuracy
     console.print(
@@ -136,4 +149,27 @@ def _export(args: argparse.Namespace) -> int:
         f"best_trial={result.trial_number}) in {result.tracking_uri}; register it from the "
         "MLflow UI"
     )
+    return EXIT_OK
+
+
+def _print_ensemble(result: ExportResult, study_name: str) -> int:
+    from nas_mnist.console import console
+
+    verification = result.verification
+    members = result.members
+    lines = [
+        f"exported an ensemble of {len(members)} trials of study {study_name!r} (mean of their "
+        f"softmax outputs) to {result.path}",
+        f"  reloaded with tf.saved_model.load: test_accuracy {verification.test_accuracy:.4f} on "
+        f"{verification.num_images:,} test images; max abs difference from the mean of the "
+        f"members' predictions {verification.reference_max_abs_difference:.2g}",
+    ]
+    lines += [
+        f"  member trial {m['trial_number']}: val_accuracy {m['val_accuracy']:.4f}, "
+        f"test_accuracy {m['test_accuracy_recomputed']:.4f}"
+        for m in members
+    ]
+    lines.append(f"  not logged to MLflow; check later with nas-mnist export --verify "
+                 f"{result.path}")
+    console.print("\n".join(lines), markup=False, highlight=False)
     return EXIT_OK

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from nas_mnist import __version__
-from nas_mnist.cli import baselines, export, report, search, ui
+from nas_mnist.cli import baselines, dashboard, export, predict, report, search, ui
 from nas_mnist.cli.arguments import EXIT_FAILURE, EXIT_USAGE
 from nas_mnist.engine.interrupts import (
     Terminated,
@@ -90,6 +90,18 @@ COMMANDS: list[Command] = [
         "browse the MLflow runs in the MLflow UI, on 127.0.0.1",
         ui.add_arguments,
         ui.run,
+    ),
+    Command(
+        "dashboard",
+        "browse the study in optuna-dashboard, on 127.0.0.1",
+        dashboard.add_arguments,
+        dashboard.run,
+    ),
+    Command(
+        "predict",
+        "classify your own digit images (PNG, JPEG, .npy) with an exported model",
+        predict.add_arguments,
+        predict.run,
     ),
 ]
 

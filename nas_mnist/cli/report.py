@@ -13,8 +13,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out",
         metavar="DIR",
-        help="folder to write (must not exist or be empty): leaderboard.csv/.md, the plots as "
-        "PNG and HTML, confusion_matrix.png, misclassified.png and report.html",
+        help="folder to write (must not exist or be empty, unless --force): "
+        "leaderboard.csv/.md, the plots as PNG and HTML, confusion_matrix.png, "
+        "misclassified.png and report.html",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace --out if it holds an earlier report (report.html and leaderboard.csv); "
+        "any other non-empty folder is refused. The new report is written aside and renamed "
+        "into place",
     )
     parser.add_argument(
         "--format",
@@ -56,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from nas_mnist.reporting.report import report
 
     written = report(out=args.out, storage=args.storage, study_name=args.study_name,
-                     tracking_uri=args.tracking_uri, data=args.data)
+                     tracking_uri=args.tracking_uri, data=args.data, force=args.force)
     frame = written.leaderboard
     num_baselines = int(frame["baseline"].ne("").sum())
     console.print(

@@ -14,17 +14,18 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 
 from nas_mnist.cli.arguments import EXIT_FAILURE, EXIT_OK, UsageError
-
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
-"""Addresses that only this machine can reach."""
+from nas_mnist.cli.serving import (
+    add_host_arguments,
+    check_host,
+    check_port_free,
+    probe_url,
+    url_host,
+    wait_until_up,
+)
 
 DEFAULT_PORT = 5000
 STARTUP_SECONDS = 180.0
@@ -38,16 +39,6 @@ REMOTE_WARNING = (
 )
 
 
-def port_number(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number in 1..65535, got {value}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tracking-uri",
@@ -55,24 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="MLflow store that search wrote to (default: $MLFLOW_TRACKING_URI, else MLflow's "
         "default sqlite:///mlflow.db, as for search)",
     )
-    parser.add_argument(
-        "--port",
-        type=port_number,
-        default=DEFAULT_PORT,
-        help=f"port to listen on (default: {DEFAULT_PORT})",
-    )
-    parser.add_argument(
-        "--host",
-        default="127.0.0.1",
-        help="address to bind (default: 127.0.0.1, this machine only); any other address is "
-        "refused unless --allow-remote is given",
-    )
-    parser.add_argument(
-        "--allow-remote",
-        action="store_true",
-        help="allow a --host that other machines can reach (the UI has no login: a warning "
-        "is printed)",
-    )
+    add_host_arguments(parser, DEFAULT_PORT, "the MLflow UI")
     parser.add_argument(
         "--study-name",
         metavar="NAME",
@@ -85,21 +59,22 @@ def run(args: argparse.Namespace) -> int:
 
     # 1. Validate every input before anything is started (or created: MLflow's client creates
     # a missing SQLite store, so the store is checked before a client is made).
-    remote = _check_host(args.host, args.allow_remote)
+    remote = check_host(args.host, args.allow_remote, "the MLflow UI")
     uri = resolve_tracking_uri(args.tracking_uri)
     _check_store(uri)
     tracker = Tracker(uri)
     tracker.check()  # TrackingError: exit 2
     experiments = _experiments(tracker.client, args.study_name, uri)
-    _check_port_free(args.host, args.port)
+    check_port_free(args.host, args.port)
     if remote:
         print(REMOTE_WARNING.format(host=args.host, port=args.port, uri=uri), file=sys.stderr)
 
     # 2. The server, in the foreground until Ctrl-C.
-    base = f"http://{_url_host(args.host)}:{args.port}"
+    base = f"http://{url_host(args.host)}:{args.port}"
     child = _start_server(uri, args.host, args.port)
     try:
-        if not _wait_until_up(child, _probe_url(args.host, args.port), STARTUP_SECONDS):
+        url = probe_url(args.host, args.port, "/health")
+        if not wait_until_up(url, STARTUP_SECONDS, alive=lambda: child.poll() is None):
             status = child.poll()
             why = (
                 f"exited with status {status} before answering"
@@ -126,19 +101,6 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
     finally:
         _stop(child)
-
-
-def _check_host(host: str, allow_remote: bool) -> bool:
-    """True if ``host`` is reachable from other machines (allowed only with --allow-remote)."""
-    if host in LOCAL_HOSTS:
-        return False
-    if not allow_remote:
-        raise UsageError(
-            f"--host {host} would let other machines reach the MLflow UI, which has no login; "
-            "refused. Use the default 127.0.0.1 (with an SSH tunnel for remote access), or "
-            "pass --allow-remote to bind it anyway"
-        )
-    return True
 
 
 def _check_store(uri: str) -> None:
@@ -178,30 +140,6 @@ def _experiments(client: object, study_name: str | None, uri: str) -> list:
     return chosen
 
 
-def _check_port_free(host: str, port: int) -> None:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise UsageError(
-                f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port"
-            ) from None
-
-
-def _url_host(host: str) -> str:
-    if host in ("0.0.0.0", "::"):  # allowed only with --allow-remote: show a reachable name
-        return socket.gethostname()
-    return f"[{host}]" if ":" in host else host
-
-
-def _probe_url(host: str, port: int) -> str:
-    if host in ("0.0.0.0", "::", "localhost"):  # wildcard only with --allow-remote
-        host = "127.0.0.1"
-    return f"http://{f'[{host}]' if ':' in host else host}:{port}/health"
-
-
 def _start_server(uri: str, host: str, port: int) -> subprocess.Popen:
     """``mlflow server`` on ``host:port`` in its own process group (stopped as a whole)."""
     command = [
@@ -214,21 +152,6 @@ def _start_server(uri: str, host: str, port: int) -> subprocess.Popen:
     # MLflow's background job runner (GenAI jobs) adds six processes that browsing never uses.
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     return subprocess.Popen(command, env=env, start_new_session=True)
-
-
-def _wait_until_up(child: subprocess.Popen, url: str, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if child.poll() is not None:
-            return False
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return True
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.5)
-    return False
 
 
 def _stop(child: subprocess.Popen) -> None:

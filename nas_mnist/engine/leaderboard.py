@@ -68,10 +68,13 @@ VIEWS: dict[str, tuple[str, ...]] = {
     "markdown": ("trial", "baseline", "state", "val_accuracy", "test_accuracy", "params",
                  "depth", "kernel_sizes", "num_pools", "num_batch_norm", "optimizer",
                  "learning_rate", "train_seconds", "note"),
+    "html": ("trial", "baseline", "state", "val_accuracy", "test_accuracy", "params", "depth",
+             "kernel_sizes", "optimizer", "learning_rate", "best_epoch", "note"),
 }
 """Columns shown by each place: ``console`` (the search's table), ``records`` (the report's
-``leaderboard.csv`` with ``note``, and ``report --format json``), ``markdown`` (``leaderboard.md``
-and the report page; a reason is cut to a short note)."""
+``leaderboard.csv`` with ``note``, and ``report --format json``), ``markdown``
+(``leaderboard.md``; a reason is cut to a short note), ``html`` (the report page: fewer columns,
+to fit a printed page)."""
 
 NUMERIC_COLUMNS = ("trial", "val_accuracy", "test_accuracy", "params", "depth", "train_seconds",
                    "latency_ms", "learning_rate", "batch_size", "best_epoch")
@@ -184,6 +187,30 @@ def best_trial(study: Any, with_model: bool = False) -> Any | None:
     Returns:
         An ``optuna.trial.FrozenTrial``, or None when no trial qualifies.
     """
+    best = best_trials(study, 1, with_model=with_model)
+    return best[0] if best else None
+
+
+def best_val_accuracy(study: Any) -> float | None:
+    """The study's best val_accuracy so far (best complete trial, any worker), or None.
+
+    For ``RichProgress(study_best=functools.partial(best_val_accuracy, study))``.
+    """
+    best = best_trial(study)
+    return None if best is None else val_accuracy_of(best)
+
+
+def best_trials(study: Any, k: int, with_model: bool = False) -> list[Any]:
+    """The ``k`` complete trials with the highest val_accuracy, best first (ties: the earliest).
+
+    Args:
+        study: an ``optuna.Study``.
+        k: how many trials at most.
+        with_model: consider only trials that kept a trained model (``model_uri``).
+
+    Returns:
+        Up to ``k`` ``optuna.trial.FrozenTrial``; fewer when fewer qualify.
+    """
     from optuna.trial import TrialState
 
     candidates = []
@@ -194,7 +221,8 @@ def best_trial(study: Any, with_model: bool = False) -> Any | None:
         if with_model and not t.user_attrs.get(MODEL_URI_ATTR):
             continue
         candidates.append((value, -t.number, t))
-    return max(candidates, key=lambda c: c[:2], default=(None, None, None))[2]
+    candidates.sort(key=lambda c: c[:2], reverse=True)
+    return [c[2] for c in candidates[:k]]
 
 
 def _spec_summary(data: Mapping[str, Any] | None) -> dict[str, Any]:

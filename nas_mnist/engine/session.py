@@ -235,6 +235,7 @@ def _run(settings: SearchSettings, inputs: _Inputs, study: Any, runs: Any) -> bo
     """
     from nas_mnist.console import RichProgress
     from nas_mnist.engine.budget import count_finished, run_trials
+    from nas_mnist.engine.leaderboard import best_val_accuracy
     from nas_mnist.engine.objective import Objective, ObjectiveConfig
     from nas_mnist.engine.refresher import ParentRunRefresher
     from nas_mnist.model.devices import gpu_available
@@ -250,7 +251,8 @@ def _run(settings: SearchSettings, inputs: _Inputs, study: Any, runs: Any) -> bo
     budget_hint = partial(suggest_cpu_budget, epochs=settings.epochs,
                           max_train_samples=settings.max_train_samples, on_gpu=gpu_available())
     with RichProgress(settings.trials, done, disable=not settings.progress,
-                      budget_hint=budget_hint) as progress:
+                      budget_hint=budget_hint,
+                      study_best=partial(best_val_accuracy, study)) as progress:
         objective = Objective(inputs.space, inputs.data, runs, config, listener=progress)
         try:
             outcome = run_trials(

@@ -57,6 +57,7 @@ def export(
     data: str | os.PathLike | None = None,
     max_train_samples: int | None = None,
     progress: bool = True,
+    ensemble: int | None = None,
 ) -> ExportResult:
     """Export a trial of a study as a verified TensorFlow SavedModel (``nas-mnist export``).
 
@@ -72,6 +73,9 @@ def export(
         data: MNIST, as for ``nas_mnist.search`` (its test split verifies the export).
         max_train_samples: with ``retrain``: train on a stratified subset.
         progress: draw a progress bar while retraining.
+        ensemble: export instead one model averaging the softmax outputs of the ``ensemble``
+            best complete trials by val_accuracy (``nas_mnist.exporting.ensemble``); not with
+            ``trial`` or ``retrain``. It is not logged to MLflow.
 
     Returns:
         An ``ExportResult`` (folder, manifest, verification, trial number, MLflow model URI or
@@ -82,6 +86,9 @@ def export(
             bad data; nothing is written.
         VerificationError: the written export does not reproduce the model; nothing is left.
     """
+    if ensemble is not None:
+        return _export_ensemble(ensemble, out, storage, study_name, trial, retrain, force,
+                                tracking_uri, data)
     if not retrain and epochs is not None:
         raise InputError("--epochs applies only with --retrain")
     if not retrain and max_train_samples is not None:
@@ -91,6 +98,19 @@ def export(
     model, metrics, expected = _model(source, retrain, epochs, seed, progress)
     result = _write(source, model, metrics, expected, force)
     return _log(source, model, result, retrain)
+
+
+def _export_ensemble(
+    k: int, out: Any, storage: str, study_name: str, trial: int | None, retrain: bool,
+    force: bool, tracking_uri: str | None, data: Any,
+) -> ExportResult:
+    from nas_mnist.exporting.ensemble import export_ensemble
+
+    if trial is not None or retrain:
+        raise InputError("--ensemble exports the best trials' kept models; it cannot be "
+                         "combined with --trial or --retrain")
+    return export_ensemble(k, out, storage, study_name, force=force,
+                           tracking_uri=tracking_uri, data=data)
 
 
 def _check_inputs(

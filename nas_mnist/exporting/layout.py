@@ -10,7 +10,8 @@ it directly; SavedModel loaders ignore the extra files next to ``saved_model.pb`
       assets/              empty for these models
       fingerprint.pb       TensorFlow's SavedModel fingerprint
       model.keras          the same model in Keras' own format (keras.saving.load_model)
-      spec.json            the architecture spec (ArchitectureSpec.from_json)
+      spec.json            the architecture spec (ArchitectureSpec.from_json); an ensemble
+                           (export --ensemble K) has ensemble.json instead: its member trials
       metrics.json         the trial's metrics and the export's own checks (see below)
       manifest.json        {relative path: SHA-256 hex digest} of every other file in DIR
 
@@ -69,6 +70,8 @@ class ExportResult:
         parent_run_id, tracking_uri: the MLflow run the model was logged to.
         mlflow_model_uri: the logged model (``runs:/<parent run>/best_model``), if logged.
         mlflow_error: why the model could not be logged to MLflow (the export itself is done).
+        members: for an ensemble (``nas_mnist.export(ensemble=K)``): one dict per member trial,
+            best first (trial_number, val_accuracy, test_accuracy, model_uri, ...); else empty.
     """
 
     path: Path
@@ -81,3 +84,4 @@ class ExportResult:
     tracking_uri: str | None = None
     mlflow_model_uri: str | None = None
     mlflow_error: str | None = None
+    members: tuple[dict[str, Any], ...] = ()

@@ -38,11 +38,12 @@ logger = logging.getLogger(__name__)
 
 def export_savedmodel(
     model: keras.Model,
-    spec: ArchitectureSpec,
+    spec: ArchitectureSpec | None,
     metrics: Mapping[str, Any],
     out_dir: str | os.PathLike,
     force: bool = False,
     check: Callable[[Path], Verification] | None = None,
+    extra_json: Mapping[str, Any] | None = None,
 ) -> ExportResult:
     """Write ``model`` as a SavedModel folder with its ``.keras`` file, spec, metrics and manifest.
 
@@ -54,12 +55,15 @@ def export_savedmodel(
     Args:
         model: a ``keras.Model`` taking float32 (batch, 28, 28, 1) images in [0, 1] and returning
             (batch, 10) class probabilities.
-        spec: its architecture spec (written as ``spec.json``).
+        spec: its architecture spec (written as ``spec.json``), or None for a model that has no
+            single spec (an ensemble: its members' specs go in ``extra_json``).
         metrics: JSON-serialisable metrics of the model (written as ``metrics.json``).
         out_dir: the folder to create.
         force: replace an existing export at ``out_dir`` (see ``check_out_dir``).
         check: called with the partial folder once the model files are written; returns what it
             measured (stored under ``"export"`` in ``metrics.json``) or raises to abort.
+        extra_json: {file name: JSON-serialisable object} of further files to write (listed in
+            the manifest like the others), e.g. ``{"ensemble.json": {...}}``.
 
     Returns:
         The finished export.
@@ -77,7 +81,10 @@ def export_savedmodel(
         os.chmod(partial, 0o777 & ~current_umask())  # mkdtemp makes it private (0o700)
         model.export(os.fspath(partial), format="tf_saved_model", verbose=False)
         model.save(partial / KERAS_NAME)
-        (partial / SPEC_NAME).write_text(spec.to_json(indent=2) + "\n")
+        if spec is not None:
+            (partial / SPEC_NAME).write_text(spec.to_json(indent=2) + "\n")
+        for name, content in (extra_json or {}).items():
+            (partial / name).write_text(json.dumps(content, indent=2) + "\n")
         verification = check(partial) if check is not None else None
         all_metrics = dict(metrics)
         if verification is not None:
@@ -90,9 +97,3 @@ def export_savedmodel(
         raise
     logger.info("exported %d files to %s", len(manifest) + 1, path)
     return ExportResult(path, manifest, verification, removed)
-
-
-
-
-
-

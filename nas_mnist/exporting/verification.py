@@ -47,6 +47,8 @@ class Verification:
         max_abs_difference: largest |p_savedmodel - p_in_memory| over all probabilities.
         keras_max_abs_difference: largest |p_model.keras - p_in_memory| over all probabilities.
         expected_test_accuracy: the trial's recorded test_accuracy, if it was compared.
+        reference_max_abs_difference: largest |p_savedmodel - p_reference| when reference
+            probabilities were given (an ensemble: the mean of its members' predictions).
     """
 
     num_images: int
@@ -54,6 +56,7 @@ class Verification:
     max_abs_difference: float
     keras_max_abs_difference: float
     expected_test_accuracy: float | None = None
+    reference_max_abs_difference: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -62,6 +65,8 @@ class Verification:
             "max_abs_difference": self.max_abs_difference,
             "keras_max_abs_difference": self.keras_max_abs_difference,
             "expected_test_accuracy": self.expected_test_accuracy,
+            **({} if self.reference_max_abs_difference is None
+               else {"reference_max_abs_difference": self.reference_max_abs_difference}),
         }
 
 
@@ -90,7 +95,7 @@ def predict_savedmodel(
     return np.concatenate(outputs) if outputs else np.zeros((0, NUM_CLASSES), np.float32)
 
 
-def _check_signature(loaded: Any, folder: Path) -> Any:
+def check_signature(loaded: Any, folder: Path) -> Any:
     """The ``serving_default`` signature of ``loaded``, checked against the documented contract."""
     import tensorflow as tf
 
@@ -128,6 +133,7 @@ def verify_export(
     expected_test_accuracy: float | None = None,
     tolerance: float = PREDICTION_TOLERANCE,
     accuracy_tolerance: float = ACCURACY_TOLERANCE,
+    reference: np.ndarray | None = None,
 ) -> Verification:
     """Prove that the files in ``folder`` are ``model``.
 
@@ -143,14 +149,17 @@ def verify_export(
             same images, or None to skip that comparison (e.g. after ``--retrain``).
         tolerance: largest allowed absolute difference between probabilities.
         accuracy_tolerance: largest allowed |test_accuracy - expected_test_accuracy|.
+        reference: float32 array (n, 10) the SavedModel's probabilities must also match within
+            ``tolerance`` (for an ensemble: the mean of its members' predictions), or None.
 
     Returns:
         What was measured.
 
     Raises:
         VerificationError: the signature differs from the documented one, rows do not sum to 1,
-            predictions differ by ``tolerance`` or more, or the test accuracy differs from
-            ``expected_test_accuracy`` by more than ``accuracy_tolerance`` (a different model).
+            predictions differ (from the model's or ``reference``) by ``tolerance`` or more, or
+            the test accuracy differs from ``expected_test_accuracy`` by more than
+            ``accuracy_tolerance`` (a different model).
     """
     import numpy as np
 
@@ -159,10 +168,16 @@ def verify_export(
     _check_probabilities(exported, len(x_test))
     difference = float(np.abs(exported - in_memory).max()) if len(x_test) else 0.0
     keras_difference = float(np.abs(from_keras_file - in_memory).max()) if len(x_test) else 0.0
-    for what, value in (("SavedModel", difference), (KERAS_NAME, keras_difference)):
+    checks = [("SavedModel", "the in-memory model", difference),
+              (KERAS_NAME, "the in-memory model", keras_difference)]
+    reference_difference = None
+    if reference is not None:
+        reference_difference = float(np.abs(exported - reference).max()) if len(x_test) else 0.0
+        checks.append(("SavedModel", "the reference predictions", reference_difference))
+    for what, other, value in checks:
         if not value < tolerance:
             raise VerificationError(
-                f"the exported {what} predicts differently from the in-memory model: max abs "
+                f"the exported {what} predicts differently from {other}: max abs "
                 f"difference {value:.3g} >= {tolerance:g}"
             )
     accuracy = float((exported.argmax(axis=1) == np.asarray(y_test)).mean()) if len(x_test) else 0.0
@@ -176,7 +191,8 @@ def verify_export(
         )
     logger.info("verified %s: test_accuracy %.4f on %d images, max abs difference %.2g", root,
                 accuracy, len(x_test), difference)
-    return Verification(len(x_test), accuracy, difference, keras_difference, expected_test_accuracy)
+    return Verification(len(x_test), accuracy, difference, keras_difference,
+                        expected_test_accuracy, reference_difference)
 
 
 def _predictions(root: Path, model: keras.Model, x_test: np.ndarray) -> tuple[Any, Any, Any]:
@@ -186,7 +202,7 @@ def _predictions(root: Path, model: keras.Model, x_test: np.ndarray) -> tuple[An
     import numpy as np
     import tensorflow as tf
 
-    signature = _check_signature(tf.saved_model.load(os.fspath(root)), root)
+    signature = check_signature(tf.saved_model.load(os.fspath(root)), root)
     exported = predict_savedmodel(signature, x_test)
     in_memory = np.asarray(model.predict(x_test, batch_size=PREDICT_BATCH_SIZE, verbose=0))
     reloaded = keras.saving.load_model(root / KERAS_NAME)

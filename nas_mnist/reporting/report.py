@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,13 @@ from nas_mnist.engine.settings import DEFAULT_STORAGE, DEFAULT_STUDY_NAME
 from nas_mnist.engine.study import val_accuracy_of
 from nas_mnist.engine.study_plots import write_study_plots
 from nas_mnist.errors import InputError
-from nas_mnist.trial_attributes import MODEL_URI_ATTR, TRACKING_URI_ATTR
+from nas_mnist.trial_attributes import (
+    MODEL_URI_ATTR,
+    NUM_PARAMS_ATTR,
+    RUN_ATTR,
+    TEST_ACCURACY_ATTR,
+    TRACKING_URI_ATTR,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -125,17 +131,25 @@ def report(
     study_name: str = DEFAULT_STUDY_NAME,
     tracking_uri: str | None = None,
     data: str | os.PathLike | None = None,
+    force: bool = False,
 ) -> Report:
     """Write the report of a study, finished or still running (``nas-mnist report``).
 
+    The folder is written as a hidden ``.NAME.partial-<pid>-<random>`` next to ``out`` and
+    renamed into place at the end (as exports are, ``nas_mnist.exporting.atomic``), so ``out``
+    holds either a whole report or what it held before.
+
     Args:
-        out: the folder to write; it must not exist or be empty (nothing is overwritten).
+        out: the folder to write; it must not exist or be empty, unless ``force``.
         storage, study_name: the study, as for ``nas_mnist.search``.
         tracking_uri: the MLflow store with the trials' models (default: the study's own).
         data: MNIST, as for ``nas_mnist.search``, for the best model's test-set figures.
+        force: replace ``out`` if it holds an earlier report (``report.html`` and
+            ``leaderboard.csv``); any other non-empty folder is still refused.
 
     Returns:
-        A ``Report`` (files written, parts skipped and why, best trial, leaderboard).
+        A ``Report`` (files written, parts skipped and why, best trial, leaderboard), with
+        paths in ``out``.
 
     Raises:
         InputError: an unusable ``out``, a storage file that does not exist, no such study, or
@@ -144,33 +158,86 @@ def report(
     from nas_mnist.data import load_splits
     from nas_mnist.engine.storage import load_existing_study
 
-    folder = check_report_dir(out)
+    folder = check_report_dir(out, force)
     study = load_existing_study(storage, study_name)
     tracking_uri = tracking_uri or study.user_attrs.get(TRACKING_URI_ATTR)
     test_data = None
     if best_trial(study, with_model=True) is not None:
         splits = load_splits(data)
         test_data = (splits.x_test, splits.y_test)
-    return write_report(study, folder, test_data=test_data, tracking_uri=tracking_uri,
-                        source=f"study {study_name!r} in {storage}")
+    return _write_atomically(study, folder, test_data, tracking_uri,
+                             f"study {study_name!r} in {storage}")
 
 
-def check_report_dir(out: str | os.PathLike) -> Path:
-    """The report folder, checked: new or empty, in an existing parent folder.
+def _write_atomically(study: Any, folder: Path, test_data: Any, tracking_uri: str | None,
+                      source: str) -> Report:
+    """``write_report`` into a hidden partial folder, then rename it to ``folder``."""
+    import shutil
+    import tempfile
+
+    from nas_mnist.exporting.atomic import (
+        current_umask,
+        move_into_place,
+        partial_prefix,
+        remove_stale_partials,
+    )
+
+    folder = folder.absolute()
+    remove_stale_partials(folder)
+    partial = Path(tempfile.mkdtemp(prefix=f"{partial_prefix(folder)}{os.getpid()}-",
+                                    dir=folder.parent))
+    try:
+        os.chmod(partial, 0o777 & ~current_umask())  # mkdtemp makes it private (0o700)
+        written = write_report(study, partial, test_data=test_data, tracking_uri=tracking_uri,
+                               source=source)
+        move_into_place(partial, folder)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    written.out_dir = folder
+    written.files = [folder / f.relative_to(partial) for f in written.files]
+    return written
+
+
+REPORT_MARKERS = ("report.html", "leaderboard.csv")
+"""Files that make a folder an earlier report, which ``force`` may replace."""
+
+
+def check_report_dir(out: str | os.PathLike, force: bool = False) -> Path:
+    """The report folder, checked: new or empty (or, with ``force``, an earlier report), in an
+    existing, writable parent folder. Nothing is written.
 
     Raises:
-        InputError: ``out`` is a file, a folder that is not empty, or its parent is missing.
+        InputError: ``out`` is a file or a link, a folder that is not empty (without ``force``,
+            or not an earlier report), or its parent is missing or not writable.
     """
     folder = Path(out).expanduser()
-    if folder.exists() and not folder.is_dir():
-        raise InputError(f"--out {folder} is a file; pass a new or empty folder")
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise InputError(f"--out {folder} is a file or a link; pass a new or empty folder")
     if folder.is_dir() and any(folder.iterdir()):
-        raise InputError(
-            f"--out {folder} is not empty; pass a new or empty folder (nothing is overwritten)"
-        )
-    if not folder.parent.is_dir():
-        raise InputError(f"the parent folder {folder.parent} of --out does not exist; create it")
+        earlier = all((folder / name).is_file() for name in REPORT_MARKERS)
+        if not force:
+            raise InputError(
+                f"--out {folder} is not empty; pass a new or empty folder (nothing is "
+                "overwritten)" + ("; it holds an earlier report: --force replaces it"
+                                  if earlier else "")
+            )
+        if not earlier:
+            raise InputError(
+                f"refusing to replace {folder}: it is not empty and is not an earlier report "
+                f"(no {' and '.join(REPORT_MARKERS)}); choose another --out"
+            )
+    parent = folder.absolute().parent
+    if not parent.is_dir():
+        raise InputError(f"the parent folder {parent} of --out does not exist; create it")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write to {parent} (permission denied); choose --out in a "
+                         "writable folder")
     return folder
+
+
+RAN_STATES = ("complete", "pruned", "fail", "running")
+"""Trial states the report lists: trials that ran (queued, waiting trials are only counted)."""
 
 
 def write_report(
@@ -187,7 +254,9 @@ def write_report(
     ``<plot>.png`` and ``<plot>.html`` for Optuna's plots (with one shared ``plotly.min.js``),
     ``param_importances.json``, ``confusion_matrix.png`` and ``misclassified.png`` (best complete
     trial by val_accuracy, on the test split: reporting only, nothing is selected by it) and
-    ``report.html``. Parts that cannot be made are listed in ``Report.skipped`` and on the page.
+    ``report.html``. Only trials that ran are listed (``RAN_STATES``; waiting trials are
+    counted on the page). Parts that cannot be made are listed in ``Report.skipped`` and on the
+    page.
 
     Args:
         study: the ``optuna.Study`` (finished or still running).
@@ -203,7 +272,7 @@ def write_report(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = Report(out_dir=out_dir)
-    frame = view(leaderboard(study), "records")
+    frame = view(leaderboard(study, states=RAN_STATES), "records")
     report.leaderboard = frame
     frame.to_csv(out_dir / "leaderboard.csv", index=False)
     (out_dir / "leaderboard.md").write_text(leaderboard_markdown(frame))
@@ -213,9 +282,17 @@ def write_report(
     report.skipped.update(skipped)
     if (out_dir / "plotly.min.js").exists():
         report.files.append(out_dir / "plotly.min.js")
-
     best = best_trial(study, with_model=True)
-    evaluation: dict[str, float] = {}
+    evaluation = _best_model_figures(report, best, test_data, tracking_uri)
+    page = out_dir / "report.html"
+    page.write_text(_report_html(study, frame, report, best, evaluation, source))
+    report.files.append(page)
+    return report
+
+
+def _best_model_figures(report: Report, best: Any, test_data: tuple[Any, Any] | None,
+                        tracking_uri: str | None) -> dict[str, float]:
+    """Draw the best model's confusion matrix and mistakes into the report (or say why not)."""
     if best is None:
         report.skipped["best model"] = "no complete trial with a kept model"
     elif test_data is None:
@@ -226,38 +303,63 @@ def write_report(
         report.best_trial = best.number
         try:
             figures, evaluation = evaluate_best_model(
-                best, test_data[0], test_data[1], tracking_uri, out_dir
+                best, test_data[0], test_data[1], tracking_uri, report.out_dir
             )
             report.files += figures
+            return evaluation
         except Exception as exc:
             logger.warning("could not evaluate trial %d's model: %s", best.number, exc)
             report.skipped["best model"] = (
                 f"trial {best.number}'s model {best.user_attrs['model_uri']} could not be "
                 f"loaded from {tracking_uri}: {type(exc).__name__}: {exc}"
             )
-    page = out_dir / "report.html"
-    page.write_text(_report_html(study, frame, report, best, evaluation, source))
-    report.files.append(page)
-    return report
+    return {}
 
+
+# ---------------------------------------------------------------------------------------------
+# report.html
+# ---------------------------------------------------------------------------------------------
 
 _CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1100px;
+       padding: 0 1em; color: #222; }
 img { max-width: 100%; border: 1px solid #ddd; }
 figure { margin: 1em 0; } figcaption { color: #555; }
-table { border-collapse: collapse; font-size: 0.85em; }
-th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: right; }
+table { border-collapse: collapse; font-size: 0.75em; width: 100%; }
+th, td { border: 1px solid #ccc; padding: 1px 3px; text-align: right; white-space: nowrap; }
+th { background: #f3f3f3; white-space: normal; } td.text { text-align: left; }
+td.wrap { white-space: normal; overflow-wrap: anywhere; min-width: 5em; }
+@media print { body { margin: 0; max-width: none; } table { font-size: 7pt; } }
 tr.baseline { background: #fff6dc; } tr.complete td:nth-child(3) { color: #1a7f37; }
-.skipped { color: #8a5300; }
+.skipped, .caveat { color: #8a5300; }
 """
+
+HTML_COLUMNS = VIEWS["html"]
+"""The leaderboard columns of ``report.html`` (every column is in ``leaderboard.csv``)."""
+
+_CELL_CLASSES = {"baseline": ' class="text"', "state": ' class="text"',
+                 "kernel_sizes": ' class="text wrap"', "optimizer": ' class="text"',
+                 "note": ' class="text wrap"'}
+"""Left-aligned text columns; the wrapping ones (long notes) keep the table within the page."""
 
 _PLOT_TITLES = {
     "pareto_front": "Pareto front: val_accuracy against the other objectives (several objectives)",
     "optimization_history": "Optimization history: val_accuracy per trial and best so far",
-    "intermediate_values": "Learning curves of every trial: val_accuracy per epoch",
+    "intermediate_values": "Learning curves of every trial: val_accuracy per epoch (numbered "
+    "from 0, as Optuna's and MLflow's steps)",
     "parallel_coordinate": "Parallel coordinates of the architectures (numeric encodings)",
     "param_importances": "Parameter importances (fANOVA) of the architectures' encodings",
 }
+
+MIN_TRIALS_FOR_IMPORTANCES = 20
+"""Complete trials below which the page warns that parameter importances are unreliable. A
+rule of thumb, not a published threshold: fANOVA (Hutter, Hoos and Leyton-Brown, "An efficient
+approach for assessing hyperparameter importance", ICML 2014) fits a random forest to the
+trials, and with a handful of points a few lucky trials decide the ranking."""
+
+
+def _esc(value: Any) -> str:
+    return html.escape(str(value))
 
 
 def _report_html(
@@ -268,71 +370,110 @@ def _report_html(
     evaluation: Mapping[str, float],
     source: str,
 ) -> str:
-    esc: Callable[[Any], str] = lambda value: html.escape(str(value))  # noqa: E731
-    counts = frame["state"].value_counts().to_dict()
     parts = [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>nas-mnist report: {esc(study.study_name)}</title><style>{_CSS}</style></head>",
-        f"<body><h1>Study {esc(study.study_name)}</h1>",
-        f"<p>{esc(source)} &middot; {len(frame)} trials: "
-        + ", ".join(f"{n} {esc(state)}" for state, n in sorted(counts.items()))
-        + "</p>",
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>nas-mnist report: {_esc(study.study_name)}</title><style>{_CSS}</style></head>",
+        f"<body><h1>Study {_esc(study.study_name)}</h1>",
+        *_summary_html(study, frame, best, source),
+        *_leaderboard_html(frame),
+        *_plots_html(study, report),
+        *_best_model_html(report, best, evaluation),
+    ]
+    if report.skipped:
+        parts.append('<h2>Not shown</h2><ul class="skipped">')
+        parts += [f"<li>{_esc(k)}: {_esc(v)}</li>" for k, v in report.skipped.items()]
+        parts.append("</ul>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def _summary_html(study: Any, frame: Any, best: Any, source: str) -> list[str]:
+    """Where the study is, its trials by state, the best trial and the baseline comparison."""
+    counts = frame["state"].value_counts().to_dict()
+    waiting = sum(t.state.name == "WAITING" for t in study.get_trials(deepcopy=False))
+    parts = [
+        f"<p>{_esc(source)} &middot; {len(frame)} trials ran: "
+        + ", ".join(f"{n} {_esc(state)}" for state, n in sorted(counts.items()))
+        + (f" &middot; {waiting} queued trial(s) not run yet (not listed)" if waiting else "")
+        + "</p>"
     ]
     if best is not None:
         attrs = best.user_attrs
-        test = attrs.get("test_accuracy")
+        test = attrs.get(TEST_ACCURACY_ATTR)
         parts.append(
             f"<p>Best trial by val_accuracy: <b>{best.number}</b>"
-            + (f" ({esc(attrs['baseline'])})" if attrs.get("baseline") else "")
+            + (f" ({_esc(attrs['baseline'])})" if attrs.get("baseline") else "")
             + f", val_accuracy {val_accuracy_of(best):.4f}"
             + (f", test_accuracy {test:.4f}" if test is not None else "")
-            + (f", {attrs['params']:,} params" if attrs.get("params") else "")
-            + (
-                f", MLflow run <code>{esc(attrs['mlflow_run_id'])}</code>"
-                if attrs.get("mlflow_run_id")
-                else ""
-            )
+            + (f", {attrs[NUM_PARAMS_ATTR]:,} params" if attrs.get(NUM_PARAMS_ATTR) else "")
+            + (f", MLflow run <code>{_esc(attrs[RUN_ATTR])}</code>" if attrs.get(RUN_ATTR)
+               else "")
             + ".</p>"
         )
     comparison = baseline_comparison(frame)
     if comparison is not None:
         sentence = comparison_sentence(comparison)
-        parts.append(f"<p>{esc(sentence[0].upper() + sentence[1:])}</p>")
-    parts.append("<h2>Search</h2>")
-    for kind, caption in _PLOT_TITLES.items():
-        if (report.out_dir / f"{kind}.png").exists():
-            parts.append(
-                f'<figure><a href="{kind}.html"><img src="{kind}.png" alt="{esc(caption)}"></a>'
-                f"<figcaption>{esc(caption)} (click for the interactive version)</figcaption>"
-                "</figure>"
-            )
-    if (report.out_dir / "confusion_matrix.png").exists():
-        parts.append(f"<h2>Best model: trial {best.number}, on the test split</h2>")
-        if evaluation:
-            parts.append(f"<p>test_accuracy recomputed here: {evaluation['test_accuracy']:.4f}</p>")
-        for name, caption in (
-            ("confusion_matrix", "Confusion matrix (rows: true class)"),
-            ("misclassified", "Misclassified test images, most confident first"),
-        ):
-            parts.append(
-                f'<figure><img src="{name}.png" alt="{esc(caption)}">'
-                f"<figcaption>{esc(caption)}</figcaption></figure>"
-            )
-    if report.skipped:
-        parts.append('<h2>Not shown</h2><ul class="skipped">')
-        parts += [f"<li>{esc(k)}: {esc(v)}</li>" for k, v in report.skipped.items()]
-        parts.append("</ul>")
-    parts.append(
-        '<h2>Leaderboard</h2><p>Also as <a href="leaderboard.csv">CSV</a> and '
-        '<a href="leaderboard.md">markdown</a>.</p><table><thead><tr>'
-    )
-    parts += [f"<th>{esc(c)}</th>" for c in VIEWS["markdown"]]
-    parts.append("</tr></thead><tbody>")
+        parts.append(f"<p>{_esc(sentence[0].upper() + sentence[1:])}</p>")
+    return parts
+
+
+def _leaderboard_html(frame: Any) -> list[str]:
+    """The leaderboard table (``HTML_COLUMNS``), best val_accuracy first."""
+    parts = [
+        "<h2>Leaderboard</h2><p>Trials that ran, best val_accuracy first; epochs are numbered "
+        "from 0 (<code>best_epoch</code> 0 is the first epoch), as Optuna's and MLflow's "
+        'steps. All columns: <a href="leaderboard.csv">CSV</a>, '
+        '<a href="leaderboard.md">markdown</a>.</p><table><thead><tr>',
+        *(f"<th>{_esc(c).replace('_', '_<wbr>')}</th>" for c in HTML_COLUMNS),
+        "</tr></thead><tbody>",
+    ]
     for _, row in frame.iterrows():
         classes = [str(row["state"])] + (["baseline"] if row["baseline"] else [])
-        parts.append(f'<tr class="{esc(" ".join(classes))}">')
-        parts += [f"<td>{esc(format_cell(row[c], c))}</td>" for c in VIEWS["markdown"]]
+        parts.append(f'<tr class="{_esc(" ".join(classes))}">')
+        parts += [f"<td{_CELL_CLASSES.get(c, '')}>{_esc(format_cell(row[c], c))}</td>"
+                  for c in HTML_COLUMNS]
         parts.append("</tr>")
-    parts.append("</tbody></table></body></html>\n")
-    return "\n".join(parts)
+    parts.append("</tbody></table>")
+    return parts
+
+
+def _plots_html(study: Any, report: Report) -> list[str]:
+    """Optuna's plots, with a caveat on importances computed from few complete trials."""
+    parts = ["<h2>Search</h2>"]
+    num_complete = sum(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False))
+    for kind, caption in _PLOT_TITLES.items():
+        if not (report.out_dir / f"{kind}.png").exists():
+            continue
+        parts.append(
+            f'<figure><a href="{kind}.html"><img src="{kind}.png" alt="{_esc(caption)}"></a>'
+            f"<figcaption>{_esc(caption)} (click for the interactive version)</figcaption>"
+        )
+        if kind == "param_importances" and num_complete < MIN_TRIALS_FOR_IMPORTANCES:
+            parts.append(
+                f'<p class="caveat">Caveat: computed from only {num_complete} complete '
+                f"trials. With fewer than {MIN_TRIALS_FOR_IMPORTANCES}, importances mostly "
+                "reflect which few trials happened to run; read them as a hint, not a "
+                "ranking.</p>"
+            )
+        parts.append("</figure>")
+    return parts
+
+
+def _best_model_html(report: Report, best: Any, evaluation: Mapping[str, float]) -> list[str]:
+    """The best model's confusion matrix and mistakes on the test split, if they were drawn."""
+    if not (report.out_dir / "confusion_matrix.png").exists():
+        return []
+    parts = [f"<h2>Best model: trial {best.number}, on the test split</h2>"]
+    if evaluation:
+        parts.append(f"<p>test_accuracy recomputed here: {evaluation['test_accuracy']:.4f}</p>")
+    for name, caption in (
+        ("confusion_matrix", "Confusion matrix (rows: true class)"),
+        ("misclassified", "Misclassified test images, most confident first"),
+    ):
+        parts.append(
+            f'<figure><img src="{name}.png" alt="{_esc(caption)}">'
+            f"<figcaption>{_esc(caption)}</figcaption></figure>"
+        )
+    return parts

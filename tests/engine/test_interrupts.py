@@ -102,12 +102,13 @@ def test_watchdog_exits_within_the_grace_period_while_the_main_thread_is_stuck_i
     import subprocess
     import sys
 
-    # A signal handled before the C call starts is caught, and the loop enters the C call.
+    # A signal handled before the C call starts (even while 'ready' is being printed) is caught,
+    # and the loop enters the C call again.
     code = ("import hashlib\nfrom nas_mnist.engine.interrupts import handle_signals\n"
             "with handle_signals(grace_seconds=1):\n"
-            "    print('ready', flush=True)\n"
             "    while True:\n"
             "        try:\n"
+            "            print('ready', flush=True)\n"
             "            hashlib.pbkdf2_hmac('sha256', b'password', b'salt', 10**9)\n"
             "        except KeyboardInterrupt:\n"
             "            pass\n")

@@ -443,3 +443,60 @@ def test_remove_stale_partials_keeps_those_of_running_exports(tmp_path):
         folder.mkdir()
     assert remove_stale_partials(tmp_path / "best") == [stale]
     assert running.is_dir() and unrelated.is_dir() and not stale.exists()
+
+
+# --- ensembles ----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_ensemble_averages_the_best_trials_and_is_verified(study, capsys):
+    import keras
+
+    from nas_mnist.tracking.models import load_logged_model
+
+    out = study.root / "ensemble"
+    assert main(study.export_args("--out", str(out), "--ensemble", "2")) == 0
+    assert "ensemble of 2 trials" in capsys.readouterr().out
+    completed = sorted((t for t in study.load().trials if t.state.name == "COMPLETE"),
+                       key=lambda t: (-t.user_attrs["val_accuracy"], t.number))
+    metrics = json.loads((out / "metrics.json").read_text())
+    listing = json.loads((out / "ensemble.json").read_text())
+    assert [m["trial_number"] for m in metrics["members"]] == [t.number for t in completed[:2]]
+    assert [m["trial_number"] for m in listing["members"]] == [t.number for t in completed[:2]]
+    for member, trial in zip(metrics["members"], completed[:2]):
+        assert member["val_accuracy"] == trial.user_attrs["val_accuracy"]
+        assert member["model_uri"] == trial.user_attrs["model_uri"]
+        assert abs(member["test_accuracy_recomputed"] - trial.user_attrs["test_accuracy"]) < 1e-3
+    assert not (out / "spec.json").exists()
+    assert verify_manifest(out) == []
+    assert "ensemble.json" in json.loads((out / "manifest.json").read_text())
+
+    # The SavedModel's output is the mean of the members' softmax outputs.
+    x, y = _test_set(study)
+    x = x[:500]
+    members = [load_logged_model(t.user_attrs["model_uri"], study.tracking_uri)
+               for t in completed[:2]]
+    mean = np.mean([m.predict(x, verbose=0) for m in members], axis=0)
+    np.testing.assert_allclose(_serving_predict(out, x), mean, atol=1e-5)
+    reloaded = keras.saving.load_model(out / "model.keras")
+    np.testing.assert_allclose(reloaded.predict(x, verbose=0), mean, atol=1e-5)
+    assert metrics["export"]["reference_max_abs_difference"] < 1e-5
+    assert metrics["test_accuracy"] == metrics["export"]["test_accuracy"]
+    assert metrics["test_accuracy_gain_over_best_member"] == pytest.approx(
+        metrics["test_accuracy"] - metrics["members"][0]["test_accuracy_recomputed"])
+
+
+@pytest.mark.slow
+def test_bad_ensemble_requests_exit_2_and_write_nothing(study, capsys):
+    before = study.listing()
+    out = study.root / "no_ensemble"
+    num_complete = sum(t.state.name == "COMPLETE" for t in study.load().trials)
+    for extra, message in (
+        (("--ensemble", "1"), "at least 2 members"),
+        (("--ensemble", str(num_complete + 1)), f"only {num_complete} complete trial(s)"),
+        (("--ensemble", "2", "--trial", "0"), "cannot be combined with --trial"),
+        (("--ensemble", "2", "--retrain"), "cannot be combined with --trial or --retrain"),
+    ):
+        assert main(study.export_args("--out", str(out), *extra)) == 2
+        assert message in capsys.readouterr().err
+    assert study.listing() == before

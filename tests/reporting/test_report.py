@@ -317,3 +317,112 @@ def test_report_bad_input_exits_2_and_writes_nothing(searched, tmp_path, capsys)
     assert main([*common, "--study-name", "demo", "--out", str(out)]) == 2
     assert "not empty" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+# ---------------------------------------------------------------------------------------------
+# fast: the report page of a study written with Optuna directly (no training)
+# ---------------------------------------------------------------------------------------------
+
+
+def _small_study(num_complete: int = 6) -> optuna.Study:
+    """Complete trials with baseline specs and per-epoch values, one pruned, one waiting."""
+    from nas_mnist.architecture.baselines import BASELINES
+
+    study = optuna.create_study(direction="maximize")
+    for i in range(num_complete):
+        trial = study.ask()
+        spec = BASELINES[i].spec
+        value = 0.9 + 0.01 * i
+        for epoch in range(3):
+            trial.report(value - 0.1 + 0.05 * epoch, epoch)
+        for key, attr in (("spec", spec.to_dict()), ("val_accuracy", value),
+                          ("test_accuracy", value - 0.005), ("params", spec.num_params),
+                          ("best_epoch", 2)):
+            trial.set_user_attr(key, attr)
+        study.tell(trial, value)
+    pruned = study.ask()
+    pruned.set_user_attr("reason", "invalid_architecture: too small")
+    study.tell(pruned, state=optuna.trial.TrialState.PRUNED)
+    study.enqueue_trial({})  # waits for a later run
+    return study
+
+
+def test_report_page_lists_only_trials_that_ran_leaderboard_first(tmp_path):
+    from nas_mnist.reporting.report import write_report
+
+    study = _small_study()
+    assert sum(t.state.name == "WAITING" for t in study.trials) == 1
+    written = write_report(study, tmp_path)
+    with open(tmp_path / "leaderboard.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 7 and {r["state"] for r in rows} == {"complete", "pruned"}
+    assert len(written.leaderboard) == 7
+    page = (tmp_path / "report.html").read_text()
+    assert "waiting" not in page.split("<table")[1]
+    assert "1 queued trial(s) not run yet (not listed)" in page
+    headings = re.findall(r"<h2>([^<]+)</h2>", page)
+    assert headings[0] == "Leaderboard" and "Search" in headings
+    header = [h.replace("<wbr>", "") for h in re.findall(r"<th>(.+?)</th>", page)]
+    assert tuple(header) == VIEWS["html"] and len(header) <= 12
+    assert "numbered from 0" in page  # best_epoch and the learning curves' axis
+    # Six complete trials: importances are drawn with the caveat.
+    assert (tmp_path / "param_importances.png").exists()
+    assert "Caveat: computed from only 6 complete trials" in page
+
+
+def test_importances_caveat_disappears_from_20_complete_trials(tmp_path):
+    from nas_mnist.reporting.report import MIN_TRIALS_FOR_IMPORTANCES, Report, _plots_html
+
+    study = _small_study(num_complete=3)
+    (tmp_path / "param_importances.png").write_bytes(b"")
+    few = "\n".join(_plots_html(study, Report(out_dir=tmp_path)))
+    assert "Caveat: computed from only 3 complete trials" in few
+    for _ in range(MIN_TRIALS_FOR_IMPORTANCES - 3):
+        study.add_trial(optuna.trial.create_trial(value=0.5))
+    many = "\n".join(_plots_html(study, Report(out_dir=tmp_path)))
+    assert "Caveat" not in many
+
+
+def test_intermediate_values_axis_says_epochs_count_from_0(tmp_path):
+    from nas_mnist.plots import EPOCH_AXIS_LABEL
+
+    files, _ = write_study_plots(_small_study(3), tmp_path, importance=False)
+    assert tmp_path / "intermediate_values.html" in files
+    assert EPOCH_AXIS_LABEL.replace("'", "\\u0027") in (
+        tmp_path / "intermediate_values.html").read_text().replace("'", "\\u0027")
+
+
+def test_report_force_replaces_an_earlier_report_only(tmp_path, monkeypatch):
+    import nas_mnist.reporting.report as report_module
+
+    study = _small_study(3)
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    copy = optuna.copy_study  # a stored study, so that report() can load it
+    copy(from_study_name=study.study_name, from_storage=study._storage,
+         to_storage=storage, to_study_name="demo")
+    out = tmp_path / "rep"
+    assert main(["report", "--storage", storage, "--study-name", "demo", "--out",
+                 str(out)]) == 0
+    first = (out / "report.html").stat().st_mtime_ns
+    (out / "stale.txt").write_text("from an earlier report")
+    # Without --force: refused, and the message points at --force.
+    assert main(["report", "--storage", storage, "--study-name", "demo", "--out",
+                 str(out)]) == 2
+    assert (out / "stale.txt").exists()
+    assert main(["report", "--storage", storage, "--study-name", "demo", "--out", str(out),
+                 "--force"]) == 0
+    assert not (out / "stale.txt").exists() and (out / "report.html").stat().st_mtime_ns != first
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".rep")] == []
+    # A report that dies midway leaves the earlier one in place and no partial folder.
+    monkeypatch.setattr(report_module, "_report_html", lambda *a, **k: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        report_module.report(out=out, storage=storage, study_name="demo", force=True)
+    assert (out / "report.html").is_file()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".rep")] == []
+    # Anything that is not an earlier report is never replaced.
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    assert main(["report", "--storage", storage, "--study-name", "demo", "--out", str(mine),
+                 "--force"]) == 2
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]

@@ -1,0 +1,207 @@
+"""``nas_mnist.export(ensemble=K)``: the K best trials of a study as one averaged SavedModel.
+
+The ensemble's output is the mean of its members' softmax probabilities (unweighted model
+averaging; see e.g. Dietterich, "Ensemble methods in machine learning", MCS 2000, and
+Lakshminarayanan et al., "Simple and scalable predictive uncertainty estimation using deep
+ensembles", NeurIPS 2017, who average softmax outputs the same way). Members are the K complete
+trials with the highest val_accuracy that kept a model (``nas_mnist.engine.leaderboard``): the
+test split is never used to choose them, only to report what the ensemble adds.
+
+The folder has the layout of a single export (``nas_mnist.exporting.layout``) with the same
+``serving_default`` signature, except that ``spec.json`` is replaced by ``ensemble.json``
+(each member's trial number, model URI and spec); ``metrics.json`` records the members'
+val_accuracy and test_accuracy next to the ensemble's.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nas_mnist.architecture.spec import INPUT_SHAPE
+from nas_mnist.engine.study import val_accuracy_of
+from nas_mnist.exporting.layout import ExportError, ExportResult
+from nas_mnist.trial_attributes import MODEL_URI_ATTR, TEST_ACCURACY_ATTR, TRACKING_URI_ATTR
+
+logger = logging.getLogger(__name__)
+
+ENSEMBLE_NAME = "ensemble.json"
+"""The file that lists an ensemble's members (in place of ``spec.json``)."""
+
+
+@dataclass(frozen=True)
+class _Members:
+    """The checked inputs of an ensemble export."""
+
+    study: Any
+    trials: list[Any]
+    specs: list[Any]
+    out: Path
+    tracking_uri: str
+    data: Any
+
+
+def export_ensemble(
+    k: int,
+    out: str | os.PathLike,
+    storage: str,
+    study_name: str,
+    *,
+    force: bool = False,
+    tracking_uri: str | None = None,
+    data: str | os.PathLike | None = None,
+) -> ExportResult:
+    """Export the mean of the K best trials' softmax outputs as one verified SavedModel.
+
+    Args:
+        k: number of members, at least 2.
+        out, storage, study_name, force, tracking_uri, data: as for ``nas_mnist.export``.
+
+    Returns:
+        An ``ExportResult`` with ``members`` (one dict per member, best first) and
+        ``trial_number`` None.
+
+    Raises:
+        InputError: ``k`` below 2, fewer than ``k`` complete trials with a kept model, an
+            unusable ``out`` or tracking store, bad data; nothing is written.
+        VerificationError: the written SavedModel does not reproduce the mean of the members'
+            predictions within ``PREDICTION_TOLERANCE``; nothing is left.
+    """
+    source = _check_inputs(k, out, storage, study_name, force, tracking_uri, data)
+    models = _load_members(source)
+    model = build_ensemble(models, [t.number for t in source.trials])
+    return _write(source, model, models, force)
+
+
+def _check_inputs(k: int, out: Any, storage: str, study_name: str, force: bool,
+                  tracking_uri: str | None, data: Any) -> _Members:
+    from nas_mnist.data import load_splits
+    from nas_mnist.engine.leaderboard import best_trials
+    from nas_mnist.engine.storage import load_existing_study
+    from nas_mnist.exporting.atomic import check_out_dir
+    from nas_mnist.exporting.selection import trial_spec
+    from nas_mnist.sqlite_files import require_existing_sqlite
+    from nas_mnist.tracking.tracker import Tracker
+
+    if k < 2:
+        raise ExportError(f"--ensemble {k}: an ensemble needs at least 2 members; leave out "
+                          "--ensemble to export the best trial alone")
+    study = load_existing_study(storage, study_name)
+    trials = best_trials(study, k, with_model=True)
+    if len(trials) < k:
+        raise ExportError(
+            f"--ensemble {k}: study {study_name!r} has only {len(trials)} complete trial(s) "
+            f"with a kept model; pass --ensemble {len(trials)} or fewer, or search longer"
+        )
+    specs = [trial_spec(t) for t in trials]
+    path = check_out_dir(out, force)
+    tracking_uri = tracking_uri or study.user_attrs.get(TRACKING_URI_ATTR)
+    if not tracking_uri:
+        raise ExportError(f"study {study_name!r} records no MLflow tracking URI; pass "
+                          "--tracking-uri")
+    require_existing_sqlite(tracking_uri, "MLflow tracking store", "--tracking-uri")
+    Tracker(tracking_uri).check()
+    return _Members(study, trials, specs, path, tracking_uri, load_splits(data))
+
+
+def _load_members(source: _Members) -> list[Any]:
+    """Each member's kept model, checked against its spec's parameter count."""
+    from nas_mnist.exporting.selection import load_trial_model
+    from nas_mnist.exporting.verification import VerificationError
+
+    models = []
+    for trial, spec in zip(source.trials, source.specs, strict=True):
+        model = load_trial_model(trial, source.tracking_uri)
+        if model.count_params() != spec.num_params:
+            raise VerificationError(
+                f"the model of trial {trial.number} has {model.count_params():,} parameters "
+                f"but its spec has {spec.num_params:,}: not the trial's model"
+            )
+        models.append(model)
+    return models
+
+
+def build_ensemble(members: list[Any], numbers: list[int]) -> Any:
+    """A Keras model whose output is the mean of ``members``' outputs.
+
+    Args:
+        members: Keras models, each float32 (n, 28, 28, 1) in [0, 1] to (n, 10) probabilities.
+        numbers: their trial numbers; member ``i`` is renamed ``trial_<numbers[i]>`` (Keras
+            needs unique layer names).
+
+    Returns:
+        A functional ``keras.Model`` with input ``image`` (n, 28, 28, 1) and output (n, 10).
+    """
+    import keras
+
+    for model, number in zip(members, numbers, strict=True):
+        model.name = f"trial_{number}"
+    image = keras.Input(shape=INPUT_SHAPE, name="image")
+    outputs = [model(image) for model in members]
+    mean = keras.layers.Average(name="probabilities")(outputs)
+    return keras.Model(image, mean, name=f"ensemble_of_{len(members)}")
+
+
+def _member_facts(source: _Members, models: list[Any]) -> tuple[list[dict[str, Any]], Any]:
+    """(one dict per member, mean probabilities float32 (n, 10) on the test split)."""
+    import numpy as np
+
+    from nas_mnist.model.training import EVAL_BATCH_SIZE
+
+    x_test, y_test = source.data.x_test, source.data.y_test
+    facts, probabilities = [], []
+    for trial, spec, model in zip(source.trials, source.specs, models, strict=True):
+        p = np.asarray(model.predict(x_test, batch_size=EVAL_BATCH_SIZE, verbose=0))
+        probabilities.append(p)
+        facts.append({
+            "trial_number": trial.number,
+            "val_accuracy": val_accuracy_of(trial),
+            "test_accuracy": trial.user_attrs.get(TEST_ACCURACY_ATTR),
+            "test_accuracy_recomputed": float((p.argmax(axis=1) == y_test).mean()),
+            "model_uri": trial.user_attrs.get(MODEL_URI_ATTR),
+            "spec_id": spec.spec_id,
+            "num_params": spec.num_params,
+        })
+    return facts, np.mean(probabilities, axis=0)
+
+
+def _write(source: _Members, model: Any, models: list[Any], force: bool) -> ExportResult:
+    import numpy as np
+
+    from nas_mnist.exporting.savedmodel import export_savedmodel
+    from nas_mnist.exporting.verification import verify_export
+    from nas_mnist.model.training import EVAL_BATCH_SIZE
+
+    data = source.data
+    members, reference = _member_facts(source, models)
+    val = np.asarray(model.predict(data.x_val, batch_size=EVAL_BATCH_SIZE, verbose=0))
+    test_accuracy = float((reference.argmax(axis=1) == data.y_test).mean())
+    best_single = members[0]["test_accuracy_recomputed"]
+    metrics = {
+        "study_name": source.study.study_name,
+        "ensemble": True,
+        "combine": "mean of the members' softmax probabilities",
+        "num_members": len(members),
+        "val_accuracy": float((val.argmax(axis=1) == data.y_val).mean()),
+        "test_accuracy": test_accuracy,
+        "best_member_test_accuracy": best_single,
+        "test_accuracy_gain_over_best_member": test_accuracy - best_single,
+        "members": members,
+    }
+    listing = {"combine": metrics["combine"], "members": [
+        {**fact, "spec": spec.to_dict()} for fact, spec in zip(members, source.specs, strict=True)
+    ]}
+
+    def check(folder: Path) -> Any:
+        return verify_export(folder, data.x_test, data.y_test, model, reference=reference)
+
+    result = export_savedmodel(model, None, metrics, source.out, force=force, check=check,
+                               extra_json={ENSEMBLE_NAME: listing})
+    logger.info("exported an ensemble of trials %s: test_accuracy %.4f (best member %.4f)",
+                [m["trial_number"] for m in members], test_accuracy, best_single)
+    return ExportResult(path=result.path, manifest=result.manifest,
+                        verification=result.verification,
+                        removed_partials=result.removed_partials, members=tuple(members))

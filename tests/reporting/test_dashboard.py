@@ -1,0 +1,145 @@
+"""Tests of ``nas_mnist.dashboard`` / ``nas-mnist dashboard``: optuna-dashboard on 127.0.0.1 only.
+
+A study with two trials is written with Optuna directly (no training); the server is started in
+a thread (library) and in a subprocess (CLI, stopped with SIGTERM).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import optuna
+import pytest
+
+from nas_mnist.cli.main import main
+
+SERVER_START_SECONDS = 120
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def answers(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(3)
+        return s.connect_ex((host, port)) == 0
+
+
+@pytest.fixture
+def storage(tmp_path) -> str:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(study_name="demo", storage=url, direction="maximize")
+    study.set_metric_names(["val_accuracy"])
+    for value in (0.9, 0.95):
+        trial = study.ask()
+        trial.report(value - 0.1, 0)
+        study.tell(trial, value)
+    return url
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return response.status, response.read()
+
+
+def test_library_serves_the_study_on_127_0_0_1_only(storage):
+    import nas_mnist
+
+    server = nas_mnist.dashboard(storage, port=0)
+    thread = server.start_in_thread()
+    try:
+        port = server.port
+        status, body = _get(f"http://127.0.0.1:{port}/")
+        assert status == 200 and b"<html" in body.lower()
+        status, body = _get(f"http://127.0.0.1:{port}/api/studies")
+        assert status == 200
+        studies = json.loads(body)["study_summaries"]
+        assert [s["study_name"] for s in studies] == ["demo"]
+        study_id = studies[0]["study_id"]
+        status, body = _get(f"http://127.0.0.1:{port}/api/studies/{study_id}")
+        assert status == 200 and len(json.loads(body)["trials"]) == 2
+        assert not answers("127.0.0.2", port)  # all of 127/8 is this machine; bound to .1 only
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert not answers("127.0.0.1", port)
+
+
+def test_bad_storage_exits_2_and_creates_nothing(tmp_path, capsys):
+    missing = tmp_path / "nope.db"
+    assert main(["dashboard", "--storage", f"sqlite:///{missing}", "--port",
+                 str(free_port())]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not missing.exists()
+    assert main(["dashboard", "--storage", "redis://localhost/0"]) == 2
+    assert "unknown storage scheme" in capsys.readouterr().err
+    assert main(["dashboard", "--storage", "not a url"]) == 2
+    assert capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+    # A SQLite file that is not an Optuna storage (e.g. the MLflow store) is left untouched.
+    import sqlite3
+
+    other = tmp_path / "m.db"
+    with sqlite3.connect(other) as connection:
+        connection.execute("CREATE TABLE runs (id TEXT)")
+    before = other.read_bytes()
+    assert main(["dashboard", "--storage", f"sqlite:///{other}"]) == 2
+    assert "holds no Optuna study" in capsys.readouterr().err
+    assert other.read_bytes() == before
+
+
+def test_another_host_is_refused_without_allow_remote(storage, capsys):
+    for host in ("0.0.0.0", "192.168.1.10"):
+        assert main(["dashboard", "--storage", storage, "--host", host]) == 2
+        err = capsys.readouterr().err
+        assert "refused" in err and "--allow-remote" in err and "optuna-dashboard" in err
+
+
+def test_busy_port_exits_2(storage, capsys):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["dashboard", "--storage", storage, "--port", str(port)]) == 2
+        assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_cli_answers_200_until_sigterm(storage, tmp_path):
+    port = free_port()
+    log = tmp_path / "dashboard.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "nas_mnist", "dashboard", "--storage", storage, "--port",
+             str(port)],
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            cwd=Path(__file__).resolve().parents[2],
+        )
+    try:
+        deadline = time.monotonic() + SERVER_START_SECONDS
+        while "Ctrl-C to stop" not in log.read_text() and time.monotonic() < deadline:
+            assert process.poll() is None, log.read_text()
+            time.sleep(0.3)
+        assert f"http://127.0.0.1:{port}/dashboard/" in log.read_text()
+        assert _get(f"http://127.0.0.1:{port}/dashboard/")[0] == 200
+        assert not answers("127.0.0.2", port)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0, log.read_text()
+    assert not answers("127.0.0.1", port)

@@ -1,0 +1,63 @@
+"""Tests of ``nas_mnist.console.RichProgress``: the study's best on the trials bar, and epochs
+numbered from 0 on the epochs bar."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import optuna
+
+from nas_mnist.console import RichProgress
+from nas_mnist.engine.leaderboard import best_val_accuracy
+
+
+def _status(progress: RichProgress, task: int) -> str:
+    return progress.progress.tasks[task].fields["status"]
+
+
+def _finish(study: optuna.Study, value: float) -> None:
+    trial = study.ask()
+    study.tell(trial, value)
+
+
+def test_trials_bar_shows_the_studys_best_including_other_workers():
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize")
+    _finish(study, 0.91)  # finished before this run
+    with RichProgress(3, done_trials=1, disable=True,
+                      study_best=partial(best_val_accuracy, study)) as progress:
+        assert progress.best == 0.91
+        assert _status(progress, progress.trials) == "best val_accuracy 0.9100"
+        _finish(study, 0.85)  # this run's trial, worse than the study's best
+        progress.trial_ended(1, "complete", 0.85)
+        assert _status(progress, progress.trials) == "best val_accuracy 0.9100"
+        _finish(study, 0.97)  # another worker's trial
+        progress.trial_ended(2, "pruned", 0.5)
+        assert progress.best == 0.97
+        assert _status(progress, progress.trials) == "best val_accuracy 0.9700"
+
+
+def test_without_study_best_the_bar_shows_this_runs_best():
+    with RichProgress(2, disable=True) as progress:
+        assert _status(progress, progress.trials) == ""
+        progress.trial_ended(0, "complete", 0.8)
+        progress.trial_ended(1, "complete", 0.7)
+        assert progress.best == 0.8
+
+
+def test_a_failing_study_best_does_not_stop_the_bars():
+    def broken() -> float:
+        raise RuntimeError("database is locked")
+
+    with RichProgress(1, disable=True, study_best=broken) as progress:
+        progress.trial_ended(0, "complete", 0.6)
+        assert progress.best == 0.6
+
+
+def test_epochs_bar_counts_epochs_done_and_names_the_last_from_0():
+    with RichProgress(1, disable=True) as progress:
+        progress.trial_started(0, 3, "trial 0")
+        progress.epoch_ended(0, 0, {"val_accuracy": 0.5})
+        task = progress.progress.tasks[progress.epochs]
+        assert task.completed == 1 and _status(progress, progress.epochs) == (
+            "epoch 0: val_accuracy 0.5000")
