@@ -4,4 +4,5 @@ import sys
 
 from nas_mnist.cli.main import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not when a spawned worker imports it
+    sys.exit(main())

@@ -130,6 +130,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="train in mixed precision (float16 on GPUs, bfloat16 on CPUs); faster on GPUs "
         "with tensor cores, often slower on CPUs",
     )
+    parser.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=DEFAULTS.jobs,
+        metavar="N",
+        help="trials that train at the same time on this machine, each in its own worker "
+        "process (default: 1, in this process); N > 1 needs --storage journal:///FILE.log or "
+        "PostgreSQL",
+    )
+    parser.add_argument(
+        "--trials-per-worker",
+        type=positive_int,
+        default=DEFAULTS.trials_per_worker,
+        metavar="N",
+        help="with --jobs: trials a worker process runs before it is replaced by a fresh one "
+        f"(default: {DEFAULTS.trials_per_worker})",
+    )
+    parser.add_argument(
+        "--gpus",
+        metavar="IDS",
+        help="with --jobs: GPU ids (e.g. 0,1) given to the workers round-robin through "
+        "CUDA_VISIBLE_DEVICES; several workers may share one GPU (default: all visible GPUs "
+        "for every worker)",
+    )
+    parser.add_argument(
+        "--worker-threads",
+        type=positive_int,
+        metavar="N",
+        help="with --jobs: TensorFlow intra- and inter-op threads per worker (default: "
+        "TensorFlow's, one per core)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_data_arguments(parser)
 

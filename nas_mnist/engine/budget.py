@@ -51,6 +51,17 @@ def count_claimed(study: optuna.Study, before_number: int | None = None) -> int:
     return claimed
 
 
+def _stop_when_claimed(n_trials: int) -> Callable[[optuna.Study, Any], None]:
+    """A callback that stops this worker once finished plus running trials (of any worker)
+    reach ``n_trials``: its next trial would only be a surplus one (a failed trial in the study)."""
+
+    def callback(study: optuna.Study, trial: Any) -> None:
+        if count_claimed(study) >= n_trials:
+            study.stop()
+
+    return callback
+
+
 def run_trials(
     study: optuna.Study,
     objective: Callable[[optuna.Trial], float],
@@ -58,12 +69,14 @@ def run_trials(
     timeout: float | None = None,
     callbacks: Sequence[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = (),
     max_consecutive_failures: int = 10,
+    max_trials_here: int | None = None,
 ) -> dict[str, Any]:
     """Run trials until the study holds ``n_trials`` finished trials in total.
 
     ``--trials`` is study-wide: after an interruption the same call runs only the remaining ones,
     and several workers share them. Failed trials are recorded and do not count; after
-    ``max_consecutive_failures`` failures in a row this worker stops.
+    ``max_consecutive_failures`` failures in a row this worker stops. ``max_trials_here`` bounds
+    the trials this call starts (a ``--jobs`` worker process runs a few, then is replaced).
 
     Returns:
         {"ran": trials started here, "stopped_for_failures": bool}.
@@ -74,11 +87,12 @@ def run_trials(
     failures = _StopAfterFailures(max_consecutive_failures)
     study.optimize(
         objective,
-        n_trials=None,
+        n_trials=max_trials_here,
         timeout=timeout,
         catch=(Exception,),
         callbacks=[
             optuna.study.MaxTrialsCallback(n_trials, states=FINISHED_STATES),
+            _stop_when_claimed(n_trials),
             failures,
             *callbacks,
         ],

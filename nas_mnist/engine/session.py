@@ -111,7 +111,10 @@ def search(settings: SearchSettings | None = None, /, **kwargs: Any) -> SearchRe
     with single_worker(settings.storage, settings.study_name):
         inputs = _load(settings, baselines)
         study, runs = _open(settings, inputs)
-        stopped = _run(settings, inputs, study, runs)
+        if settings.jobs > 1:
+            stopped = _run_workers(settings, study, runs)
+        else:
+            stopped = _run(settings, inputs, study, runs)
     return _result(settings, study, runs, stopped)
 
 
@@ -130,6 +133,12 @@ def _validate(settings: SearchSettings) -> Any:
     validate_search_settings(storage=settings.storage, study_name=settings.study_name,
                              seed=settings.seed, tracking_uri=settings.tracking_uri,
                              engine=settings.engine, tuner_dir=settings.tuner_dir)
+    if settings.jobs > 1 and settings.storage.startswith("sqlite"):
+        raise InputError(
+            f"--jobs {settings.jobs}: a SQLite storage ({settings.storage}) takes one writing "
+            "process at a time; run several trials at once on a journal file (--storage "
+            "journal:///nas_mnist.log) or on PostgreSQL (--storage "
+            "postgresql://USER:PASSWORD@HOST/DB)")
     try:
         baselines = seeding_plan(settings.baselines)
     except ValueError as exc:
@@ -216,14 +225,17 @@ def _open(settings: SearchSettings, inputs: _Inputs) -> tuple[Any, Any]:
     closed = close_orphan_runs(study, tracker, parent_run_id)
     if closed:
         logger.warning("closed %d MLflow run(s) an earlier search left running", len(closed))
+    # The first line says where the trials train (--jobs workers see the same devices, or their
+    # --gpus share of them).
+    logger.info("%s", inputs.devices)
     logger.info("study %r in %s: %d of %d trials finished; %s; %s", settings.study_name,
                 settings.storage, count_finished(study), settings.trials,
                 inputs.space.describe(), inputs.data.describe())
     if seeded:
         logger.info("baselines queued first (--baselines %s): %s", settings.baselines,
                     ", ".join(seeded))
-    logger.info("sampler %s, pruner %s, objective %s; %s", settings.sampler,
-                settings.resolved_pruner, ",".join(settings.objectives), inputs.devices)
+    logger.info("sampler %s, pruner %s, objective %s", settings.sampler,
+                settings.resolved_pruner, ",".join(settings.objectives))
     return study, runs
 
 
@@ -268,6 +280,68 @@ def _run(settings: SearchSettings, inputs: _Inputs, study: Any, runs: Any) -> bo
         finally:
             runs.tracker.finish_parent_run(runs.parent_run_id, status)
     return bool(outcome["stopped_for_failures"])
+
+
+def _run_workers(settings: SearchSettings, study: Any, runs: Any) -> bool:
+    """``--jobs N``: supervise N worker processes until the budget is spent (no training here);
+    close the parent run.
+
+    Returns:
+        Whether the search stopped because too many trials failed in a row.
+    """
+    import time
+
+    from nas_mnist.console import RichProgress
+    from nas_mnist.engine.budget import count_finished
+    from nas_mnist.engine.recovery import recover_dead_trials
+    from nas_mnist.engine.refresher import ParentRunRefresher
+    from nas_mnist.engine.workers import (
+        Supervisor,
+        SupervisorConfig,
+        WorkerPlan,
+        start_process,
+    )
+    from nas_mnist.tracking.tracker import TrackingUnavailableError
+
+    deadline = None if settings.timeout is None else time.time() + settings.timeout
+    refresher = ParentRunRefresher(runs.tracker, runs.parent_run_id, n_trials=settings.trials)
+
+    def start_worker(slot: int, serial: int, gpu: str | None) -> Any:
+        return start_process(WorkerPlan(settings, runs.parent_run_id, runs.experiment_id, slot,
+                                        serial, gpu, deadline))
+
+    def recover() -> None:
+        for number in recover_dead_trials(study, runs.tracker):
+            logger.warning("trial %d was left running by a dead worker process: marked failed, "
+                           "its configuration queued for one retry", number)
+
+    status = "FINISHED"
+    logger.info("%d trials at once, each in a worker process that runs up to %d trial(s)%s",
+                settings.jobs, settings.trials_per_worker,
+                f"; GPUs {','.join(settings.gpu_ids)} round-robin" if settings.gpu_ids else "")
+    with RichProgress(settings.trials, count_finished(study),
+                      disable=not settings.progress) as progress:
+
+        def on_trial_finished(trial: Any) -> None:
+            progress.progress.update(progress.trials, completed=count_finished(study))
+            refresher(study, trial)
+
+        supervisor = Supervisor(
+            study, SupervisorConfig(jobs=settings.jobs, trials=settings.trials, deadline=deadline,
+                                    gpus=settings.gpu_ids),
+            start_worker, on_trial_finished=on_trial_finished, recover=recover)
+        try:
+            outcome = supervisor.run()
+        except BaseException:
+            status = "KILLED"
+            runs.tracker.fail_fast()
+            raise
+        finally:
+            runs.tracker.finish_parent_run(runs.parent_run_id, status)
+    if outcome.tracking_unavailable and runs.tracker.unavailable is None:
+        runs.tracker.unavailable = TrackingUnavailableError(
+            "a worker's tracking server stopped answering")
+    return outcome.stopped_for_failures
 
 
 def _result(settings: SearchSettings, study: Any, runs: Any, stopped: bool) -> SearchResult:

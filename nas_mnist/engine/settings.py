@@ -49,6 +49,29 @@ def parse_objectives(text: str | Sequence[str]) -> tuple[str, ...]:
     return names
 
 
+DEFAULT_TRIALS_PER_WORKER = 4
+"""Trials a ``--jobs`` worker process runs before it is replaced: a fresh process costs a few
+seconds (start-up, TensorFlow import, data), and a few small trials add a few MiB of memory each
+(``docs/benchmarks.md``)."""
+
+
+def parse_gpus(value: str | Sequence[str | int] | None) -> tuple[str, ...]:
+    """``"0,1"`` (or ``[0, 1]``) -> ("0", "1"); ``None`` or "" -> ().
+
+    Raises:
+        ValueError: an id that is not a non-negative integer.
+    """
+    if value is None:
+        return ()
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    ids = tuple(str(p).strip() for p in parts if str(p).strip())
+    bad = [i for i in ids if not i.isdigit()]
+    if bad:
+        raise ValueError(f"expected GPU ids such as 0,1 (as nvidia-smi numbers them), got "
+                         f"{', '.join(bad)}")
+    return ids
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -86,6 +109,16 @@ class SearchSettings:
         data: MNIST as an .npz with Keras' keys or a folder of the four IDX files; ``None``:
             ``$NAS_MNIST_DATA``, else Keras' download.
         max_train_samples: train on a stratified subset of this many training images.
+        jobs: trials that train at the same time on this machine. 1: in this process (as
+            before); N > 1: in N worker processes that this process starts, replaces and
+            supervises (``nas_mnist.engine.workers``); needs a journal or PostgreSQL storage.
+        trials_per_worker: with ``jobs`` > 1, trials a worker process runs before it exits and
+            is replaced (what bounds the state one process carries).
+        gpus: with ``jobs`` > 1, GPU ids ("0,1" or a sequence) that workers are assigned to,
+            round-robin by worker slot (``CUDA_VISIBLE_DEVICES``); several workers may share one;
+            ``None``: every worker sees what this process sees.
+        worker_threads: with ``jobs`` > 1, TensorFlow intra- and inter-op threads per worker;
+            ``None``: TensorFlow's default (all cores).
 
     Raises:
         InputError: a value out of range or of the wrong type; the message names the flag.
@@ -112,11 +145,15 @@ class SearchSettings:
     progress: bool = True
     data: str | os.PathLike | None = None
     max_train_samples: int | None = None
+    jobs: int = 1
+    trials_per_worker: int = DEFAULT_TRIALS_PER_WORKER
+    gpus: str | Sequence[str | int] | None = None
+    worker_threads: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("trials", "epochs"):
+        for name in ("trials", "epochs", "jobs", "trials_per_worker"):
             _check_int(name, getattr(self, name), minimum=1)
-        for name in ("batch_size", "max_params", "max_train_samples"):
+        for name in ("batch_size", "max_params", "max_train_samples", "worker_threads"):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), minimum=1)
         _check_int("seed", self.seed, minimum=None)
@@ -135,6 +172,12 @@ class SearchSettings:
             raise InputError(f"--pruner: unknown pruner {self.pruner!r}; choose from "
                              f"{', '.join(PRUNERS)}")
         try:
+            parse_gpus(self.gpus)
+        except ValueError as exc:
+            raise InputError(f"--gpus: {exc}") from None
+        if self.jobs > 1 and self.engine != "optuna":
+            raise InputError("--jobs: several trials at once need --engine optuna")
+        try:
             objectives = parse_objectives(self.objective)
         except ValueError as exc:
             raise InputError(f"--objective: {exc}") from None
@@ -152,6 +195,11 @@ class SearchSettings:
     def objectives(self) -> tuple[str, ...]:
         """The objective names, val_accuracy first."""
         return parse_objectives(self.objective)
+
+    @property
+    def gpu_ids(self) -> tuple[str, ...]:
+        """``gpus`` as a tuple of id strings (empty: not set)."""
+        return parse_gpus(self.gpus)
 
     @property
     def resolved_pruner(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -15,7 +16,13 @@ import optuna
 from nas_mnist.errors import InputError
 from nas_mnist.sqlite_files import check_sqlite_file
 
-SUPPORTED_SCHEMES = ("sqlite", "postgresql", "mysql")
+SUPPORTED_SCHEMES = ("sqlite", "postgresql", "mysql", "journal")
+
+JOURNAL_PREFIX = "journal:///"
+"""``journal:///FILE.log``: Optuna's ``JournalStorage`` on a ``JournalFileBackend`` (an append-only
+log file; every process appends under a lock and replays the log to read). Like ``sqlite:///``,
+three slashes and a relative path, four for an absolute one. Made for several processes on one
+machine without a server, which is what ``--jobs N`` needs (Optuna's docs, "JournalStorage")."""
 
 
 HEARTBEAT_INTERVAL = 30
@@ -56,6 +63,9 @@ def validate_storage_url(url: str, must_exist: bool = False) -> str:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+    if url.startswith("journal:"):
+        _check_journal_file(url, must_exist)
+        return url
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -67,7 +77,8 @@ def validate_storage_url(url: str, must_exist: bool = False) -> str:
     if scheme not in SUPPORTED_SCHEMES:
         raise StorageError(
             f"unknown storage scheme {scheme!r} in {url!r}; use sqlite:///FILE.db "
-            "(one worker) or postgresql://USER:PASSWORD@HOST/DB (several workers)"
+            "(one worker), journal:///FILE.log (--jobs N on one machine) or "
+            "postgresql://USER:PASSWORD@HOST/DB (several machines)"
         )
     if scheme == "sqlite":
         database = parsed.database or ""
@@ -88,11 +99,47 @@ def validate_storage_url(url: str, must_exist: bool = False) -> str:
     return url
 
 
+def journal_path(url: str) -> Path | None:
+    """The log file of a ``journal:///FILE`` URL; None for other schemes."""
+    if not url.startswith(JOURNAL_PREFIX) or len(url) == len(JOURNAL_PREFIX):
+        return None
+    return Path(url[len(JOURNAL_PREFIX):]).expanduser()
+
+
+def _check_journal_file(url: str, must_exist: bool) -> Path:
+    """A ``journal:///FILE`` URL whose file can be used (its folder exists and is writable).
+
+    Raises:
+        StorageError: a malformed URL, a missing folder or file, or an unwritable place.
+    """
+    path = journal_path(url)
+    if path is None:
+        raise StorageError(f"cannot parse storage URL {url!r}; use journal:///FILE.log (three "
+                           "slashes and a relative path, four for an absolute one)")
+    folder = path.absolute().parent
+    if must_exist and not path.is_file():
+        raise StorageError(f"--storage {url}: {path.absolute()} does not exist; run from the "
+                           "folder the search ran in, or pass the right path")
+    if path.exists() and not path.is_file():
+        raise StorageError(f"--storage {url}: {path} is not a file")
+    if not folder.is_dir():
+        raise StorageError(f"--storage {url}: folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise StorageError(f"--storage {url}: {path} or its folder is read-only; the journal "
+                           "appends to the file and locks it with a file next to it")
+    return path
+
+
 def make_storage(
     url: str,
     on_stale_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
 ) -> optuna.storages.BaseStorage:
-    """An RDB storage with heartbeats, so trials of a dead worker end as failed.
+    """An RDB storage with heartbeats, so trials of a dead worker end as failed; or a journal.
+
+    ``journal:///FILE`` gives Optuna's ``JournalStorage(JournalFileBackend(FILE))``. It has no
+    heartbeats (``JournalStorage`` does not implement Optuna's ``BaseHeartbeat``): its workers
+    run on this machine, and a dead one's trial is found by its PID
+    (``recovery.recover_dead_trials``, which the ``--jobs`` supervisor runs when a worker dies).
 
     A RUNNING trial whose worker sent no heartbeat for ``HEARTBEAT_GRACE_PERIOD`` seconds is
     failed by the next worker that starts a trial, which then calls ``on_stale_trial`` (see
@@ -100,6 +147,12 @@ def make_storage(
     """
     from sqlalchemy.exc import SQLAlchemyError
 
+    path = journal_path(url)
+    if path is not None:
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        return JournalStorage(JournalFileBackend(str(path)))
     for attempt in range(3):
         try:
             with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna
@@ -157,13 +210,14 @@ def storage_lock(storage_url: str, name: str, timeout: float = 120.0) -> Iterato
     from sqlalchemy.engine import make_url
     from sqlalchemy.pool import NullPool
 
-    parsed = make_url(storage_url)
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
+    journal = journal_path(storage_url)
+    parsed = None if journal is not None else make_url(storage_url)
+    backend = "journal" if parsed is None else parsed.get_backend_name()
+    if backend in ("sqlite", "journal"):
         import fcntl
 
         deadline = time.monotonic() + timeout
-        with open(Path(parsed.database).expanduser(), "a+b") as handle:
+        with open(journal or Path(parsed.database).expanduser(), "a+b") as handle:
             while True:
                 try:
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -49,6 +49,24 @@ def configure_devices() -> str:
     return f"Keras backend {backend} on {where}"
 
 
+def set_threads(threads: int | None) -> None:
+    """TensorFlow intra- and inter-op threads of this process (``None``: TensorFlow's default,
+    one per core). Must run before TensorFlow runs its first operation; other backends ignore it.
+
+    Several ``--jobs`` workers on one CPU each default to all cores, so they oversubscribe it;
+    ``docs/benchmarks.md`` measures both.
+    """
+    if threads is None or keras_backend() != "tensorflow":
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # the runtime already started: keep what it has
+        pass
+
+
 def gpu_available() -> bool:
     """True when the Keras backend sees a GPU."""
     return "GPU (" in configure_devices()

@@ -231,7 +231,10 @@ class _DatasetCache:
         if self._splits is not data:
             self._tensors = {}
             self._splits = data
-            with tf.device("/CPU:0"):
+            # On a GPU the splits stay in GPU memory for the whole process (one copy, 220 MB
+            # for full MNIST in float32), so no batch is copied from the host.
+            device = "/GPU:0" if tf.config.list_logical_devices("GPU") else "/CPU:0"
+            with tf.device(device):
                 for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
                     self._tensors[name] = tf.constant(getattr(data, name))
         return self._tensors
@@ -275,7 +278,29 @@ def reset_training_state() -> None:
     the cached ``tf.data`` tensors, Keras' global state (``clear_session``) and garbage."""
     global _DATASETS
     _DATASETS = _DatasetCache()
+    _JAX_ARRAYS.clear()
     release_memory()
+
+
+_JAX_ARRAYS: dict[str, Any] = {}
+
+
+def _device_arrays(data: DataSplits) -> dict[str, Any]:
+    """The splits as arrays for ``model.fit``: NumPy, or with JAX on a GPU, ``jax.Array``s put
+    on the GPU once per process (``jax.device_put``), so batches are sliced on the device instead
+    of copied from the host at every step."""
+    names = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
+    if keras.backend.backend() != "jax":
+        return {name: getattr(data, name) for name in names}
+    import jax
+
+    if not any(d.platform == "gpu" for d in jax.devices()):
+        return {name: getattr(data, name) for name in names}
+    if _JAX_ARRAYS.get("splits") is not data:
+        _JAX_ARRAYS.clear()
+        _JAX_ARRAYS.update({name: jax.device_put(getattr(data, name)) for name in names})
+        _JAX_ARRAYS["splits"] = data
+    return _JAX_ARRAYS
 
 
 def _uses_datasets(options: TrainingOptions) -> bool:
@@ -296,11 +321,12 @@ def fit_inputs(
             "validation_data": _DATASETS.evaluation(data, "val", options.eval_batch_size),
             "shuffle": False,  # the dataset shuffles itself
         }
+    arrays = _device_arrays(data)
     return {
-        "x": data.x_train,
-        "y": data.y_train,
+        "x": arrays["x_train"],
+        "y": arrays["y_train"],
         "batch_size": batch_size,
-        "validation_data": (data.x_val, data.y_val),
+        "validation_data": (arrays["x_val"], arrays["y_val"]),
         "validation_batch_size": options.eval_batch_size,
     }
 
@@ -313,7 +339,8 @@ def test_metrics(model: keras.Model, data: DataSplits, options: TrainingOptions)
     inputs = (
         {"x": _DATASETS.evaluation(data, "test", options.eval_batch_size)}
         if _uses_datasets(options)
-        else {"x": data.x_test, "y": data.y_test, "batch_size": options.eval_batch_size}
+        else {"x": _device_arrays(data)["x_test"], "y": _device_arrays(data)["y_test"],
+              "batch_size": options.eval_batch_size}
     )
     loss, accuracy = model.evaluate(**inputs, verbose=0)
     return float(loss), float(accuracy)

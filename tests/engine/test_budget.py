@@ -78,3 +78,16 @@ def test_surplus_trials_are_not_failures(reason):
     study = optuna.create_study(direction="maximize")
     outcome = run_trials(study, surplus, n_trials=1, max_consecutive_failures=2, timeout=2)
     assert outcome["stopped_for_failures"] is False
+
+
+def test_a_worker_stops_when_the_rest_of_the_budget_is_running_elsewhere():
+    study = _study_with([TrialState.COMPLETE, TrialState.COMPLETE])
+    study.ask()  # another worker's trial, RUNNING
+    outcome = run_trials(study, lambda trial: 0.9, n_trials=4)
+    assert outcome["ran"] == 1  # a second one would be a surplus trial
+    assert count_claimed(study) == 4
+
+
+def test_max_trials_here_bounds_one_call():
+    study = _study_with([])
+    assert run_trials(study, lambda trial: 0.9, n_trials=10, max_trials_here=3)["ran"] == 3
