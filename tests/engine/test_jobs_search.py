@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 from support import REPO_ROOT, mlflow_runs
 
 from nas_mnist.engine.storage import make_storage
-from nas_mnist.trial_attributes import REASON_ATTR, WORKER_ATTR
+from nas_mnist.trial_attributes import REASON_ATTR, RUN_ATTR, WORKER_ATTR
 
 pytestmark = pytest.mark.slow
 
@@ -78,9 +78,9 @@ def test_jobs_share_an_exact_budget_and_survive_a_killed_worker(tmp_path, real_m
     victim = None
     while victim is None and time.monotonic() < deadline and search.poll() is None:
         running = _study(tmp_path).get_trials(states=(TrialState.RUNNING,))
-        if running and WORKER_ATTR in running[0].user_attrs:
+        # Its MLflow run exists, and its model is being built or trained: kill the worker now.
+        if running and RUN_ATTR in running[0].user_attrs:
             victim = running[0]
-            time.sleep(1.0)
             os.kill(_worker_pid(victim), signal.SIGKILL)
         time.sleep(0.2)
     output = search.communicate(timeout=600)[0]
