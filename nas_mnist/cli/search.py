@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from typing import Any
 
 from nas_mnist.cli.arguments import (
     EXIT_FAILURE,
@@ -26,7 +27,15 @@ DEFAULTS = SearchSettings()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+    """The search's flags, in four groups (shown as such by ``--help``)."""
+    _add_budget_arguments(parser.add_argument_group("budget: trials and how long each trains"))
+    _add_study_arguments(parser.add_argument_group("study, search space, data and tracking"))
+    _add_optimization_arguments(parser.add_argument_group("sampler, pruner, objectives and engine"))
+    _add_execution_arguments(parser.add_argument_group("processes, devices and display"))
+
+
+def _add_budget_arguments(group: Any) -> None:
+    group.add_argument(
         "--trials",
         type=positive_int,
         default=DEFAULTS.trials,
@@ -34,48 +43,51 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="finished trials (complete or pruned) the study should hold in total; "
         "re-running resumes up to N (default: 100)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--epochs",
         type=positive_int,
         default=DEFAULTS.epochs,
         help="training epochs per trial (default: 15)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--batch-size",
         type=positive_int,
         metavar="N",
         help="images per training step for every trial (default: the spec's own, "
         "sampled from the search space)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--seed", type=int, default=DEFAULTS.seed, help="sampler and training seed (default: 0)"
     )
-    parser.add_argument(
+    group.add_argument(
         "--timeout",
         type=positive_float,
         metavar="SECONDS",
         help="stop starting new trials after this many seconds",
     )
-    parser.add_argument(
-        "--space",
-        metavar="FILE|NAME",
-        help="search-space file, or the name of a shipped space: default, small_cnn "
-        "(default: default)",
-    )
-    add_study_arguments(parser, "study name; an existing study is resumed")
-    parser.add_argument(
-        "--tracking-uri",
-        metavar="URI",
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else MLflow's "
-        "default sqlite:///mlflow.db)",
-    )
-    parser.add_argument(
+    group.add_argument(
         "--max-params",
         type=positive_int,
         metavar="N",
         help="prune specs with more than N parameters before training",
     )
-    parser.add_argument(
+
+
+def _add_study_arguments(group: Any) -> None:
+    group.add_argument(
+        "--space",
+        metavar="FILE|NAME",
+        help="search-space file, or the name of a shipped space: default, small_cnn "
+        "(default: default)",
+    )
+    add_study_arguments(group, "study name; an existing study is resumed")
+    group.add_argument(
+        "--tracking-uri",
+        metavar="URI",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else MLflow's "
+        "default sqlite:///mlflow.db)",
+    )
+    group.add_argument(
         "--baselines",
         default=DEFAULTS.baselines,
         metavar="auto|all|none|NAME,NAME",
@@ -83,19 +95,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "within --trials; auto: those inside the search space, strongest reported first, at "
         "most half of --trials (default: auto)",
     )
-    parser.add_argument(
+    add_data_arguments(group)
+
+
+def _add_optimization_arguments(group: Any) -> None:
+    group.add_argument(
         "--sampler",
         choices=SAMPLERS,
         default=DEFAULT_SAMPLER,
         help=f"Optuna sampler (default: {DEFAULT_SAMPLER}; docs/benchmarks.md compares them)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--pruner",
         choices=PRUNERS,
         help="Optuna pruner on per-epoch val_accuracy (default: median; none with several "
         "objectives, which Optuna cannot prune)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--objective",
         default=DEFAULTS.objective,
         metavar="NAMES",
@@ -103,34 +119,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "accuracy against model size or ms per image, e.g. val_accuracy,params "
         "(default: val_accuracy)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--engine",
         choices=ENGINES,
         default=DEFAULTS.engine,
         help="search engine: Optuna (default) or KerasTuner on the same search space, builder "
         "and MLflow logging, for comparison",
     )
-    parser.add_argument(
+    group.add_argument(
         "--tuner",
         choices=TUNERS,
         default=DEFAULTS.tuner,
         help="KerasTuner tuner with --engine keras-tuner (default: hyperband, with --epochs "
         "as its max_epochs)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--tuner-dir",
         default=DEFAULTS.tuner_dir,
         metavar="DIR",
         help="folder of KerasTuner's state with --engine keras-tuner; re-running resumes "
         "(default: keras_tuner)",
     )
-    parser.add_argument(
+
+
+def _add_execution_arguments(group: Any) -> None:
+    group.add_argument(
         "--mixed-precision",
         action="store_true",
         help="train in mixed precision (float16 on GPUs, bfloat16 on CPUs); faster on GPUs "
         "with tensor cores, often slower on CPUs",
     )
-    parser.add_argument(
+    group.add_argument(
         "--jobs",
         type=positive_int,
         default=DEFAULTS.jobs,
@@ -139,7 +158,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "process (default: 1, in this process); N > 1 needs --storage journal:///FILE.log or "
         "PostgreSQL",
     )
-    parser.add_argument(
+    group.add_argument(
         "--trials-per-worker",
         type=positive_int,
         default=DEFAULTS.trials_per_worker,
@@ -147,22 +166,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --jobs: trials a worker process runs before it is replaced by a fresh one "
         f"(default: {DEFAULTS.trials_per_worker})",
     )
-    parser.add_argument(
+    group.add_argument(
         "--gpus",
         metavar="IDS",
         help="with --jobs: GPU ids (e.g. 0,1) given to the workers round-robin through "
         "CUDA_VISIBLE_DEVICES; several workers may share one GPU (default: all visible GPUs "
         "for every worker)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--worker-threads",
         type=positive_int,
         metavar="N",
         help="with --jobs: TensorFlow intra- and inter-op threads per worker (default: "
         "TensorFlow's, one per core)",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    add_data_arguments(parser)
+    group.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def settings_from_args(args: argparse.Namespace) -> SearchSettings:
