@@ -30,7 +30,12 @@ from nas_mnist.engine.settings import DEFAULT_STORAGE, DEFAULT_STUDY_NAME
 from nas_mnist.engine.study import val_accuracy_of
 from nas_mnist.engine.study_plots import write_study_plots
 from nas_mnist.errors import InputError
-from nas_mnist.trial_attributes import MODEL_URI_ATTR, TRACKING_URI_ATTR
+from nas_mnist.trial_attributes import (
+    MODEL_URI_ATTR,
+    NUM_PARAMS_ATTR,
+    TRACKING_URI_ATTR,
+    user_attr,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -149,13 +154,14 @@ def report(
     """
     from nas_mnist.data import load_splits
     from nas_mnist.engine.storage import load_existing_study
+    from nas_mnist.engine.study_context import study_data
 
     folder = check_report_dir(out)
     study = load_existing_study(storage, study_name)
     tracking_uri = tracking_uri or study.user_attrs.get(TRACKING_URI_ATTR)
     test_data = None
     if best_trial(study, with_model=True) is not None:
-        splits = load_splits(data)
+        splits = load_splits(study_data(study, data))
         test_data = (splits.x_test, splits.y_test)
     return write_report(study, folder, test_data=test_data, tracking_uri=tracking_uri,
                         source=f"study {study_name!r} in {storage}")
@@ -293,7 +299,7 @@ def _report_html(
             + (f" ({esc(attrs['baseline'])})" if attrs.get("baseline") else "")
             + f", val_accuracy {val_accuracy_of(best):.4f}"
             + (f", test_accuracy {test:.4f}" if test is not None else "")
-            + (f", {attrs['params']:,} params" if attrs.get("params") else "")
+            + (f", {n:,} params" if (n := user_attr(attrs, NUM_PARAMS_ATTR)) else "")
             + (
                 f", MLflow run <code>{esc(attrs['mlflow_run_id'])}</code>"
                 if attrs.get("mlflow_run_id")

@@ -89,7 +89,7 @@ def test_baselines_are_seeded_once_and_tagged(workdir, real_mnist_path):
     # s003_m1 lies inside the default space: enqueued with params the sampler learns from.
     assert by_name["s003_m1"].user_attrs["in_space"] is True and by_name["s003_m1"].params
     assert by_name["s004_linear"].user_attrs["in_space"] is False
-    assert by_name["s004_linear"].user_attrs["params"] == 7960
+    assert by_name["s004_linear"].user_attrs["num_params"] == 7960
     _, children = mlflow_runs(mlflow_uri(), "demo")
     tags = sorted(r.data.tags.get("baseline", "") for r in children)
     assert [t for t in tags if t] == sorted(selection.split(","))

@@ -253,7 +253,7 @@ def test_trial_runs_have_model_summary_learning_curves_and_numeric_params(search
         text = summary.read_text()
         counts = {kind: int(n.replace(",", "")) for kind, n in
                   re.findall(r"^ (Trainable|Non-trainable) params: ([\d,]+)", text, re.M)}
-        assert counts["Trainable"] + counts["Non-trainable"] == t.user_attrs["params"]
+        assert counts["Trainable"] + counts["Non-trainable"] == t.user_attrs["num_params"]
         curves = Path(client.download_artifacts(run_id, "learning_curves.png", str(tmp_path)))
         assert_real_png(curves, 900, 350)
         metrics = client.get_run(run_id).data.metrics
