@@ -147,3 +147,23 @@ def test_baselines_train_logs_a_run_and_prints_reported_accuracy(workdir, real_m
     assert "reported 0.9160" in out and "test_accuracy" in out
     _, children = mlflow_runs(mlflow_uri(), "nas-mnist-baselines")
     assert len(children) == 1 and children[0].data.tags["baseline"] == "s004_linear"
+
+
+@pytest.mark.slow
+def test_commands_after_a_search_need_no_data_flag(workdir, real_mnist_path, capsys):
+    import shutil
+
+    data = shutil.copy(real_mnist_path, workdir / "mnist.npz")
+    assert main([*search_args(Path(data), 1, "--space", "small.yaml", "--baselines", "none")]) == 0
+    study = ["--storage", "sqlite:///s.db", "--study-name", "demo"]
+    assert main(["report", *study, "--out", "rep"]) == 0
+    assert main(["export", *study, "--out", "best"]) == 0
+    assert main(["baselines", "train", "s004_linear", "--epochs", "1", "--max-train-samples",
+                 "500", *study]) == 0
+    _, children = mlflow_runs(mlflow_uri(), "nas-mnist-baselines")  # the study's store
+    assert len(children) == 1 and not Path("mlflow.db").exists()
+    with open(data, "ab") as handle:
+        handle.write(b"\0")
+    capsys.readouterr()
+    assert main(["export", *study, "--out", "best2"]) == 2
+    assert "changed since" in capsys.readouterr().err and not Path("best2").exists()
