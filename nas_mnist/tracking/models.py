@@ -10,10 +10,11 @@ and any of them can be registered or served. The trial stores the model's URI
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -96,20 +97,32 @@ def log_trial_model(
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
-    previous_uri = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(tracking_uri)
     try:
         # The fluent run is what files the logged model under the run's experiment.
-        with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
+        with _global_tracking_uri(tracking_uri), \
+                mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
             info = mlflow.keras.log_model(
                 model, name=TRIAL_MODEL_NAME, signature=model_signature(),
                 pip_requirements=pip_requirements(), step=step,
                 metadata=dict(metadata or {}),
             )
     finally:
-        mlflow.set_tracking_uri(previous_uri)
         client.update_run(run_id, status="RUNNING")  # the run's end was not the trial's end
     return info.model_uri
+
+
+@contextlib.contextmanager
+def _global_tracking_uri(tracking_uri: str) -> Iterator[None]:
+    """MLflow's process-wide tracking URI set to ``tracking_uri`` for a block, then restored
+    (MLflow's fluent API and its ``models:/`` resolution read only that one)."""
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
 
 
 def model_id_of(model_uri: str) -> str | None:
@@ -141,7 +154,9 @@ def load_logged_model(model_uri: str, tracking_uri: str) -> Any:
 
     with tempfile.TemporaryDirectory(prefix="nas_mnist_model_") as tmp:
         try:
-            with temporary_environ(**QUIET_DOWNLOADS):
+            # models:/<model_id> is resolved against the global tracking URI, whatever
+            # download_artifacts is told: set it for the call.
+            with temporary_environ(**QUIET_DOWNLOADS), _global_tracking_uri(tracking_uri):
                 local = mlflow.artifacts.download_artifacts(
                     artifact_uri=model_uri, dst_path=tmp, tracking_uri=tracking_uri
                 )

@@ -154,7 +154,10 @@ def test_commands_after_a_search_need_no_data_flag(workdir, real_mnist_path, cap
     import shutil
 
     data = shutil.copy(real_mnist_path, workdir / "mnist.npz")
-    assert main([*search_args(Path(data), 1, "--space", "small.yaml", "--baselines", "none")]) == 0
+    valid = {**SMALL_SPACE, "conv": {**SMALL_SPACE["conv"], "kernel_size": [3],
+                                     "padding": ["same"]}}  # every trial completes
+    Path("valid.yaml").write_text(yaml.safe_dump(valid))
+    assert main([*search_args(Path(data), 1, "--space", "valid.yaml", "--baselines", "none")]) == 0
     study = ["--storage", "sqlite:///s.db", "--study-name", "demo"]
     assert main(["report", *study, "--out", "rep"]) == 0
     assert main(["export", *study, "--out", "best"]) == 0
