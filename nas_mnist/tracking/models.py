@@ -81,6 +81,11 @@ def log_trial_model(
     logged at ``step`` onto it (pass the best epoch, the epoch whose weights ``model`` holds). The
     run keeps its status (``mlflow.start_run(run_id=...)`` would end it: its status is restored).
 
+    A model trained with augmentation or label smoothing holds nas-mnist's registered layers and
+    loss: a process that loads it with ``mlflow.pyfunc.load_model`` must
+    ``import nas_mnist.model.builder`` first (Keras imports classes of its own packages only);
+    the MLmodel metadata's ``load_first`` says so.
+
     Args:
         model: the trained ``keras.Model``.
         tracking_uri: the MLflow tracking store.
@@ -104,7 +109,7 @@ def log_trial_model(
             info = mlflow.keras.log_model(
                 model, name=TRIAL_MODEL_NAME, signature=model_signature(),
                 pip_requirements=pip_requirements(), step=step,
-                metadata=dict(metadata or {}),
+                metadata={"load_first": "import nas_mnist.model.builder", **(metadata or {})},
             )
     finally:
         client.update_run(run_id, status="RUNNING")  # the run's end was not the trial's end
