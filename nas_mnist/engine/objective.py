@@ -324,10 +324,14 @@ class Objective:
 
     def _save_model(self, model: Any, run_id: str, best_epoch: int, trial: optuna.Trial) -> str:
         """Log the trained model from the trial's run as an MLflow model; its URI."""
-        return log_trial_model(
-            model, self.tracker.tracking_uri, run_id, step=best_epoch,
-            metadata={"study_name": trial.study.study_name, "trial_number": trial.number},
-        )
+        try:
+            return log_trial_model(
+                model, self.tracker.tracking_uri, run_id, step=best_epoch,
+                metadata={"study_name": trial.study.study_name, "trial_number": trial.number},
+            )
+        except Exception as exc:  # MLflow's fluent API, outside the tracker's guarded client
+            self.tracker.check_unreachable(exc)
+            raise
 
     def _end(self, trial: optuna.Trial, run_id: str, state: str, reason: str) -> None:
         trial.set_user_attr(REASON_ATTR, reason)

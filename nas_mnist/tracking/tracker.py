@@ -277,6 +277,21 @@ class Tracker:
             client = MlflowClient(tracking_uri=self.tracking_uri)
         self.client = _GuardedClient(client, self)
 
+    def check_unreachable(self, exc: BaseException) -> None:
+        """For calls made outside ``client`` (MLflow's fluent API): if ``exc`` says the server
+        did not answer, mark the tracker unavailable and raise ``TrackingUnavailableError``.
+
+        Raises:
+            TrackingUnavailableError: ``exc`` is a connection failure (else nothing happens).
+        """
+        if self.unavailable is None and _is_unreachable(exc):
+            self.unavailable = TrackingUnavailableError(
+                f"the MLflow tracking server {self.tracking_uri} stopped answering "
+                f"({_why_unreachable(exc)})"
+            )
+        if self.unavailable is not None and _is_unreachable(exc):
+            raise self.unavailable from None
+
     def fail_fast(self) -> None:
         """From now on, give up on a silent server after one try of 2 seconds (``FAIL_FAST``).
 
