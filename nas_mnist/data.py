@@ -549,3 +549,51 @@ def _to_model_input(x: np.ndarray) -> np.ndarray:
     if x.dtype.kind in "iu":
         out /= 255.0
     return out.reshape(*x.shape, 1)
+
+
+@dataclass(frozen=True)
+class DataFingerprint:
+    """Which MNIST a search trained on, so that later commands can find and check it.
+
+    Attributes:
+        source: the absolute path of the ``.npz`` file or IDX folder, or
+            ``"keras.datasets.mnist"`` (Keras' download).
+        sha256: hex SHA-256 of the file (of a folder: of each IDX file's name and bytes, in name
+            order); None for Keras' download.
+    """
+
+    source: str
+    sha256: str | None
+
+
+def _sha256_of(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file()
+                                                and "idx" in p.name)
+    for file in files:
+        if path.is_dir():
+            digest.update(file.name.encode() + b"\0")
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def data_fingerprint(path: str | os.PathLike | None) -> DataFingerprint:
+    """The fingerprint of the source ``load_mnist(path)`` reads (``path``, else
+    ``NAS_MNIST_DATA``, else Keras' download); reads the file once (about 0.05 s for the 11 MB
+    ``mnist.npz``).
+
+    Raises:
+        DataError: the source does not exist.
+    """
+    source = resolve_data_source(path)
+    if source is None:
+        return DataFingerprint(KERAS_SOURCE, None)
+    resolved = Path(source).expanduser().resolve()
+    if not resolved.exists():
+        raise DataError(f"{source} does not exist. Pass --data PATH with an .npz file or a "
+                        "folder of the four MNIST IDX files.")
+    return DataFingerprint(os.fspath(resolved), _sha256_of(resolved))

@@ -32,14 +32,29 @@ TEST_ACCURACY_ATTR = "test_accuracy"
 TRAIN_SECONDS_ATTR = "train_seconds"
 BEST_EPOCH_ATTR = "best_epoch"
 LATENCY_ATTR = "latency_ms"
-NUM_PARAMS_ATTR = "params"
+NUM_PARAMS_ATTR = "num_params"
 """The spec's parameter count (trainable plus non-trainable)."""
-SUMMARY_ATTRS = ("depth", "kernel_sizes", "num_pools", "num_batch_norm", "optimizer",
-                 NUM_PARAMS_ATTR)
-"""Keys of ``ArchitectureSpec.summary()`` copied to each trial for the leaderboard."""
+LEGACY_NUM_PARAMS_ATTR = "params"
+"""``NUM_PARAMS_ATTR``'s name in studies made before it was renamed (it clashed with Optuna's
+own ``params`` in tools that show both); ``user_attr`` reads it as a fallback."""
+SUMMARY_ATTRS = ("depth", "kernel_sizes", "num_pools", "num_batch_norm", "optimizer")
+"""Keys of ``ArchitectureSpec.summary()`` copied to each trial for the leaderboard (its
+``params`` is stored as ``NUM_PARAMS_ATTR``)."""
 RESULT_ATTRS = (VAL_ACCURACY_ATTR, TEST_ACCURACY_ATTR, BEST_EPOCH_ATTR, TRAIN_SECONDS_ATTR,
                 NUM_PARAMS_ATTR)
 """The metrics of a complete trial that an export records."""
+
+_LEGACY_NAMES = {NUM_PARAMS_ATTR: LEGACY_NUM_PARAMS_ATTR}
+
+
+def user_attr(attrs: dict, key: str, default: object = None) -> object:
+    """``attrs[key]``, falling back to the attribute's former name in older studies
+    (``num_params``: ``params``), else ``default``."""
+    if key in attrs:
+        return attrs[key]
+    legacy = _LEGACY_NAMES.get(key)
+    return attrs.get(legacy, default) if legacy else default
+
 
 # --- study attributes -------------------------------------------------------------------------
 OBJECTIVE_ATTR = "objective"
@@ -47,3 +62,9 @@ OBJECTIVE_ATTR = "objective"
 EXPERIMENT_ATTR = "mlflow_experiment_id"
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 TRACKING_URI_ATTR = "mlflow_tracking_uri"
+DATA_SOURCE_ATTR = "data_source"
+"""The MNIST a study's search trained on: an absolute path, or ``"keras.datasets.mnist"``."""
+DATA_SHA256_ATTR = "data_sha256"
+"""Hex SHA-256 of that file (``nas_mnist.data.data_fingerprint``); absent for Keras' download."""
+SETTINGS_ATTR = "search_settings"
+"""The settings of the study's latest search (``SearchSettings``'s fields, JSON values)."""

@@ -26,7 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("name", help="baseline name, e.g. s000_m1 (see 'baselines list')")
     train.add_argument("--epochs", type=positive_int, help="default: the notebook's epochs")
     train.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
-    train.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI")
+    train.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI (default: the "
+                       "study's with --storage/--study-name, else $MLFLOW_TRACKING_URI or "
+                       "sqlite:///mlflow.db)")
+    train.add_argument("--storage", metavar="URL", help="a study's Optuna storage: train on its "
+                       "data and log to its MLflow store (default: no study)")
+    train.add_argument("--study-name", metavar="NAME", help="that study (default: nas-mnist)")
     add_data_arguments(train)
 
 
@@ -105,7 +110,8 @@ def _baselines_train(args: argparse.Namespace) -> int:
 
     run = train_baseline(args.name, epochs=args.epochs, seed=args.seed, data=args.data,
                          max_train_samples=args.max_train_samples,
-                         tracking_uri=args.tracking_uri)
+                         tracking_uri=args.tracking_uri, storage=args.storage,
+                         study_name=args.study_name)
     baseline, attrs = run.baseline, run.trial.user_attrs
     if run.trial.state != TrialState.COMPLETE:
         console.print(f"[red]{baseline.name} failed: {attrs.get('reason')}[/]")

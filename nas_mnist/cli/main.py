@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from nas_mnist import __version__
 from nas_mnist.cli import baselines, dashboard, export, predict, report, search, ui
@@ -30,16 +31,29 @@ logger = logging.getLogger("nas_mnist")
 
 
 @contextlib.contextmanager
-def _command_logging(verbose: bool) -> Iterator[None]:
+def _command_logging(verbose: bool, tensorflow: bool = False) -> Iterator[None]:
     """While a command runs: nas-mnist's status lines on stdout, drawn by rich above the progress
     bars; warnings of every library on stderr; TensorFlow's C++ logs and library INFO lines
     hidden unless ``--verbose``. The loggers are restored afterwards (``main`` may run in-process,
-    e.g. in tests or a notebook)."""
+    e.g. in tests or a notebook).
+
+    Hidden unless ``--verbose``: TensorFlow's absl start-up lines (``tensorflow``: the command
+    trains or loads models, so TensorFlow is imported here, quietly), MLflow's INFO lines
+    ("Creating initial MLflow database tables...": ``MLFLOW_LOGGING_LEVEL``, read when MLflow is
+    imported) and its tqdm "Downloading artifacts" bars, Optuna's INFO lines (Optuna sets its
+    level when imported: it is imported here and set)."""
     from rich.logging import RichHandler
 
     from nas_mnist.console import console
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
+    if not verbose:
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        if tensorflow:
+            from nas_mnist.environment import import_tensorflow_quietly
+
+            import_tensorflow_quietly()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     package = logging.getLogger("nas_mnist")
     names = ("mlflow", "optuna", "alembic", "absl", "tensorflow")
@@ -51,9 +65,17 @@ def _command_logging(verbose: bool) -> Iterator[None]:
     package.propagate = False
     for name in names:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    optuna_level = None
+    if tensorflow or "optuna" in sys.modules:
+        import optuna
+
+        optuna_level = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(logging.DEBUG if verbose else logging.WARNING)
     try:
         yield
     finally:
+        if optuna_level is not None:
+            optuna.logging.set_verbosity(optuna_level)
         package.handlers[:], level, package.propagate, levels = saved
         package.setLevel(level)
         for name, previous in zip(names, levels, strict=True):
@@ -133,6 +155,13 @@ comes back within 5 s; the next run recovers the trial as after SIGKILL); other 
 their clean-up (the UI stops its server)."""
 
 
+def _uses_tensorflow(args: Any) -> bool:
+    """Whether the command trains or loads models (``_command_logging`` imports TensorFlow
+    quietly for those)."""
+    return args.command in ("search", "export", "report", "predict") or (
+        args.command == "baselines" and getattr(args, "baselines_command", None) == "train")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status.
 
@@ -151,7 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # started with '&' from a script inherits SIGINT as ignored); Optuna logs no traceback for
     # trials that end for a reason already recorded (interrupted, NaN loss, surplus).
     grace = INTERRUPT_GRACE_SECONDS.get(args.command)
-    with _command_logging(args.verbose), handle_signals(grace), quiet_expected_failures():
+    with _command_logging(args.verbose, _uses_tensorflow(args)), handle_signals(grace), \
+            quiet_expected_failures():
         try:
             return args.run(args)
         except TrackingUnavailableError as exc:

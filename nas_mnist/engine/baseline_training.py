@@ -45,6 +45,8 @@ def train_baseline(
     max_train_samples: int | None = None,
     tracking_uri: str | None = None,
     progress: bool = True,
+    storage: str | None = None,
+    study_name: str | None = None,
 ) -> BaselineRun:
     """Train baseline ``name`` (see ``nas-mnist baselines list``) and log it to MLflow.
 
@@ -53,11 +55,16 @@ def train_baseline(
         epochs: training epochs; ``None``: the notebook's own.
         seed: training seed (Keras' ``set_random_seed(seed)``).
         data, max_train_samples: MNIST, as for ``nas_mnist.search``.
-        tracking_uri: the MLflow store, as for ``nas_mnist.search``.
+        tracking_uri: the MLflow store, as for ``nas_mnist.search``; with a study context, the
+            study's store by default.
         progress: draw progress bars.
+        storage, study_name: a study context (either one; the other takes its default): the
+            baseline trains on the study's data and logs to the study's MLflow store unless
+            ``data`` / ``tracking_uri`` are given (``nas_mnist.engine.study_context``).
 
     Raises:
-        InputError: unknown baseline, bad data or an unreachable tracking store.
+        InputError: unknown baseline, bad data or an unreachable tracking store; with a study
+            context: no such study, or its data file is gone or changed.
     """
     import optuna
 
@@ -71,6 +78,8 @@ def train_baseline(
         baseline = get_baseline(name)
     except ValueError as exc:
         raise InputError(str(exc)) from None
+    if storage is not None or study_name is not None:
+        data, tracking_uri = _study_context(storage, study_name, data, tracking_uri)
     splits = load_splits(data, max_train_samples, seed)
     tracker = Tracker(tracking_uri)
     tracker.check()
@@ -84,3 +93,17 @@ def train_baseline(
                               listener=bar, spec_for_trial=lambda trial: baseline.spec)
         study.optimize(objective, n_trials=1)
     return BaselineRun(baseline, study.trials[0], epochs, splits.describe(), tracker.tracking_uri)
+
+
+def _study_context(
+    storage: str | None, study_name: str | None, data: Any, tracking_uri: str | None
+) -> tuple[Any, str | None]:
+    """(data, tracking_uri) for a baseline trained in the context of a study: the given ones,
+    else the study's (its checked data file, its MLflow store)."""
+    from nas_mnist.engine.settings import DEFAULT_STORAGE, DEFAULT_STUDY_NAME
+    from nas_mnist.engine.storage import load_existing_study
+    from nas_mnist.engine.study_context import study_data
+    from nas_mnist.trial_attributes import TRACKING_URI_ATTR
+
+    study = load_existing_study(storage or DEFAULT_STORAGE, study_name or DEFAULT_STUDY_NAME)
+    return study_data(study, data), tracking_uri or study.user_attrs.get(TRACKING_URI_ATTR)

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from nas_mnist.architecture.spec import ArchitectureSpec, SpecError
-from nas_mnist.data import DataSplits
+from nas_mnist.data import DataSplits, data_fingerprint
+from nas_mnist.engine.study_context import record_parent_params, settings_record
 from nas_mnist.model.training import TrainingOptions
 from nas_mnist.search_space.space import SearchSpace
 from nas_mnist.tracking.tracker import StudyRuns, Tracker
@@ -325,6 +326,8 @@ def run_keras_tuner_search(
     from nas_mnist.model.training import freeze_long_lived_objects
 
     experiment_id, parent_run_id = start_parent_run(tracker, settings.study_name, settings.tuner)
+    record_parent_params(tracker, parent_run_id,
+                         settings_record(settings, data_fingerprint(settings.data)))
     config = TunerConfig(settings.tuner, settings.epochs, settings.trials, settings.seed,
                          settings.tuner_dir, settings.study_name)
     status = "FINISHED"

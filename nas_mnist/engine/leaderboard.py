@@ -30,6 +30,7 @@ from nas_mnist.trial_attributes import (
     SPEC_ATTR,
     TEST_ACCURACY_ATTR,
     TRAIN_SECONDS_ATTR,
+    user_attr,
 )
 
 COLUMNS = (
@@ -139,7 +140,7 @@ def leaderboard(study: Any, states: tuple[str, ...] | None = None) -> pd.DataFra
                 "state": state,
                 "val_accuracy": _number(val),
                 "test_accuracy": _number(attrs.get(TEST_ACCURACY_ATTR)),
-                "params": attrs.get(NUM_PARAMS_ATTR),
+                "params": user_attr(attrs, NUM_PARAMS_ATTR),
                 **{k: attrs.get(k) for k in ("depth", "num_pools", "num_batch_norm")},
                 "kernel_sizes": attrs.get("kernel_sizes", ""),
                 "optimizer": attrs.get("optimizer", ""),

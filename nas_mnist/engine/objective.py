@@ -7,11 +7,9 @@ pruned or failed, has a run whose ``state`` tag and ``reason`` tag say how it en
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import optuna
@@ -23,12 +21,14 @@ from nas_mnist.engine.budget import count_claimed
 from nas_mnist.engine.recovery import requeue_trial, worker_id
 from nas_mnist.model.training import TrainingOptions
 from nas_mnist.search_space.space import SearchSpace
+from nas_mnist.tracking.models import log_trial_model, model_id_of
 from nas_mnist.tracking.tracker import StudyRuns, Tracker, TrackingUnavailableError
 from nas_mnist.tracking.trial_artifacts import log_trial_artifacts
 from nas_mnist.trial_attributes import (
     BASELINE_ATTR,
     IN_SPACE_ATTR,
     MODEL_URI_ATTR,
+    NUM_PARAMS_ATTR,
     PHASE_SECONDS_ATTR,
     REASON_ATTR,
     RUN_ATTR,
@@ -236,6 +236,7 @@ class Objective:
             summary = spec.summary()
             for key in SUMMARY_ATTRS:
                 trial.set_user_attr(key, summary[key])
+            trial.set_user_attr(NUM_PARAMS_ATTR, spec.num_params)
             self.tracker.log_trial_spec(run_id, spec, trial.params, trial.number)
             if self.config.max_params is not None and spec.num_params > self.config.max_params:
                 raise optuna.TrialPruned(
@@ -260,9 +261,10 @@ class Objective:
                 trial.set_user_attr("latency_ms", values["latency"])
                 self.tracker.log_metrics(run_id, {"latency_ms": values["latency"]})
             artifacts_start = time.perf_counter()
-            model_uri = self._save_model(result.model, run_id)
-            log_trial_artifacts(self.tracker, run_id, spec, result, title=_run_name(trial))
+            model_uri = self._save_model(result.model, run_id, result.best_epoch, trial)
             phases = dict(result.phase_seconds)
+            phases["mlflow_model"] = time.perf_counter() - artifacts_start
+            log_trial_artifacts(self.tracker, run_id, spec, result, title=_run_name(trial))
             phases["artifacts"] = time.perf_counter() - artifacts_start
             for key, value in (
                 ("val_accuracy", result.val_accuracy),
@@ -281,6 +283,7 @@ class Objective:
                     "train_seconds": result.train_seconds,
                     "best_epoch": result.best_epoch,
                 },
+                model_id=model_id_of(model_uri),
             )
             # Everything that is not training or the test evaluation: spec to model, compile,
             # MLflow and Optuna writes, artifacts (scripts/bench_training.py reports its share).
@@ -319,11 +322,16 @@ class Objective:
         except SpecError as exc:
             raise optuna.TrialPruned(f"invalid_architecture: {exc}") from None
 
-    def _save_model(self, model: Any, run_id: str) -> str:
-        with tempfile.TemporaryDirectory(prefix="nas_mnist_") as tmp:
-            path = Path(tmp) / "model.keras"
-            model.save(path)
-            return self.tracker.log_artifact(run_id, str(path), "model")
+    def _save_model(self, model: Any, run_id: str, best_epoch: int, trial: optuna.Trial) -> str:
+        """Log the trained model from the trial's run as an MLflow model; its URI."""
+        try:
+            return log_trial_model(
+                model, self.tracker.tracking_uri, run_id, step=best_epoch,
+                metadata={"study_name": trial.study.study_name, "trial_number": trial.number},
+            )
+        except Exception as exc:  # MLflow's fluent API, outside the tracker's guarded client
+            self.tracker.check_unreachable(exc)
+            raise
 
     def _end(self, trial: optuna.Trial, run_id: str, state: str, reason: str) -> None:
         trial.set_user_attr(REASON_ATTR, reason)

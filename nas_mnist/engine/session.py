@@ -183,6 +183,7 @@ def _open(settings: SearchSettings, inputs: _Inputs) -> tuple[Any, Any]:
     Raises:
         InputError: another worker runs this SQLite study, or the study has other objectives.
     """
+    from nas_mnist.data import data_fingerprint
     from nas_mnist.engine.budget import count_finished
     from nas_mnist.engine.recovery import (
         close_orphan_runs,
@@ -193,6 +194,7 @@ def _open(settings: SearchSettings, inputs: _Inputs) -> tuple[Any, Any]:
     from nas_mnist.engine.seeding import seed_baselines
     from nas_mnist.engine.storage import storage_lock
     from nas_mnist.engine.study import open_study
+    from nas_mnist.engine.study_context import record_parent_params, remember_search
     from nas_mnist.tracking.tracker import StudyRuns
     from nas_mnist.trial_attributes import EXPERIMENT_ATTR
 
@@ -222,6 +224,9 @@ def _open(settings: SearchSettings, inputs: _Inputs) -> tuple[Any, Any]:
         seeded = seed_baselines(study, inputs.space, inputs.baselines, n_trials=settings.trials)
     parent_run_id = tracker.attach_parent_run(study, wait_seconds=0 if created else 30)
     runs = StudyRuns(tracker, study.user_attrs[EXPERIMENT_ATTR], parent_run_id)
+    # The study remembers its data and settings; the parent run records them as params.
+    record_parent_params(tracker, parent_run_id,
+                         remember_search(study, settings, data_fingerprint(settings.data)))
     closed = close_orphan_runs(study, tracker, parent_run_id)
     if closed:
         logger.warning("closed %d MLflow run(s) an earlier search left running", len(closed))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 
 import optuna
@@ -89,6 +90,9 @@ def open_study(
     the random start-up suggestions of its first run, and the same sequence of commands still
     gives the same sequence of trials.
 
+    Optuna's metric names are the objectives' names (``val_accuracy``, ``params``, ``latency``),
+    so Optuna's CLI and optuna-dashboard label values by them.
+
     Returns:
         (study, created): ``created`` is True for exactly one caller, even when several workers
         start at once (the storage's unique study name decides).
@@ -122,6 +126,10 @@ def open_study(
             f"study {study_name!r} optimizes {named}, not {','.join(objectives)}; pass the "
             "same --objective to resume it, or choose a new --study-name"
         )
+    if study.metric_names is None:
+        with warnings.catch_warnings():  # set_metric_names is marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(objectives))
     existing_trials = len(study.get_trials(deepcopy=False))
     if seed is not None and existing_trials:
         study.sampler = make_sampler(seed + existing_trials, sampler)

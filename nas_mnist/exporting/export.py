@@ -23,6 +23,7 @@ from nas_mnist.trial_attributes import (
     RESULT_ATTRS,
     TEST_ACCURACY_ATTR,
     TRACKING_URI_ATTR,
+    user_attr,
 )
 
 logger = logging.getLogger(__name__)
@@ -119,6 +120,7 @@ def _check_inputs(
 ) -> _Source:
     from nas_mnist.data import load_splits
     from nas_mnist.engine.storage import load_existing_study
+    from nas_mnist.engine.study_context import study_data
     from nas_mnist.exporting.atomic import check_out_dir
     from nas_mnist.exporting.selection import pick_trial, trial_spec
     from nas_mnist.sqlite_files import require_existing_sqlite
@@ -135,7 +137,7 @@ def _check_inputs(
     require_existing_sqlite(tracking_uri, "MLflow tracking store", "--tracking-uri")
     tracker = Tracker(tracking_uri)
     tracker.check()
-    splits = load_splits(data, max_train_samples, seed)
+    splits = load_splits(study_data(study, data), max_train_samples, seed)
     return _Source(study, trial, spec, path, tracker, splits)
 
 
@@ -151,7 +153,7 @@ def _model(
     from nas_mnist.exporting.verification import VerificationError
 
     trial, spec = source.trial, source.spec
-    recorded = {key: trial.user_attrs.get(key) for key in RESULT_ATTRS}
+    recorded = {key: user_attr(trial.user_attrs, key) for key in RESULT_ATTRS}
     if retrain:
         model, metrics = _retrain(trial, spec, source.data, epochs or DEFAULT_RETRAIN_EPOCHS,
                                   seed + trial.number, progress)

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from nas_mnist.architecture.spec import INPUT_SHAPE, NUM_CLASSES
+from nas_mnist.tracking.models import model_signature, pip_requirements
 
 if TYPE_CHECKING:
     import keras
@@ -19,18 +19,7 @@ MLFLOW_MODEL_NAME = "best_model"
 
 BEST_TRIAL_TAG = "best_trial"
 
-
-def model_signature() -> Any:
-    """The MLflow signature of a nas-mnist model: ``image`` float32 (-1, 28, 28, 1) in [0, 1] to
-    ``probabilities`` float32 (-1, 10)."""
-    import numpy as np
-    from mlflow.models import ModelSignature
-    from mlflow.types import Schema, TensorSpec
-
-    return ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *INPUT_SHAPE), "image")]),
-        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, NUM_CLASSES), "probabilities")]),
-    )
+__all__ = ["MLFLOW_MODEL_NAME", "BEST_TRIAL_TAG", "log_to_mlflow", "model_signature"]
 
 
 def log_to_mlflow(
@@ -59,9 +48,7 @@ def log_to_mlflow(
     Raises:
         mlflow.exceptions.MlflowException: the run cannot be written.
     """
-    import keras
     import mlflow
-    import tensorflow as tf
 
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     before = client.get_run(parent_run_id).info
@@ -74,8 +61,7 @@ def log_to_mlflow(
                 model,
                 name=MLFLOW_MODEL_NAME,
                 signature=signature,
-                # Explicit requirements: MLflow would otherwise spend seconds inferring them.
-                pip_requirements=[f"keras=={keras.__version__}", f"tensorflow=={tf.__version__}"],
+                pip_requirements=pip_requirements(),  # inferring them takes seconds
                 metadata=dict(metadata or {}),
             )
             mlflow.set_tag(BEST_TRIAL_TAG, str(trial_number))

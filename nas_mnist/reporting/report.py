@@ -36,6 +36,7 @@ from nas_mnist.trial_attributes import (
     RUN_ATTR,
     TEST_ACCURACY_ATTR,
     TRACKING_URI_ATTR,
+    user_attr,
 )
 
 logger = logging.getLogger(__name__)
@@ -157,13 +158,14 @@ def report(
     """
     from nas_mnist.data import load_splits
     from nas_mnist.engine.storage import load_existing_study
+    from nas_mnist.engine.study_context import study_data
 
     folder = check_report_dir(out, force)
     study = load_existing_study(storage, study_name)
     tracking_uri = tracking_uri or study.user_attrs.get(TRACKING_URI_ATTR)
     test_data = None
     if best_trial(study, with_model=True) is not None:
-        splits = load_splits(data)
+        splits = load_splits(study_data(study, data))
         test_data = (splits.x_test, splits.y_test)
     return _write_atomically(study, folder, test_data, tracking_uri,
                              f"study {study_name!r} in {storage}")
@@ -407,7 +409,7 @@ def _summary_html(study: Any, frame: Any, best: Any, source: str) -> list[str]:
             + (f" ({_esc(attrs['baseline'])})" if attrs.get("baseline") else "")
             + f", val_accuracy {val_accuracy_of(best):.4f}"
             + (f", test_accuracy {test:.4f}" if test is not None else "")
-            + (f", {attrs[NUM_PARAMS_ATTR]:,} params" if attrs.get(NUM_PARAMS_ATTR) else "")
+            + (f", {n:,} params" if (n := user_attr(attrs, NUM_PARAMS_ATTR)) else "")
             + (f", MLflow run <code>{_esc(attrs[RUN_ATTR])}</code>" if attrs.get(RUN_ATTR)
                else "")
             + ".</p>"

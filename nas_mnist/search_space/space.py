@@ -695,8 +695,26 @@ def _sample(trial: Any, name: str, leaf: Any) -> Any:
         kwargs = {k: leaf[k] for k in ("step", "log") if k in leaf}
         if _range_kind(leaf) == "int":
             return trial.suggest_int(name, int(leaf["low"]), int(leaf["high"]), **kwargs)
-        return trial.suggest_float(name, float(leaf["low"]), float(leaf["high"]), **kwargs)
+        value = trial.suggest_float(name, float(leaf["low"]), float(leaf["high"]), **kwargs)
+        return round_to_step(value, leaf["low"], leaf["step"]) if "step" in leaf else value
     return leaf
+
+
+def _decimals(number: float) -> int:
+    """Digits after the decimal point of a number as written (0.05 -> 2, 1e-3 -> 3, 2 -> 0)."""
+    import decimal
+
+    exponent = decimal.Decimal(repr(float(number))).normalize().as_tuple().exponent
+    return max(0, -int(exponent))
+
+
+def round_to_step(value: float, low: float, step: float) -> float:
+    """``value`` on the grid ``low + k * step`` without binary noise: Optuna computes
+    ``low + k * step`` in floating point (0.30000000000000004 for 0 + 6 * 0.05); this rounds it
+    to the decimals of ``low`` and ``step`` (0.3), so specs, MLflow params and the dashboard
+    show the grid's own numbers."""
+    k = round((float(value) - float(low)) / float(step))
+    return round(float(low) + k * float(step), max(_decimals(low), _decimals(step)))
 
 
 def _per_optimizer(leaf: Any, optimizer: str) -> Any:

@@ -1,14 +1,39 @@
-"""Trained models kept in MLflow: the one way nas-mnist downloads a trial's model."""
+"""Trained models kept in MLflow: the one way nas-mnist uploads and downloads a trial's model.
+
+Each complete trial's model is an MLflow model (``mlflow.keras`` flavour, named ``model``) logged
+from its trial run: MLflow 3 records it as a *logged model* of the study's experiment, linked to
+the run (``source_run_id``) and to the metrics of its best epoch, so the MLflow UI's model view
+compares trials by their metrics, ``mlflow.pyfunc.load_model("runs:/<trial run>/model")`` loads it
+and any of them can be registered or served. The trial stores the model's URI
+(``models:/<model_id>``).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
+from nas_mnist.architecture.spec import INPUT_SHAPE, NUM_CLASSES
 from nas_mnist.environment import temporary_environ
 
 logger = logging.getLogger(__name__)
+
+TRIAL_MODEL_NAME = "model"
+"""Name of each trial's MLflow model (``runs:/<trial run id>/model``)."""
+
+INPUT_NAME = "image"
+"""Name of the model input, in the MLflow signature and the exported SavedModel."""
+OUTPUT_NAME = "probabilities"
+"""Name of the model output in the MLflow signature (the exported SavedModel's signature names
+its output ``output_0``, Keras 3's ``model.export`` name; both hold the same (n, 10) softmax)."""
+
+QUIET_DOWNLOADS = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+"""Environment that turns off MLflow's tqdm "Downloading artifacts" bar."""
 
 
 class ModelUnavailableError(RuntimeError):
@@ -21,10 +46,105 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def load_logged_model(model_uri: str, tracking_uri: str) -> Any:
-    """Download a Keras model logged to MLflow (``runs:/<run_id>/model/model.keras``) and load it.
+def model_signature() -> Any:
+    """The MLflow signature of a nas-mnist model: ``image`` float32 (-1, 28, 28, 1) in [0, 1] to
+    ``probabilities`` float32 (-1, 10) (softmax class probabilities; rows sum to 1)."""
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
 
-    MLflow's download progress bar (tqdm on stderr) is turned off.
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *INPUT_SHAPE), INPUT_NAME)]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, NUM_CLASSES), OUTPUT_NAME)]),
+    )
+
+
+def pip_requirements() -> list[str]:
+    """The model's requirements, given explicitly: MLflow would otherwise spend seconds per
+    model inferring them (it loads the model in a subprocess)."""
+    import keras
+    import tensorflow as tf
+
+    return [f"keras=={keras.__version__}", f"tensorflow=={tf.__version__}"]
+
+
+def log_trial_model(
+    model: Any,
+    tracking_uri: str,
+    run_id: str,
+    step: int = 0,
+    metadata: Mapping[str, Any] | None = None,
+) -> str:
+    """Log a trial's trained model from its MLflow run as an ``mlflow.keras`` model ``model``.
+
+    MLflow 3 links the logged model to ``run_id`` and copies the run's params and its metrics
+    logged at ``step`` onto it (pass the best epoch, the epoch whose weights ``model`` holds). The
+    run keeps its status (``mlflow.start_run(run_id=...)`` would end it: its status is restored).
+
+    A model trained with augmentation or label smoothing holds nas-mnist's registered layers and
+    loss: a process that loads it with ``mlflow.pyfunc.load_model`` must
+    ``import nas_mnist.model.builder`` first (Keras imports classes of its own packages only);
+    the MLmodel metadata's ``load_first`` says so.
+
+    Args:
+        model: the trained ``keras.Model``.
+        tracking_uri: the MLflow tracking store.
+        run_id: the trial's run.
+        step: the step (epoch index) whose metrics describe ``model``.
+        metadata: extra JSON-serialisable facts stored in the MLmodel file.
+
+    Returns:
+        The model's URI, ``models:/<model_id>``.
+
+    Raises:
+        mlflow.exceptions.MlflowException: the model cannot be written.
+    """
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    try:
+        # The fluent run is what files the logged model under the run's experiment.
+        with _global_tracking_uri(tracking_uri), \
+                mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
+            info = mlflow.keras.log_model(
+                model, name=TRIAL_MODEL_NAME, signature=model_signature(),
+                pip_requirements=pip_requirements(), step=step,
+                metadata={"load_first": "import nas_mnist.model.builder", **(metadata or {})},
+            )
+    finally:
+        client.update_run(run_id, status="RUNNING")  # the run's end was not the trial's end
+    return info.model_uri
+
+
+@contextlib.contextmanager
+def _global_tracking_uri(tracking_uri: str) -> Iterator[None]:
+    """MLflow's process-wide tracking URI set to ``tracking_uri`` for a block, then restored
+    (MLflow's fluent API and its ``models:/`` resolution read only that one)."""
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+def model_id_of(model_uri: str) -> str | None:
+    """The logged model's id in a ``models:/<model_id>`` URI (None for other URIs)."""
+    prefix = "models:/"
+    if not model_uri.startswith(prefix) or "/" in model_uri[len(prefix):]:
+        return None
+    return model_uri[len(prefix):]
+
+
+def load_logged_model(model_uri: str, tracking_uri: str) -> Any:
+    """Download a Keras model logged to MLflow and load it (one download).
+
+    Accepts an MLflow model (``models:/<model_id>`` or ``runs:/<run_id>/model``: its keras
+    flavour's ``data/model.keras`` is loaded) and the plain ``.keras`` artifact that studies made
+    before nas-mnist logged MLflow models (``runs:/<run_id>/model/model.keras``). MLflow's
+    download progress bar (tqdm on stderr) is turned off.
 
     Returns:
         The ``keras.Model``, compiled as it was saved.
@@ -39,7 +159,9 @@ def load_logged_model(model_uri: str, tracking_uri: str) -> Any:
 
     with tempfile.TemporaryDirectory(prefix="nas_mnist_model_") as tmp:
         try:
-            with temporary_environ(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false"):
+            # models:/<model_id> is resolved against the global tracking URI, whatever
+            # download_artifacts is told: set it for the call.
+            with temporary_environ(**QUIET_DOWNLOADS), _global_tracking_uri(tracking_uri):
                 local = mlflow.artifacts.download_artifacts(
                     artifact_uri=model_uri, dst_path=tmp, tracking_uri=tracking_uri
                 )
@@ -48,10 +170,21 @@ def load_logged_model(model_uri: str, tracking_uri: str) -> Any:
                 f"cannot download {model_uri} from {tracking_uri}: {_first_line(exc)}"
             ) from None
         try:
-            model = keras.saving.load_model(local)
+            model = keras.saving.load_model(_keras_file(Path(local)))
         except Exception as exc:
             raise ModelUnavailableError(
                 f"{model_uri} is not a loadable Keras model: {_first_line(exc)}"
             ) from None
     logger.debug("loaded %s from %s", model_uri, tracking_uri)
     return model
+
+
+def _keras_file(local: Path) -> str:
+    """The ``.keras`` file of a downloaded artifact: the file itself, or an MLflow model
+    folder's keras-flavour file (``data/model.keras``)."""
+    if local.is_file():
+        return os.fspath(local)
+    found = sorted(local.rglob("*.keras"))
+    if not found:
+        raise FileNotFoundError(f"no .keras file in the downloaded {local.name}/")
+    return os.fspath(found[0])

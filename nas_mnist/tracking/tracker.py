@@ -39,6 +39,14 @@ RUN_STATUS = {"complete": "FINISHED", "pruned": "FINISHED", "failed": "FAILED", 
 """MLflow run status for each trial state (a pruned trial ran correctly: its run is FINISHED)."""
 
 
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+"""The experiment tag MLflow 3's UI reads to choose between its GenAI view (traces,
+"evaluation runs", "agent versions") and its classic-ML view (runs, metrics, models): nas-mnist's
+experiments are classic ML. Values from MLflow's UI (``ExperimentKind`` in
+``mlflow/server/js``: ``genai_development``, ``custom_model_development``, ...)."""
+
+
 class TrackingError(InputError, RuntimeError):
     """The MLflow tracking store cannot be reached or used; the message says which URI."""
 
@@ -229,6 +237,12 @@ def validate_tracking_uri(uri: str | None) -> str | None:
     return uri
 
 
+def _plain(value: Any) -> Any:
+    """A sampled value as a person writes it: floats without binary noise
+    (0.30000000000000004 -> 0.3; 12 significant digits)."""
+    return float(f"{value:.12g}") if isinstance(value, float) else value
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -263,6 +277,21 @@ class Tracker:
             client = MlflowClient(tracking_uri=self.tracking_uri)
         self.client = _GuardedClient(client, self)
 
+    def check_unreachable(self, exc: BaseException) -> None:
+        """For calls made outside ``client`` (MLflow's fluent API): if ``exc`` says the server
+        did not answer, mark the tracker unavailable and raise ``TrackingUnavailableError``.
+
+        Raises:
+            TrackingUnavailableError: ``exc`` is a connection failure (else nothing happens).
+        """
+        if self.unavailable is None and _is_unreachable(exc):
+            self.unavailable = TrackingUnavailableError(
+                f"the MLflow tracking server {self.tracking_uri} stopped answering "
+                f"({_why_unreachable(exc)})"
+            )
+        if self.unavailable is not None and _is_unreachable(exc):
+            raise self.unavailable from None
+
     def fail_fast(self) -> None:
         """From now on, give up on a silent server after one try of 2 seconds (``FAIL_FAST``).
 
@@ -295,17 +324,24 @@ class Tracker:
             ) from None
 
     def experiment_id(self, name: str) -> str:
-        """The id of experiment ``name``, created if missing (restored if deleted)."""
+        """The id of experiment ``name``, created if missing (restored if deleted), tagged as a
+        classic-ML experiment (``EXPERIMENT_KIND_TAG``) when created or attached."""
         experiment = self.client.get_experiment_by_name(name)
         if experiment is None:
             try:
-                return self.client.create_experiment(name)
+                experiment_id = self.client.create_experiment(
+                    name, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
             except Exception:  # another worker created it first
                 experiment = self.client.get_experiment_by_name(name)
                 if experiment is None:
                     raise
+            else:
+                return experiment_id
         if experiment.lifecycle_stage == "deleted":
             self.client.restore_experiment(experiment.experiment_id)
+        if experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+            self.client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG,
+                                           EXPERIMENT_KIND)
         return experiment.experiment_id
 
     def attach_parent_run(self, study: Any, wait_seconds: float = 0.0) -> str:
@@ -408,13 +444,19 @@ class Tracker:
         for chunk in _chunks(items, _MAX_PARAMS_PER_BATCH):
             self.client.log_batch(run_id, params=chunk)
 
-    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
-        """Log numeric metrics at ``step`` (epoch index for per-epoch curves); NaN/inf skipped."""
+    def log_metrics(
+        self, run_id: str, metrics: Mapping[str, float], step: int = 0,
+        model_id: str | None = None,
+    ) -> None:
+        """Log numeric metrics at ``step`` (epoch index for per-epoch curves); NaN/inf skipped.
+
+        With ``model_id`` (a logged model of the run), the metrics are also the model's, shown
+        in MLflow 3's model view."""
         from mlflow.entities import Metric
 
         now = _now_ms()
         items = [
-            Metric(k, float(v), now, step)
+            Metric(k, float(v), now, step, model_id=model_id)
             for k, v in metrics.items()
             if v is not None and math.isfinite(float(v))
         ]
@@ -428,7 +470,8 @@ class Tracker:
         ``space.<name>``), ``spec.json``, and the metrics num_params and trial_number. Shared by
         the Optuna objective and the KerasTuner engine, so their runs look alike."""
         self.log_params(
-            run_id, {**spec.flat_params(), **{f"space.{k}": v for k, v in space_params.items()}}
+            run_id, {**spec.flat_params(),
+                     **{f"space.{k}": _plain(v) for k, v in space_params.items()}}
         )
         self.log_text(run_id, spec.to_json(indent=2), "spec.json")
         self.log_metrics(run_id, {"num_params": spec.num_params, "trial_number": trial_number})

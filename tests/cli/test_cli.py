@@ -89,7 +89,7 @@ def test_baselines_are_seeded_once_and_tagged(workdir, real_mnist_path):
     # s003_m1 lies inside the default space: enqueued with params the sampler learns from.
     assert by_name["s003_m1"].user_attrs["in_space"] is True and by_name["s003_m1"].params
     assert by_name["s004_linear"].user_attrs["in_space"] is False
-    assert by_name["s004_linear"].user_attrs["params"] == 7960
+    assert by_name["s004_linear"].user_attrs["num_params"] == 7960
     _, children = mlflow_runs(mlflow_uri(), "demo")
     tags = sorted(r.data.tags.get("baseline", "") for r in children)
     assert [t for t in tags if t] == sorted(selection.split(","))
@@ -147,3 +147,26 @@ def test_baselines_train_logs_a_run_and_prints_reported_accuracy(workdir, real_m
     assert "reported 0.9160" in out and "test_accuracy" in out
     _, children = mlflow_runs(mlflow_uri(), "nas-mnist-baselines")
     assert len(children) == 1 and children[0].data.tags["baseline"] == "s004_linear"
+
+
+@pytest.mark.slow
+def test_commands_after_a_search_need_no_data_flag(workdir, real_mnist_path, capsys):
+    import shutil
+
+    data = shutil.copy(real_mnist_path, workdir / "mnist.npz")
+    valid = {**SMALL_SPACE, "conv": {**SMALL_SPACE["conv"], "kernel_size": [3],
+                                     "padding": ["same"]}}  # every trial completes
+    Path("valid.yaml").write_text(yaml.safe_dump(valid))
+    assert main([*search_args(Path(data), 1, "--space", "valid.yaml", "--baselines", "none")]) == 0
+    study = ["--storage", "sqlite:///s.db", "--study-name", "demo"]
+    assert main(["report", *study, "--out", "rep"]) == 0
+    assert main(["export", *study, "--out", "best"]) == 0
+    assert main(["baselines", "train", "s004_linear", "--epochs", "1", "--max-train-samples",
+                 "500", *study]) == 0
+    _, children = mlflow_runs(mlflow_uri(), "nas-mnist-baselines")  # the study's store
+    assert len(children) == 1 and not Path("mlflow.db").exists()
+    with open(data, "ab") as handle:
+        handle.write(b"\0")
+    capsys.readouterr()
+    assert main(["export", *study, "--out", "best2"]) == 2
+    assert "changed since" in capsys.readouterr().err and not Path("best2").exists()

@@ -87,7 +87,7 @@ def test_two_objectives_give_a_pareto_front_in_the_leaderboard(workdir, real_mni
     assert frame["pareto"].tolist()[: len(front)] == [True] * len(front)
     for t in study.trials:
         if t.state == optuna.trial.TrialState.COMPLETE:
-            assert t.values[1] == t.user_attrs["params"]
+            assert t.values[1] == t.user_attrs["num_params"]
             assert not t.intermediate_values  # multi-objective trials are not reported/pruned
     # Resuming with another objective is refused, and changes nothing.
     assert main(search_args(real_mnist_path, 5, "--space", "small.yaml", "--baselines",

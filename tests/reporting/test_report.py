@@ -248,12 +248,15 @@ def test_trial_runs_have_model_summary_learning_curves_and_numeric_params(search
     for t in _complete(searched["study"]):
         run_id = t.user_attrs["mlflow_run_id"]
         names = {a.path for a in client.list_artifacts(run_id)}
-        assert {"spec.json", "model_summary.txt", "learning_curves.png", "model"} <= names
+        assert {"spec.json", "model_summary.txt", "learning_curves.png"} <= names
+        # the trained model is an MLflow model logged from the run (MLflow 3 keeps it apart)
+        model = client.get_logged_model(t.user_attrs["model_uri"].removeprefix("models:/"))
+        assert model.source_run_id == run_id and model.name == "model"
         summary = Path(client.download_artifacts(run_id, "model_summary.txt", str(tmp_path)))
         text = summary.read_text()
         counts = {kind: int(n.replace(",", "")) for kind, n in
                   re.findall(r"^ (Trainable|Non-trainable) params: ([\d,]+)", text, re.M)}
-        assert counts["Trainable"] + counts["Non-trainable"] == t.user_attrs["params"]
+        assert counts["Trainable"] + counts["Non-trainable"] == t.user_attrs["num_params"]
         curves = Path(client.download_artifacts(run_id, "learning_curves.png", str(tmp_path)))
         assert_real_png(curves, 900, 350)
         metrics = client.get_run(run_id).data.metrics

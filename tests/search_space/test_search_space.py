@@ -745,3 +745,19 @@ def test_search_space_module_imports_no_keras_or_tensorflow():
             "print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_floats_on_a_step_grid_come_back_without_binary_noise():
+    from nas_mnist.search_space.space import round_to_step
+
+    assert 0 + 6 * 0.05 != 0.3 and round_to_step(0 + 6 * 0.05, 0.0, 0.05) == 0.3
+    assert round_to_step(0.7000000000000001, 0.0, 0.05) == 0.7
+    assert round_to_step(0.35, 0.1, 0.05) == 0.35 and round_to_step(3.0, 1, 1) == 3.0
+
+
+def test_a_sampled_dropout_reaches_the_spec_as_the_grid_number():
+    space = load_search_space(None)
+    noisy = 0.30000000000000004  # what Optuna's low + k * step gives for 0 + 6 * 0.05
+    spec = space.suggest(FixedTrial(block_params(block2_dropout=noisy)))
+    rates = [layer.rate for layer in spec.layers if isinstance(layer, Dropout)]
+    assert 0.3 in rates and noisy not in rates
