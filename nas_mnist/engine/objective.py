@@ -205,92 +205,16 @@ class Objective:
             raise
 
     def _run(self, trial: optuna.Trial) -> float | tuple[float, ...]:
-        from nas_mnist.model.training import NanLossError, train_spec
+        from nas_mnist.model.training import NanLossError
 
         trial_start = time.perf_counter()
         trial.set_user_attr(WORKER_ATTR, worker_id())
-        if self.config.max_trials is not None:
-            claimed = count_claimed(trial.study, before_number=trial.number)
-            if claimed >= self.config.max_trials:
-                trial.set_user_attr(REASON_ATTR, f"surplus: {claimed} trials are finished or "
-                                    f"running ahead of it; --trials is {self.config.max_trials}")
-                trial.study.stop()
-                raise SurplusTrialError(trial.user_attrs[REASON_ATTR])
-        tags = {
-            k: str(v)
-            for k, v in trial.user_attrs.items()
-            if k in (BASELINE_ATTR, IN_SPACE_ATTR)
-        }
-        run_id = self.runs.start_trial_run(
-            trial.number,
-            trial.study.study_name,
-            tags=tags,
-            run_name=_run_name(trial),
-        )
-        trial.set_user_attr(RUN_ATTR, run_id)
-        label = trial.user_attrs.get(BASELINE_ATTR) or f"trial {trial.number}"
-        self.listener.trial_started(trial.number, self.config.epochs, label)
+        self._check_budget(trial)
+        run_id = self._start_run(trial)
         try:
-            spec = self._spec(trial)
-            trial.set_user_attr(SPEC_ATTR, spec.to_dict())
-            summary = spec.summary()
-            for key in SUMMARY_ATTRS:
-                trial.set_user_attr(key, summary[key])
-            trial.set_user_attr(NUM_PARAMS_ATTR, spec.num_params)
-            self.tracker.log_trial_spec(run_id, spec, trial.params, trial.number)
-            if self.config.max_params is not None and spec.num_params > self.config.max_params:
-                raise optuna.TrialPruned(
-                    f"too_large: {spec.num_params:,} params exceed --max-params "
-                    f"{self.config.max_params:,}"
-                )
-            result = train_spec(
-                spec,
-                self.data,
-                self.config.epochs,
-                callbacks=_epoch_callbacks(
-                    trial, self.tracker, run_id, self.listener,
-                    prune=len(self.config.objectives) == 1,
-                ),
-                seed=self.config.seed + trial.number,
-                batch_size=self.config.batch_size,
-                options=self.config.training,
-            )
-            values = {"val_accuracy": result.val_accuracy, "params": float(result.num_params)}
-            if "latency" in self.config.objectives:
-                values["latency"] = measure_latency_ms(result.model, self.data.x_val)
-                trial.set_user_attr("latency_ms", values["latency"])
-                self.tracker.log_metrics(run_id, {"latency_ms": values["latency"]})
-            artifacts_start = time.perf_counter()
-            model_uri = self._save_model(result.model, run_id, result.best_epoch, trial)
-            phases = dict(result.phase_seconds)
-            phases["mlflow_model"] = time.perf_counter() - artifacts_start
-            log_trial_artifacts(self.tracker, run_id, spec, result, title=_run_name(trial))
-            phases["artifacts"] = time.perf_counter() - artifacts_start
-            for key, value in (
-                ("val_accuracy", result.val_accuracy),
-                ("test_accuracy", result.test_accuracy),
-                ("train_seconds", result.train_seconds),
-                ("best_epoch", result.best_epoch),
-                (MODEL_URI_ATTR, model_uri),
-            ):
-                trial.set_user_attr(key, value)
-            self.tracker.log_metrics(
-                run_id,
-                {
-                    "best_val_accuracy": result.val_accuracy,
-                    "test_accuracy": result.test_accuracy,
-                    "test_loss": result.test_loss,
-                    "train_seconds": result.train_seconds,
-                    "best_epoch": result.best_epoch,
-                },
-                model_id=model_id_of(model_uri),
-            )
-            # Everything that is not training or the test evaluation: spec to model, compile,
-            # MLflow and Optuna writes, artifacts (scripts/bench_training.py reports its share).
-            phases["total"] = time.perf_counter() - trial_start
-            phases["overhead"] = phases["total"] - phases["fit"] - phases["test_eval"]
-            trial.set_user_attr(PHASE_SECONDS_ATTR, {k: round(v, 4) for k, v in phases.items()})
-            self.tracker.log_metrics(run_id, {f"seconds.{k}": v for k, v in phases.items()})
+            spec = self._prepared_spec(trial, run_id)
+            result = self._train(trial, spec, run_id)
+            values = self._record(trial, spec, result, run_id, trial_start)
             self.tracker.end_trial_run(run_id, "complete")
             self.listener.trial_ended(trial.number, "complete", result.val_accuracy)
             if len(self.config.objectives) == 1:
@@ -315,6 +239,95 @@ class Objective:
             self.tracker.fail_fast()
             self._end(trial, run_id, "killed", "interrupted")
             raise
+
+    def _check_budget(self, trial: optuna.Trial) -> None:
+        """End a trial that would exceed ``--trials`` before it trains or logs anything."""
+        if self.config.max_trials is None:
+            return
+        claimed = count_claimed(trial.study, before_number=trial.number)
+        if claimed >= self.config.max_trials:
+            trial.set_user_attr(REASON_ATTR, f"surplus: {claimed} trials are finished or "
+                                f"running ahead of it; --trials is {self.config.max_trials}")
+            trial.study.stop()
+            raise SurplusTrialError(trial.user_attrs[REASON_ATTR])
+
+    def _start_run(self, trial: optuna.Trial) -> str:
+        """The trial's MLflow run, tagged with its baseline; the listener hears it started."""
+        tags = {k: str(v) for k, v in trial.user_attrs.items()
+                if k in (BASELINE_ATTR, IN_SPACE_ATTR)}
+        run_id = self.runs.start_trial_run(trial.number, trial.study.study_name, tags=tags,
+                                           run_name=_run_name(trial))
+        trial.set_user_attr(RUN_ATTR, run_id)
+        label = trial.user_attrs.get(BASELINE_ATTR) or f"trial {trial.number}"
+        self.listener.trial_started(trial.number, self.config.epochs, label)
+        return run_id
+
+    def _prepared_spec(self, trial: optuna.Trial, run_id: str) -> ArchitectureSpec:
+        """The trial's spec, recorded on the trial and its run; too large ones are pruned."""
+        spec = self._spec(trial)
+        trial.set_user_attr(SPEC_ATTR, spec.to_dict())
+        summary = spec.summary()
+        for key in SUMMARY_ATTRS:
+            trial.set_user_attr(key, summary[key])
+        trial.set_user_attr(NUM_PARAMS_ATTR, spec.num_params)
+        self.tracker.log_trial_spec(run_id, spec, trial.params, trial.number)
+        if self.config.max_params is not None and spec.num_params > self.config.max_params:
+            raise optuna.TrialPruned(
+                f"too_large: {spec.num_params:,} params exceed --max-params "
+                f"{self.config.max_params:,}"
+            )
+        return spec
+
+    def _train(self, trial: optuna.Trial, spec: ArchitectureSpec, run_id: str) -> Any:
+        from nas_mnist.model.training import train_spec
+
+        return train_spec(
+            spec,
+            self.data,
+            self.config.epochs,
+            callbacks=_epoch_callbacks(trial, self.tracker, run_id, self.listener,
+                                       prune=len(self.config.objectives) == 1),
+            seed=self.config.seed + trial.number,
+            batch_size=self.config.batch_size,
+            options=self.config.training,
+        )
+
+    def _record(self, trial: optuna.Trial, spec: ArchitectureSpec, result: Any, run_id: str,
+                trial_start: float) -> dict[str, float]:
+        """Keep the model, log the results and phase timings; the objective values by name."""
+        values = {"val_accuracy": result.val_accuracy, "params": float(result.num_params)}
+        if "latency" in self.config.objectives:
+            values["latency"] = measure_latency_ms(result.model, self.data.x_val)
+            trial.set_user_attr("latency_ms", values["latency"])
+            self.tracker.log_metrics(run_id, {"latency_ms": values["latency"]})
+        artifacts_start = time.perf_counter()
+        model_uri = self._save_model(result.model, run_id, result.best_epoch, trial)
+        phases = dict(result.phase_seconds)
+        phases["mlflow_model"] = time.perf_counter() - artifacts_start
+        log_trial_artifacts(self.tracker, run_id, spec, result, title=_run_name(trial))
+        phases["artifacts"] = time.perf_counter() - artifacts_start
+        for key, value in (
+            ("val_accuracy", result.val_accuracy),
+            ("test_accuracy", result.test_accuracy),
+            ("train_seconds", result.train_seconds),
+            ("best_epoch", result.best_epoch),
+            (MODEL_URI_ATTR, model_uri),
+        ):
+            trial.set_user_attr(key, value)
+        self.tracker.log_metrics(
+            run_id,
+            {"best_val_accuracy": result.val_accuracy, "test_accuracy": result.test_accuracy,
+             "test_loss": result.test_loss, "train_seconds": result.train_seconds,
+             "best_epoch": result.best_epoch},
+            model_id=model_id_of(model_uri),
+        )
+        # Everything that is not training or the test evaluation: spec to model, compile,
+        # MLflow and Optuna writes, artifacts (scripts/bench_training.py reports its share).
+        phases["total"] = time.perf_counter() - trial_start
+        phases["overhead"] = phases["total"] - phases["fit"] - phases["test_eval"]
+        trial.set_user_attr(PHASE_SECONDS_ATTR, {k: round(v, 4) for k, v in phases.items()})
+        self.tracker.log_metrics(run_id, {f"seconds.{k}": v for k, v in phases.items()})
+        return values
 
     def _spec(self, trial: optuna.Trial) -> ArchitectureSpec:
         try:

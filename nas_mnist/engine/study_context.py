@@ -16,7 +16,12 @@ from typing import Any
 from nas_mnist.data import KERAS_SOURCE, DataFingerprint, data_fingerprint
 from nas_mnist.engine.settings import SearchSettings
 from nas_mnist.errors import InputError
-from nas_mnist.trial_attributes import DATA_SHA256_ATTR, DATA_SOURCE_ATTR, SETTINGS_ATTR
+from nas_mnist.trial_attributes import (
+    DATA_SHA256_ATTR,
+    DATA_SOURCE_ATTR,
+    SETTINGS_ATTR,
+    TRACKING_URI_ATTR,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -106,3 +111,28 @@ def study_data(study: Any, data: str | os.PathLike | None) -> str | os.PathLike 
                          f"{expected[:12]}...); {hint}")
     logger.info("data: %s (the study's own, SHA-256 checked)", source)
     return source
+
+
+def study_tracker(study: Any, tracking_uri: str | None) -> Any:
+    """The ``Tracker`` of the MLflow store that holds a study's runs and models, checked.
+
+    Args:
+        study: the ``optuna.Study``.
+        tracking_uri: the store to use instead of the one the study logged to, or None.
+
+    Raises:
+        InputError: the study records no store and none was given, a SQLite store that does
+            not exist, or a store that cannot be reached.
+    """
+    from nas_mnist.sqlite_files import require_existing_sqlite
+    from nas_mnist.tracking.tracker import Tracker
+
+    tracking_uri = tracking_uri or study.user_attrs.get(TRACKING_URI_ATTR)
+    if not tracking_uri:
+        raise InputError(f"study {study.study_name!r} records no MLflow tracking URI; pass "
+                         "--tracking-uri")
+    require_existing_sqlite(tracking_uri, "MLflow tracking store", "--tracking-uri")
+    tracker = Tracker(tracking_uri)
+    tracker.check()
+    return tracker
+

@@ -24,7 +24,7 @@ from typing import Any
 from nas_mnist.architecture.spec import INPUT_SHAPE
 from nas_mnist.engine.study import val_accuracy_of
 from nas_mnist.exporting.layout import ExportError, ExportResult
-from nas_mnist.trial_attributes import MODEL_URI_ATTR, TEST_ACCURACY_ATTR, TRACKING_URI_ATTR
+from nas_mnist.trial_attributes import MODEL_URI_ATTR, TEST_ACCURACY_ATTR
 
 logger = logging.getLogger(__name__)
 
@@ -81,10 +81,9 @@ def _check_inputs(k: int, out: Any, storage: str, study_name: str, force: bool,
     from nas_mnist.data import load_splits
     from nas_mnist.engine.leaderboard import best_trials
     from nas_mnist.engine.storage import load_existing_study
+    from nas_mnist.engine.study_context import study_data, study_tracker
     from nas_mnist.exporting.atomic import check_out_dir
     from nas_mnist.exporting.selection import trial_spec
-    from nas_mnist.sqlite_files import require_existing_sqlite
-    from nas_mnist.tracking.tracker import Tracker
 
     if k < 2:
         raise ExportError(f"--ensemble {k}: an ensemble needs at least 2 members; leave out "
@@ -98,13 +97,9 @@ def _check_inputs(k: int, out: Any, storage: str, study_name: str, force: bool,
         )
     specs = [trial_spec(t) for t in trials]
     path = check_out_dir(out, force)
-    tracking_uri = tracking_uri or study.user_attrs.get(TRACKING_URI_ATTR)
-    if not tracking_uri:
-        raise ExportError(f"study {study_name!r} records no MLflow tracking URI; pass "
-                          "--tracking-uri")
-    require_existing_sqlite(tracking_uri, "MLflow tracking store", "--tracking-uri")
-    Tracker(tracking_uri).check()
-    return _Members(study, trials, specs, path, tracking_uri, load_splits(data))
+    tracker = study_tracker(study, tracking_uri)
+    return _Members(study, trials, specs, path, tracker.tracking_uri,
+                    load_splits(study_data(study, data)))
 
 
 def _load_members(source: _Members) -> list[Any]:

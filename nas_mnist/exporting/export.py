@@ -16,13 +16,12 @@ from typing import Any
 
 from nas_mnist.engine.settings import DEFAULT_STORAGE, DEFAULT_STUDY_NAME
 from nas_mnist.errors import InputError
-from nas_mnist.exporting.layout import ExportError, ExportResult
+from nas_mnist.exporting.layout import ExportResult
 from nas_mnist.trial_attributes import (
     MODEL_URI_ATTR,
     PARENT_RUN_ATTR,
     RESULT_ATTRS,
     TEST_ACCURACY_ATTR,
-    TRACKING_URI_ATTR,
     user_attr,
 )
 
@@ -120,23 +119,15 @@ def _check_inputs(
 ) -> _Source:
     from nas_mnist.data import load_splits
     from nas_mnist.engine.storage import load_existing_study
-    from nas_mnist.engine.study_context import study_data
+    from nas_mnist.engine.study_context import study_data, study_tracker
     from nas_mnist.exporting.atomic import check_out_dir
     from nas_mnist.exporting.selection import pick_trial, trial_spec
-    from nas_mnist.sqlite_files import require_existing_sqlite
-    from nas_mnist.tracking.tracker import Tracker
 
     study = load_existing_study(storage, study_name)
     trial = pick_trial(study, trial_number)
     spec = trial_spec(trial)
     path = check_out_dir(out, force)
-    tracking_uri = tracking_uri or study.user_attrs.get(TRACKING_URI_ATTR)
-    if not tracking_uri:
-        raise ExportError(f"study {study_name!r} records no MLflow tracking URI; pass "
-                          "--tracking-uri")
-    require_existing_sqlite(tracking_uri, "MLflow tracking store", "--tracking-uri")
-    tracker = Tracker(tracking_uri)
-    tracker.check()
+    tracker = study_tracker(study, tracking_uri)
     splits = load_splits(study_data(study, data), max_train_samples, seed)
     return _Source(study, trial, spec, path, tracker, splits)
 
