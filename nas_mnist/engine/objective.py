@@ -295,13 +295,16 @@ class Objective:
     def _record(self, trial: optuna.Trial, spec: ArchitectureSpec, result: Any, run_id: str,
                 trial_start: float) -> dict[str, float]:
         """Keep the model, log the results and phase timings; the objective values by name."""
+        from nas_mnist.model.builder import inference_model
+
         values = {"val_accuracy": result.val_accuracy, "params": float(result.num_params)}
         if "latency" in self.config.objectives:
             values["latency"] = measure_latency_ms(result.model, self.data.x_val)
             trial.set_user_attr("latency_ms", values["latency"])
             self.tracker.log_metrics(run_id, {"latency_ms": values["latency"]})
         artifacts_start = time.perf_counter()
-        model_uri = self._save_model(result.model, run_id, result.best_epoch, trial)
+        model_uri = self._save_model(inference_model(spec, result.model), run_id,
+                                     result.best_epoch, trial)
         phases = dict(result.phase_seconds)
         phases["mlflow_model"] = time.perf_counter() - artifacts_start
         log_trial_artifacts(self.tracker, run_id, spec, result, title=_run_name(trial))

@@ -10,6 +10,7 @@ A spec with augmentation or label smoothing uses classes defined here (registere
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import keras
@@ -167,6 +168,35 @@ def build_model(spec: ArchitectureSpec, name: str | None = None) -> keras.Model:
             outputs
         )
     return keras.Model(inputs, outputs, name=name or f"nas_mnist_{spec.spec_id}")
+
+
+_AUGMENTATION_TYPES = (RandomTranslation, RandomRotation, RandomZoom)
+
+
+def inference_model(spec: ArchitectureSpec, model: keras.Model) -> keras.Model:
+    """``model`` for serving: the same weights without what only training uses.
+
+    A spec with augmentation or label smoothing trains through nas-mnist's registered layers and
+    loss, which a plain ``keras.saving.load_model`` (e.g. ``mlflow.pyfunc.load_model`` in a
+    process that never imported nas-mnist) cannot rebuild. The inference model is built from the
+    spec without augmentation layers (identity at inference anyway) and is not compiled (no
+    loss), and it gets ``model``'s weights layer by layer: it predicts exactly as ``model``.
+    Other specs' models are returned as they are.
+
+    Args:
+        spec: the spec ``model`` was built from.
+        model: the trained model (``build_model(spec)``).
+
+    Returns:
+        A ``keras.Model`` with the same input, output and predictions.
+    """
+    if not spec.augmentation.enabled and not spec.label_smoothing:
+        return model
+    plain = build_model(dataclasses.replace(spec, augmentation=Augmentation()), name=model.name)
+    trained = [layer for layer in model.layers if not isinstance(layer, _AUGMENTATION_TYPES)]
+    for target, source in zip(plain.layers, trained, strict=True):
+        target.set_weights(source.get_weights())
+    return plain
 
 
 def build_optimizer(

@@ -28,9 +28,10 @@ TRIAL_MODEL_NAME = "model"
 
 INPUT_NAME = "image"
 """Name of the model input, in the MLflow signature and the exported SavedModel."""
-OUTPUT_NAME = "probabilities"
-"""Name of the model output in the MLflow signature (the exported SavedModel's signature names
-its output ``output_0``, Keras 3's ``model.export`` name; both hold the same (n, 10) softmax)."""
+OUTPUT_NAME = "output_0"
+"""Name of the model output, in the MLflow signature and the exported SavedModel (``output_0`` is
+the name Keras 3's ``model.export`` gives the serving signature's output): the (n, 10) softmax
+class probabilities."""
 
 QUIET_DOWNLOADS = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
 """Environment that turns off MLflow's tqdm "Downloading artifacts" bar."""
@@ -81,10 +82,10 @@ def log_trial_model(
     logged at ``step`` onto it (pass the best epoch, the epoch whose weights ``model`` holds). The
     run keeps its status (``mlflow.start_run(run_id=...)`` would end it: its status is restored).
 
-    A model trained with augmentation or label smoothing holds nas-mnist's registered layers and
-    loss: a process that loads it with ``mlflow.pyfunc.load_model`` must
-    ``import nas_mnist.model.builder`` first (Keras imports classes of its own packages only);
-    the MLmodel metadata's ``load_first`` says so.
+    Pass the trial's inference model (``nas_mnist.model.builder.inference_model``): a model that
+    still holds nas-mnist's registered augmentation layers or loss would need
+    ``import nas_mnist.model.builder`` before ``mlflow.pyfunc.load_model`` (Keras imports classes
+    of its own packages only).
 
     Args:
         model: the trained ``keras.Model``.
@@ -109,7 +110,7 @@ def log_trial_model(
             info = mlflow.keras.log_model(
                 model, name=TRIAL_MODEL_NAME, signature=model_signature(),
                 pip_requirements=pip_requirements(), step=step,
-                metadata={"load_first": "import nas_mnist.model.builder", **(metadata or {})},
+                metadata=dict(metadata or {}),
             )
     finally:
         client.update_run(run_id, status="RUNNING")  # the run's end was not the trial's end

@@ -441,3 +441,38 @@ def test_builder_runs_on_the_jax_backend():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                             cwd=root, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_inference_model_predicts_as_trained_and_loads_without_nas_mnist(tmp_path):
+    """A spec with augmentation and label smoothing trains through nas-mnist's registered layers
+    and loss; its inference model predicts the same and loads in a process that never imports
+    nas-mnist (as ``mlflow.pyfunc.load_model`` does)."""
+    import dataclasses
+    import subprocess
+    import sys
+
+    from nas_mnist.architecture.spec import Augmentation
+    from nas_mnist.model.builder import compile_model, inference_model
+
+    spec = dataclasses.replace(
+        ArchitectureSpec(layers=(Conv(4, 3), MaxPool(2), Flatten(), Dense(8))),
+        augmentation=Augmentation(translation=0.1, zoom=0.1), label_smoothing=0.1)
+    model = compile_model(build_model(spec), spec)
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 28, 28, 1), dtype=np.float32)
+    model.fit(x, rng.integers(0, 10, 64), epochs=1, batch_size=32, verbose=0)
+    plain = inference_model(spec, model)
+    assert plain.count_params() == model.count_params() == spec.num_params
+    np.testing.assert_allclose(plain.predict(x, verbose=0), model.predict(x, verbose=0),
+                               atol=1e-6)
+    plain.save(tmp_path / "plain.keras")
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "expected.npy", model.predict(x, verbose=0))
+    code = ("import sys, numpy as np, keras\n"
+            f"m = keras.saving.load_model({str(tmp_path / 'plain.keras')!r})\n"
+            f"p = m.predict(np.load({str(tmp_path / 'x.npy')!r}), verbose=0)\n"
+            f"assert np.abs(p - np.load({str(tmp_path / 'expected.npy')!r})).max() < 1e-5\n"
+            "assert not any(name.startswith('nas_mnist') for name in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
