@@ -51,7 +51,7 @@ def _command_logging(verbose: bool, tensorflow: bool = False) -> Iterator[None]:
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         if tensorflow:
-            from nas_mnist.environment import import_tensorflow_quietly
+            from nas_mnist.cli.quiet import import_tensorflow_quietly
 
             import_tensorflow_quietly()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
