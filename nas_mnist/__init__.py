@@ -22,14 +22,14 @@ from typing import Any
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 from nas_mnist.architecture.spec import ArchitectureSpec, SpecError  # noqa: E402
-from nas_mnist.engine.settings import SearchSettings  # noqa: E402
+from nas_mnist.search.settings import SearchSettings  # noqa: E402
 from nas_mnist.errors import InputError  # noqa: E402
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "search": ("nas_mnist.engine.session", "search"),
-    "SearchResult": ("nas_mnist.engine.session", "SearchResult"),
+    "search": ("nas_mnist.search.runner", "search"),
+    "SearchResult": ("nas_mnist.search.runner", "SearchResult"),
     "export": ("nas_mnist.exporting.export", "export"),
     "ExportResult": ("nas_mnist.exporting.layout", "ExportResult"),
     "report": ("nas_mnist.reporting.report", "report"),

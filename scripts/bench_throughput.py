@@ -56,7 +56,7 @@ def enqueued_study(url: str, space_name: str, trials: int, seed: int) -> None:
     import optuna
 
     from nas_mnist.architecture.spec import SpecError
-    from nas_mnist.engine.storage import make_storage
+    from nas_mnist.study.storage import make_storage
     from nas_mnist.search_space.space import load_search_space
 
     space = load_search_space(space_name)

@@ -67,11 +67,11 @@ def run_nas_mnist(args: argparse.Namespace, data) -> dict:
     import optuna
 
     from nas_mnist.architecture.baselines import get_baseline
-    from nas_mnist.engine.budget import run_trials
-    from nas_mnist.engine.objective import PHASE_SECONDS_ATTR, Objective, ObjectiveConfig
-    from nas_mnist.engine.refresher import ParentRunRefresher
-    from nas_mnist.engine.seeding import seed_baselines
-    from nas_mnist.engine.study import open_study
+    from nas_mnist.search.budget import run_trials
+    from nas_mnist.search.objective import PHASE_SECONDS_ATTR, Objective, ObjectiveConfig
+    from nas_mnist.search.refresher import ParentRunRefresher
+    from nas_mnist.search.baseline_trials import seed_baselines
+    from nas_mnist.study.opening import open_study
     from nas_mnist.model.training import TrainingOptions
     from nas_mnist.search_space.space import load_search_space
     from nas_mnist.tracking.tracker import StudyRuns, Tracker

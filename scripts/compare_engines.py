@@ -39,8 +39,8 @@ def run_optuna(method: str, seed: int, args: argparse.Namespace, data, space, fo
     """Rows (cumulative_epochs, val_accuracy, test_accuracy) per finished trial."""
     import optuna
 
-    from nas_mnist.engine.objective import Objective, ObjectiveConfig
-    from nas_mnist.engine.study import make_pruner, make_sampler
+    from nas_mnist.search.objective import Objective, ObjectiveConfig
+    from nas_mnist.study.opening import make_pruner, make_sampler
     from nas_mnist.tracking.tracker import StudyRuns, Tracker
 
     _, sampler_name, pruner_name = method.split("-")
@@ -69,7 +69,7 @@ def run_optuna(method: str, seed: int, args: argparse.Namespace, data, space, fo
 
 
 def run_keras_tuner(seed: int, args: argparse.Namespace, data, space, folder: str):
-    from nas_mnist.engine.keras_tuner_engine import TunerConfig, make_tuner, start_parent_run
+    from nas_mnist.search.keras_tuner import TunerConfig, make_tuner, start_parent_run
     from nas_mnist.tracking.tracker import StudyRuns, Tracker
 
     tracker = Tracker(f"sqlite:///{folder}/mlflow.db")

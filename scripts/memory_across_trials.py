@@ -32,7 +32,7 @@ def measure(trials: int, folder: str) -> list[float]:
 
     from nas_mnist.architecture.spec import ArchitectureSpec, Conv, Dense, Flatten, MaxPool
     from nas_mnist.data import MnistArrays, make_splits
-    from nas_mnist.engine.objective import Objective, ObjectiveConfig
+    from nas_mnist.search.objective import Objective, ObjectiveConfig
     from nas_mnist.tracking.tracker import StudyRuns, Tracker
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -37,8 +37,8 @@ def main() -> int:
 
     from nas_mnist.architecture.spec import ArchitectureSpec, Augmentation
     from nas_mnist.data import load_splits
-    from nas_mnist.engine.leaderboard import leaderboard
-    from nas_mnist.engine.storage import load_existing_study
+    from nas_mnist.study.leaderboard import leaderboard
+    from nas_mnist.study.storage import load_existing_study
     from nas_mnist.model.training import train_spec
     from nas_mnist.trial_attributes import SPEC_ATTR
 

@@ -8,7 +8,7 @@ from functools import partial
 import optuna
 
 from nas_mnist.console import RichProgress
-from nas_mnist.engine.leaderboard import best_val_accuracy
+from nas_mnist.study.leaderboard import best_val_accuracy
 
 
 def _status(progress: RichProgress, task: int) -> str:

@@ -13,10 +13,12 @@ PACKAGE = Path(nas_mnist.__file__).parent
 
 # Higher layers may import lower ones (and their own), never the reverse.
 LAYERS = {
-    "cli": 6,
-    "reporting": 5,
-    "exporting": 5,
-    "engine": 4,
+    "cli": 7,
+    "reporting": 6,
+    "exporting": 6,
+    "search": 6,
+    "processes": 5,
+    "study": 4,
     "tracking": 3,
     "model": 2,
     "search_space": 2,

@@ -37,7 +37,7 @@ def positive_float(text: str) -> float:
 
 def add_study_arguments(parser: argparse.ArgumentParser, study_help: str) -> None:
     """``--storage URL`` and ``--study-name NAME``, with the defaults every command shares."""
-    from nas_mnist.engine.settings import DEFAULT_STORAGE, DEFAULT_STUDY_NAME
+    from nas_mnist.study.defaults import DEFAULT_STORAGE, DEFAULT_STUDY_NAME
 
     parser.add_argument(
         "--storage",

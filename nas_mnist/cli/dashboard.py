@@ -24,7 +24,7 @@ REMOTE_WARNING = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from nas_mnist.engine.settings import DEFAULT_STORAGE
+    from nas_mnist.study.defaults import DEFAULT_STORAGE
 
     parser.add_argument(
         "--storage",

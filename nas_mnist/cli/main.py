@@ -19,7 +19,7 @@ from typing import Any
 from nas_mnist import __version__
 from nas_mnist.cli import baselines, dashboard, export, predict, report, search, ui
 from nas_mnist.cli.arguments import EXIT_FAILURE, EXIT_USAGE
-from nas_mnist.engine.interrupts import (
+from nas_mnist.processes.signals import (
     Terminated,
     exit_status,
     handle_signals,

@@ -53,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
                 "--format json prints the leaderboard on stdout and writes no folder; "
                 "leave out --out, or drop --format json to write the report folder"
             )
-        from nas_mnist.engine.leaderboard import leaderboard, leaderboard_records
-        from nas_mnist.engine.storage import load_existing_study
+        from nas_mnist.study.leaderboard import leaderboard, leaderboard_records
+        from nas_mnist.study.storage import load_existing_study
 
         study = load_existing_study(args.storage, args.study_name)
         print(json.dumps(leaderboard_records(leaderboard(study)), indent=2))

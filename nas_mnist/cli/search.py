@@ -14,7 +14,7 @@ from nas_mnist.cli.arguments import (
     positive_float,
     positive_int,
 )
-from nas_mnist.engine.settings import (
+from nas_mnist.search.settings import (
     DEFAULT_SAMPLER,
     ENGINES,
     PRUNERS,
@@ -192,8 +192,8 @@ def settings_from_args(args: argparse.Namespace) -> SearchSettings:
 
 def run(args: argparse.Namespace) -> int:
     from nas_mnist.console import console
-    from nas_mnist.engine.budget import count_finished
-    from nas_mnist.engine.session import search
+    from nas_mnist.study.trial_counts import count_finished
+    from nas_mnist.search.runner import search
 
     result = search(settings_from_args(args))
     if result.study is None:  # the KerasTuner engine
@@ -237,7 +237,7 @@ def _print_keras_tuner_result(result: object) -> None:
 
 def _print_leaderboard(frame: object, queued: int, limit: int = 10) -> None:
     from nas_mnist.console import console, table_from_frame
-    from nas_mnist.engine.leaderboard import VIEWS, baseline_comparison, comparison_sentence
+    from nas_mnist.study.leaderboard import VIEWS, baseline_comparison, comparison_sentence
 
     if queued:
         console.print(f"{queued} queued trial(s) (baselines or retries) wait for a later run")

@@ -4,7 +4,7 @@ The ensemble's output is the mean of its members' softmax probabilities (unweigh
 averaging; see e.g. Dietterich, "Ensemble methods in machine learning", MCS 2000, and
 Lakshminarayanan et al., "Simple and scalable predictive uncertainty estimation using deep
 ensembles", NeurIPS 2017, who average softmax outputs the same way). Members are the K complete
-trials with the highest val_accuracy that kept a model (``nas_mnist.engine.leaderboard``): the
+trials with the highest val_accuracy that kept a model (``nas_mnist.study.leaderboard``): the
 test split is never used to choose them, only to report what the ensemble adds.
 
 The folder has the layout of a single export (``nas_mnist.exporting.layout``) with the same
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from nas_mnist.architecture.spec import INPUT_SHAPE
-from nas_mnist.engine.study import val_accuracy_of
+from nas_mnist.study.opening import val_accuracy_of
 from nas_mnist.exporting.layout import ExportError, ExportResult
 from nas_mnist.trial_attributes import MODEL_URI_ATTR, TEST_ACCURACY_ATTR
 
@@ -79,9 +79,9 @@ def export_ensemble(
 def _check_inputs(k: int, out: Any, storage: str, study_name: str, force: bool,
                   tracking_uri: str | None, data: Any) -> _Members:
     from nas_mnist.data import load_splits
-    from nas_mnist.engine.leaderboard import best_trials
-    from nas_mnist.engine.storage import load_existing_study
-    from nas_mnist.engine.study_context import study_data, study_tracker
+    from nas_mnist.study.leaderboard import best_trials
+    from nas_mnist.study.storage import load_existing_study
+    from nas_mnist.study.memory import study_data, study_tracker
     from nas_mnist.exporting.atomic import check_out_dir
     from nas_mnist.exporting.selection import trial_spec
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from nas_mnist.architecture.spec import ArchitectureSpec
-from nas_mnist.engine.leaderboard import best_trial
+from nas_mnist.study.leaderboard import best_trial
 from nas_mnist.exporting.layout import (
     ExportError,
 )

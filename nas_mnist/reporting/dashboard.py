@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from nas_mnist.engine.storage import StorageError, validate_storage_url
+from nas_mnist.study.storage import StorageError, validate_storage_url
 
 logger = logging.getLogger(__name__)
 

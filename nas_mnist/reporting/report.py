@@ -1,8 +1,8 @@
 """``nas_mnist.report(...)`` and ``nas-mnist report``: a study's leaderboard, plots and best
 model's mistakes in one folder, with a one-page ``report.html`` showing them together.
 
-The pieces are shared with the search: the leaderboard (``nas_mnist.engine.leaderboard``), the
-study plots (``nas_mnist.engine.study_plots``); this module adds the best model's confusion
+The pieces are shared with the search: the leaderboard (``nas_mnist.study.leaderboard``), the
+study plots (``nas_mnist.study.plots``); this module adds the best model's confusion
 matrix and misclassified test images (reporting only: the best model is chosen on val_accuracy).
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from nas_mnist.console import format_cell
-from nas_mnist.engine.leaderboard import (
+from nas_mnist.study.leaderboard import (
     NUMERIC_COLUMNS,
     VIEWS,
     baseline_comparison,
@@ -26,9 +26,9 @@ from nas_mnist.engine.leaderboard import (
     leaderboard,
     view,
 )
-from nas_mnist.engine.settings import DEFAULT_STORAGE, DEFAULT_STUDY_NAME
-from nas_mnist.engine.study import val_accuracy_of
-from nas_mnist.engine.study_plots import write_study_plots
+from nas_mnist.study.defaults import DEFAULT_STORAGE, DEFAULT_STUDY_NAME
+from nas_mnist.study.opening import val_accuracy_of
+from nas_mnist.study.plots import write_study_plots
 from nas_mnist.errors import InputError
 from nas_mnist.trial_attributes import (
     MODEL_URI_ATTR,
@@ -74,7 +74,7 @@ class Report:
         files: every file written, ``report.html`` last.
         skipped: {part: why it is missing} for plots or figures that could not be made.
         best_trial: number of the best complete trial (by val_accuracy), or None.
-        leaderboard: the leaderboard's ``records`` view (``nas_mnist.engine.leaderboard``).
+        leaderboard: the leaderboard's ``records`` view (``nas_mnist.study.leaderboard``).
     """
 
     out_dir: Path
@@ -157,8 +157,8 @@ def report(
             bad data; nothing is written.
     """
     from nas_mnist.data import load_splits
-    from nas_mnist.engine.storage import load_existing_study
-    from nas_mnist.engine.study_context import study_data
+    from nas_mnist.study.storage import load_existing_study
+    from nas_mnist.study.memory import study_data
 
     folder = check_report_dir(out, force)
     study = load_existing_study(storage, study_name)

@@ -4,7 +4,7 @@ architecture as metrics (``num.depth``, ``num.mean_kernel_size``, ...).
 
 MLflow's parallel-coordinates chart plots numbers, while the spec's flat params are strings such
 as ``arch.kernel_sizes = "3,5,2"``; the encodings are those numbers. They are also what the
-study's parallel coordinates and parameter importances use (``nas_mnist.engine.study_plots``):
+study's parallel coordinates and parameter importances use (``nas_mnist.study.plots``):
 the raw search-space params are conditional (``conv5_kernel_size`` exists only for depth >= 5)
 and out-of-space baselines have none, while the encodings exist for every trial with a spec.
 """

@@ -20,9 +20,9 @@ from support import REPO_ROOT, SMALL_SPACE
 
 from nas_mnist.architecture.baselines import get_baseline
 from nas_mnist.cli.main import main
-from nas_mnist.engine.leaderboard import VIEWS
-from nas_mnist.engine.refresher import ParentRunRefresher
-from nas_mnist.engine.study_plots import write_study_plots
+from nas_mnist.study.leaderboard import VIEWS
+from nas_mnist.search.refresher import ParentRunRefresher
+from nas_mnist.study.plots import write_study_plots
 from nas_mnist.plots import confusion_matrix, save_learning_curves
 from nas_mnist.reporting.report import leaderboard_markdown
 from nas_mnist.tracking.trial_artifacts import log_trial_artifacts, numeric_params

@@ -10,9 +10,9 @@ from optuna.trial import TrialState
 
 from nas_mnist.architecture.spec import ArchitectureSpec, Dense, Flatten
 from nas_mnist.data import MnistArrays, make_splits
-from nas_mnist.engine.budget import run_trials
-from nas_mnist.engine.objective import Objective, ObjectiveConfig
-from nas_mnist.engine.recovery import close_orphan_runs
+from nas_mnist.search.budget import run_trials
+from nas_mnist.search.objective import Objective, ObjectiveConfig
+from nas_mnist.study.recovery import close_orphan_runs
 from nas_mnist.tracking.tracker import (
     HTTP_DEFAULTS,
     StudyRuns,

@@ -1,0 +1,1 @@
+"""Processes: the ``--jobs`` supervisor (it imports no training code) and signal handling."""

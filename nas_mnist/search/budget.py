@@ -1,0 +1,84 @@
+"""The study-wide trial budget: ``--trials`` finished trials in total, shared by every worker,
+and a worker that stops after too many failures in a row (the counts: ``study.trial_counts``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from nas_mnist.study.trial_counts import FINISHED_STATES, count_claimed, count_finished
+
+class _StopAfterFailures:
+    """Stops the study after ``limit`` consecutive failed trials in this process.
+
+    Surplus trials (see ``count_claimed``) do not count as failures.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.consecutive = 0
+        self.stopped = False
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if trial.user_attrs.get("reason", "").startswith("surplus"):
+            return
+        self.consecutive = self.consecutive + 1 if trial.state == TrialState.FAIL else 0
+        if self.consecutive >= self.limit:
+            self.stopped = True
+            study.stop()
+
+
+def _stop_when_claimed(n_trials: int) -> Callable[[optuna.Study, Any], None]:
+    """A callback that stops this worker once finished plus running trials (of any worker)
+    reach ``n_trials``: its next trial would only be a surplus one (a failed trial in the study)."""
+
+    def callback(study: optuna.Study, trial: Any) -> None:
+        if count_claimed(study) >= n_trials:
+            study.stop()
+
+    return callback
+
+
+def run_trials(
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], float],
+    n_trials: int,
+    timeout: float | None = None,
+    callbacks: Sequence[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = (),
+    max_consecutive_failures: int = 10,
+    max_trials_here: int | None = None,
+) -> dict[str, Any]:
+    """Run trials until the study holds ``n_trials`` finished trials in total.
+
+    ``--trials`` is study-wide: after an interruption the same call runs only the remaining ones,
+    and several workers share them. Failed trials are recorded and do not count; after
+    ``max_consecutive_failures`` failures in a row this worker stops. ``max_trials_here`` bounds
+    the trials this call starts (a ``--jobs`` worker process runs a few, then is replaced).
+
+    Returns:
+        {"ran": trials started here, "stopped_for_failures": bool}.
+    """
+    if count_claimed(study) >= n_trials:
+        return {"ran": 0, "stopped_for_failures": False}
+    before = len(study.get_trials(deepcopy=False))
+    failures = _StopAfterFailures(max_consecutive_failures)
+    study.optimize(
+        objective,
+        n_trials=max_trials_here,
+        timeout=timeout,
+        catch=(Exception,),
+        callbacks=[
+            optuna.study.MaxTrialsCallback(n_trials, states=FINISHED_STATES),
+            _stop_when_claimed(n_trials),
+            failures,
+            *callbacks,
+        ],
+        gc_after_trial=True,
+    )
+    return {
+        "ran": len(study.get_trials(deepcopy=False)) - before,
+        "stopped_for_failures": failures.stopped,
+    }

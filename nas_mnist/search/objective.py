@@ -1,0 +1,361 @@
+"""The Optuna objective: spec from the trial, train it, report val_accuracy, log to MLflow.
+
+Each trial gets a nested MLflow run before anything else happens, so that every trial, complete,
+pruned or failed, has a run whose ``state`` tag and ``reason`` tag say how it ended.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import optuna
+
+from nas_mnist.architecture.spec import ArchitectureSpec, SpecError
+from nas_mnist.data import DataSplits
+from nas_mnist.search import baseline_trials as seeding
+from nas_mnist.study.trial_counts import count_claimed
+from nas_mnist.study.recovery import requeue_trial, worker_id
+from nas_mnist.model.training import TrainingOptions
+from nas_mnist.search_space.space import SearchSpace
+from nas_mnist.tracking.models import log_trial_model, model_id_of
+from nas_mnist.tracking.tracker import StudyRuns, Tracker, TrackingUnavailableError
+from nas_mnist.tracking.trial_artifacts import log_trial_artifacts
+from nas_mnist.trial_attributes import (
+    BASELINE_ATTR,
+    IN_SPACE_ATTR,
+    MODEL_URI_ATTR,
+    NUM_PARAMS_ATTR,
+    PHASE_SECONDS_ATTR,
+    REASON_ATTR,
+    RUN_ATTR,
+    SPEC_ATTR,
+    SUMMARY_ATTRS,
+    WORKER_ATTR,
+)
+
+logger = logging.getLogger(__name__)
+
+
+
+class SearchListener(Protocol):
+    """Progress hooks (the CLI draws progress bars with them); all are optional no-ops."""
+
+    def trial_started(self, number: int, epochs: int, label: str) -> None: ...
+    def epoch_ended(self, number: int, epoch: int, logs: dict[str, float]) -> None: ...
+    def trial_ended(self, number: int, state: str, value: float | None) -> None: ...
+
+
+class _NoListener:
+    def trial_started(self, number: int, epochs: int, label: str) -> None:
+        pass
+
+    def epoch_ended(self, number: int, epoch: int, logs: dict[str, float]) -> None:
+        pass
+
+    def trial_ended(self, number: int, state: str, value: float | None) -> None:
+        pass
+
+
+@dataclass
+class ObjectiveConfig:
+    """Settings shared by every trial of one search.
+
+    Attributes:
+        epochs: training epochs per trial.
+        seed: base seed; trial ``n`` trains with seed ``seed + n``.
+        batch_size: overrides every spec's batch size when set (images per step).
+        max_params: specs with more parameters are pruned before training (memory guard).
+        max_trials: the study-wide ``--trials``; a trial that would exceed it (several workers
+            started the last trials at once) ends at once as a failed "surplus" trial, without
+            training or an MLflow run, and its worker stops.
+        training: input pipeline settings passed to ``train_spec``.
+        objectives: what the trial returns, in order: val_accuracy, then optionally params
+            (parameter count) and latency (milliseconds per image, ``measure_latency_ms``).
+            With more than one, trials are neither reported per epoch nor pruned (Optuna does
+            not prune multi-objective studies).
+    """
+
+    epochs: int = 15
+    seed: int = 0
+    batch_size: int | None = None
+    max_params: int | None = None
+    max_trials: int | None = None
+    training: TrainingOptions = field(default_factory=TrainingOptions)
+    objectives: tuple[str, ...] = ("val_accuracy",)
+
+
+LATENCY_BATCH = 256
+LATENCY_REPEATS = 5
+
+
+def measure_latency_ms(model: Any, images: Any) -> float:
+    """Milliseconds per image for inference on this machine.
+
+    Predicts batches of ``LATENCY_BATCH`` images with ``model.predict_on_batch`` (compiled, no
+    callbacks) ``LATENCY_REPEATS`` times after one warm-up call and returns the median time
+    divided by the batch size.
+
+    Args:
+        model: a trained ``keras.Model``.
+        images: float32 array (n, 28, 28, 1); the first ``LATENCY_BATCH`` are used.
+    """
+    import statistics
+
+    batch = images[:LATENCY_BATCH]
+    model.predict_on_batch(batch)
+    times = []
+    for _ in range(LATENCY_REPEATS):
+        start = time.perf_counter()
+        model.predict_on_batch(batch)
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times) / len(batch)
+
+
+class SurplusTrialError(RuntimeError):
+    """The study already has ``--trials`` finished or running trials ahead of this one."""
+
+
+def _epoch_callbacks(
+    trial: optuna.Trial, tracker: Tracker, run_id: str, listener: SearchListener, prune: bool
+) -> list[Any]:
+    """Keras callbacks that log each epoch to MLflow and, if ``prune``, report it to Optuna
+    and prune."""
+    import keras
+
+    class TrialCallback(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            logs = {k: float(v) for k, v in (logs or {}).items()}
+            tracker.log_metrics(run_id, logs, step=epoch)
+            listener.epoch_ended(trial.number, epoch, logs)
+            value = logs.get("val_accuracy")
+            if value is None or not prune:
+                return
+            trial.report(value, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(
+                    f"pruned after epoch {epoch + 1}: val_accuracy {value:.4f} is below the median "
+                    "of earlier trials at this epoch"
+                )
+
+    return [TrialCallback()]
+
+
+def _run_name(trial: optuna.Trial) -> str:
+    baseline = trial.user_attrs.get(BASELINE_ATTR)
+    return f"trial-{trial.number:04d}" + (f"-{baseline}" if baseline else "")
+
+
+class Objective:
+    """Callable objective for ``study.optimize``.
+
+    Args:
+        space: the search space that proposes specs.
+        data: the splits; loaded once per process and shared by every trial.
+        runs: where the trial runs go (MLflow tracker, experiment and parent run).
+        config: epochs, seed and limits.
+        listener: progress hooks.
+        spec_for_trial: optional override ``(trial) -> spec``; the default trains a seeded
+            baseline's catalog spec or samples ``space`` (``seeding.spec_for_trial``).
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        data: DataSplits,
+        runs: StudyRuns,
+        config: ObjectiveConfig,
+        listener: SearchListener | None = None,
+        spec_for_trial: Callable[[optuna.Trial], ArchitectureSpec] | None = None,
+    ) -> None:
+        self.space = space
+        self.data = data
+        self.runs = runs
+        self.tracker = runs.tracker
+        self.config = config
+        self.listener = listener or _NoListener()
+        self.spec_for_trial = spec_for_trial or (lambda trial: seeding.spec_for_trial(trial, space))
+        from nas_mnist.model.training import freeze_long_lived_objects
+
+        freeze_long_lived_objects()
+
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        """Train the trial's spec; return its objective value(s).
+
+        A trial interrupted by SIGINT/SIGTERM (``KeyboardInterrupt``), or failed because the
+        tracking server stopped answering (``TrackingUnavailableError``; the study is then
+        stopped), is re-queued once with the same configuration (``recovery.requeue_trial``):
+        the configuration did nothing wrong. Its ``reason`` says which.
+        """
+        try:
+            return self._run(trial)
+        except TrackingUnavailableError as exc:
+            reason = f"tracking_unavailable: {exc}"
+            trial.set_user_attr(REASON_ATTR, reason)
+            trial.study.stop()
+            requeue_trial(trial.study, trial.number, trial.params, trial.user_attrs, reason)
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr(REASON_ATTR, "interrupted")
+            requeue_trial(trial.study, trial.number, trial.params, trial.user_attrs,
+                          "interrupted")
+            raise
+
+    def _run(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        from nas_mnist.model.training import NanLossError
+
+        trial_start = time.perf_counter()
+        trial.set_user_attr(WORKER_ATTR, worker_id())
+        self._check_budget(trial)
+        run_id = self._start_run(trial)
+        try:
+            spec = self._prepared_spec(trial, run_id)
+            result = self._train(trial, spec, run_id)
+            values = self._record(trial, spec, result, run_id, trial_start)
+            self.tracker.end_trial_run(run_id, "complete")
+            self.listener.trial_ended(trial.number, "complete", result.val_accuracy)
+            if len(self.config.objectives) == 1:
+                return result.val_accuracy
+            return tuple(values[name] for name in self.config.objectives)
+        except optuna.TrialPruned as exc:
+            self._end(trial, run_id, "pruned", str(exc) or "pruned")
+            raise
+        except NanLossError as exc:
+            self._end(trial, run_id, "failed", f"{exc.reason}: {exc}")
+            raise
+        except TrackingUnavailableError:
+            self.listener.trial_ended(trial.number, "failed", None)
+            raise  # its run cannot be closed now; the next search closes it
+        except Exception as exc:
+            kind = type(exc).__name__
+            out_of_memory = "ResourceExhausted" in kind or "out of memory" in str(exc).lower()
+            prefix = "out_of_memory: " if out_of_memory else ""
+            self._end(trial, run_id, "failed", f"{prefix}{kind}: {exc}")
+            raise
+        except BaseException:  # KeyboardInterrupt, SystemExit: the process is going away
+            self.tracker.fail_fast()
+            self._end(trial, run_id, "killed", "interrupted")
+            raise
+
+    def _check_budget(self, trial: optuna.Trial) -> None:
+        """End a trial that would exceed ``--trials`` before it trains or logs anything."""
+        if self.config.max_trials is None:
+            return
+        claimed = count_claimed(trial.study, before_number=trial.number)
+        if claimed >= self.config.max_trials:
+            trial.set_user_attr(REASON_ATTR, f"surplus: {claimed} trials are finished or "
+                                f"running ahead of it; --trials is {self.config.max_trials}")
+            trial.study.stop()
+            raise SurplusTrialError(trial.user_attrs[REASON_ATTR])
+
+    def _start_run(self, trial: optuna.Trial) -> str:
+        """The trial's MLflow run, tagged with its baseline; the listener hears it started."""
+        tags = {k: str(v) for k, v in trial.user_attrs.items()
+                if k in (BASELINE_ATTR, IN_SPACE_ATTR)}
+        run_id = self.runs.start_trial_run(trial.number, trial.study.study_name, tags=tags,
+                                           run_name=_run_name(trial))
+        trial.set_user_attr(RUN_ATTR, run_id)
+        label = trial.user_attrs.get(BASELINE_ATTR) or f"trial {trial.number}"
+        self.listener.trial_started(trial.number, self.config.epochs, label)
+        return run_id
+
+    def _prepared_spec(self, trial: optuna.Trial, run_id: str) -> ArchitectureSpec:
+        """The trial's spec, recorded on the trial and its run; too large ones are pruned."""
+        spec = self._spec(trial)
+        trial.set_user_attr(SPEC_ATTR, spec.to_dict())
+        summary = spec.summary()
+        for key in SUMMARY_ATTRS:
+            trial.set_user_attr(key, summary[key])
+        trial.set_user_attr(NUM_PARAMS_ATTR, spec.num_params)
+        self.tracker.log_trial_spec(run_id, spec, trial.params, trial.number)
+        if self.config.max_params is not None and spec.num_params > self.config.max_params:
+            raise optuna.TrialPruned(
+                f"too_large: {spec.num_params:,} params exceed --max-params "
+                f"{self.config.max_params:,}"
+            )
+        return spec
+
+    def _train(self, trial: optuna.Trial, spec: ArchitectureSpec, run_id: str) -> Any:
+        from nas_mnist.model.training import train_spec
+
+        return train_spec(
+            spec,
+            self.data,
+            self.config.epochs,
+            callbacks=_epoch_callbacks(trial, self.tracker, run_id, self.listener,
+                                       prune=len(self.config.objectives) == 1),
+            seed=self.config.seed + trial.number,
+            batch_size=self.config.batch_size,
+            options=self.config.training,
+        )
+
+    def _record(self, trial: optuna.Trial, spec: ArchitectureSpec, result: Any, run_id: str,
+                trial_start: float) -> dict[str, float]:
+        """Keep the model, log the results and phase timings; the objective values by name."""
+        from nas_mnist.model.builder import inference_model
+
+        values = {"val_accuracy": result.val_accuracy, "params": float(result.num_params)}
+        if "latency" in self.config.objectives:
+            values["latency"] = measure_latency_ms(result.model, self.data.x_val)
+            trial.set_user_attr("latency_ms", values["latency"])
+            self.tracker.log_metrics(run_id, {"latency_ms": values["latency"]})
+        artifacts_start = time.perf_counter()
+        model_uri = self._save_model(inference_model(spec, result.model), run_id,
+                                     result.best_epoch, trial)
+        phases = dict(result.phase_seconds)
+        phases["mlflow_model"] = time.perf_counter() - artifacts_start
+        log_trial_artifacts(self.tracker, run_id, spec, result, title=_run_name(trial))
+        phases["artifacts"] = time.perf_counter() - artifacts_start
+        for key, value in (
+            ("val_accuracy", result.val_accuracy),
+            ("test_accuracy", result.test_accuracy),
+            ("train_seconds", result.train_seconds),
+            ("best_epoch", result.best_epoch),
+            (MODEL_URI_ATTR, model_uri),
+        ):
+            trial.set_user_attr(key, value)
+        self.tracker.log_metrics(
+            run_id,
+            {"best_val_accuracy": result.val_accuracy, "test_accuracy": result.test_accuracy,
+             "test_loss": result.test_loss, "train_seconds": result.train_seconds,
+             "best_epoch": result.best_epoch},
+            model_id=model_id_of(model_uri),
+        )
+        # Everything that is not training or the test evaluation: spec to model, compile,
+        # MLflow and Optuna writes, artifacts (scripts/bench_training.py reports its share).
+        phases["total"] = time.perf_counter() - trial_start
+        phases["overhead"] = phases["total"] - phases["fit"] - phases["test_eval"]
+        trial.set_user_attr(PHASE_SECONDS_ATTR, {k: round(v, 4) for k, v in phases.items()})
+        self.tracker.log_metrics(run_id, {f"seconds.{k}": v for k, v in phases.items()})
+        return values
+
+    def _spec(self, trial: optuna.Trial) -> ArchitectureSpec:
+        try:
+            return self.spec_for_trial(trial)
+        except SpecError as exc:
+            raise optuna.TrialPruned(f"invalid_architecture: {exc}") from None
+
+    def _save_model(self, model: Any, run_id: str, best_epoch: int, trial: optuna.Trial) -> str:
+        """Log the trained model from the trial's run as an MLflow model; its URI."""
+        try:
+            return log_trial_model(
+                model, self.tracker.tracking_uri, run_id, step=best_epoch,
+                metadata={"study_name": trial.study.study_name, "trial_number": trial.number},
+            )
+        except Exception as exc:  # MLflow's fluent API, outside the tracker's guarded client
+            self.tracker.check_unreachable(exc)
+            raise
+
+    def _end(self, trial: optuna.Trial, run_id: str, state: str, reason: str) -> None:
+        trial.set_user_attr(REASON_ATTR, reason)
+        try:
+            self.tracker.end_trial_run(run_id, state, reason)
+        except TrackingUnavailableError as exc:  # the next search closes it
+            logger.warning("could not close MLflow run %s of trial %d: %s", run_id, trial.number,
+                           exc)
+        except Exception:  # never hide the trial's own error behind a tracking error
+            logger.exception("could not close MLflow run %s of trial %d", run_id, trial.number)
+        self.listener.trial_ended(trial.number, state, None)

@@ -1,0 +1,137 @@
+"""What a study remembers of its searches: its data (path and SHA-256) and its settings.
+
+A search stores them in the study's user attributes (names in ``nas_mnist.trial_attributes``)
+and records the settings as params of the study's MLflow parent run. ``export``, ``report`` and
+``baselines train`` then find the data without ``--data`` (``study_data``), and refuse, saying
+what to pass, when the file is gone or its content changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import Any
+
+from nas_mnist.data import KERAS_SOURCE, DataFingerprint, data_fingerprint
+from nas_mnist.errors import InputError
+from nas_mnist.trial_attributes import (
+    DATA_SHA256_ATTR,
+    DATA_SOURCE_ATTR,
+    SETTINGS_ATTR,
+    TRACKING_URI_ATTR,
+)
+
+logger = logging.getLogger(__name__)
+
+_NOT_RECORDED = ("progress",)
+"""Settings that do not change what a search computes."""
+
+
+def settings_record(settings: Any, data: DataFingerprint) -> dict[str, Any]:
+    """The settings of a search (a ``nas_mnist.SearchSettings``) as plain JSON values: every ``SearchSettings`` field but
+    ``progress``, with the pruner resolved, the objectives as one comma-separated string, the
+    space as given (``default`` when None) and the data as its fingerprint (``data`` = the
+    resolved path or ``keras.datasets.mnist``, ``data_sha256``)."""
+    record: dict[str, Any] = {}
+    for field in dataclasses.fields(settings):
+        if field.name in _NOT_RECORDED:
+            continue
+        value = getattr(settings, field.name)
+        record[field.name] = os.fspath(value) if isinstance(value, os.PathLike) else value
+    record.update(
+        pruner=settings.resolved_pruner, objective=",".join(settings.objectives),
+        space=os.fspath(settings.space) if settings.space is not None else "default",
+        data=data.source, data_sha256=data.sha256,
+    )
+    return record
+
+
+def remember_search(study: Any, settings: Any, data: DataFingerprint) -> dict[str, Any]:
+    """Store the search's data fingerprint and settings in the study's user attributes
+    (the latest search's, when a study is resumed with other settings).
+
+    Returns:
+        The settings record (``settings_record``).
+    """
+    record = settings_record(settings, data)
+    study.set_user_attr(DATA_SOURCE_ATTR, data.source)
+    if data.sha256 is not None:
+        study.set_user_attr(DATA_SHA256_ATTR, data.sha256)
+    study.set_user_attr(SETTINGS_ATTR, record)
+    return record
+
+
+def record_parent_params(tracker: Any, run_id: str, record: dict[str, Any]) -> None:
+    """Log the settings as params of the study's parent run.
+
+    MLflow params cannot change once logged: on a resumed study, settings logged before keep
+    their first value and a changed one (``trials`` raised to resume, ...) is set as the tag
+    ``settings.<name>`` instead. None becomes "None".
+    """
+    logged = tracker.client.get_run(run_id).data.params
+    values = {key: str(value) for key, value in record.items()}
+    tracker.log_params(run_id, {k: v for k, v in values.items() if k not in logged})
+    changed = {f"settings.{k}": v for k, v in values.items() if k in logged and logged[k] != v}
+    if changed:
+        tracker.set_tags(run_id, changed)
+
+
+def study_data(study: Any, data: str | os.PathLike | None) -> str | os.PathLike | None:
+    """The data source for a command on ``study``: ``data`` if given, else the study's own.
+
+    Args:
+        study: an ``optuna.Study`` made by ``nas-mnist search`` (older studies remember no
+            data: ``None`` is returned, meaning ``NAS_MNIST_DATA`` or Keras' download).
+        data: the command's ``--data``, or None.
+
+    Returns:
+        ``data``, the study's file, or None (Keras' download or an older study).
+
+    Raises:
+        InputError: the study's file no longer exists, or its SHA-256 changed since the search;
+            the message names the file and says to pass ``--data``.
+    """
+    if data is not None:
+        return data
+    source = study.user_attrs.get(DATA_SOURCE_ATTR)
+    if source is None or source == KERAS_SOURCE:
+        return None
+    expected = study.user_attrs.get(DATA_SHA256_ATTR)
+    hint = ("pass --data PATH with the MNIST the search used (an .npz file or a folder of the "
+            "four IDX files)")
+    if not os.path.exists(source):
+        raise InputError(f"study {study.study_name!r} was searched on {source}, which no longer "
+                         f"exists; {hint}")
+    found = data_fingerprint(source).sha256
+    if expected is not None and found != expected:
+        raise InputError(f"study {study.study_name!r} was searched on {source}, but that file "
+                         f"changed since (SHA-256 {found[:12]}..., the search's was "
+                         f"{expected[:12]}...); {hint}")
+    logger.info("data: %s (the study's own, SHA-256 checked)", source)
+    return source
+
+
+def study_tracker(study: Any, tracking_uri: str | None) -> Any:
+    """The ``Tracker`` of the MLflow store that holds a study's runs and models, checked.
+
+    Args:
+        study: the ``optuna.Study``.
+        tracking_uri: the store to use instead of the one the study logged to, or None.
+
+    Raises:
+        InputError: the study records no store and none was given, a SQLite store that does
+            not exist, or a store that cannot be reached.
+    """
+    from nas_mnist.sqlite_files import require_existing_sqlite
+    from nas_mnist.tracking.tracker import Tracker
+
+    tracking_uri = tracking_uri or study.user_attrs.get(TRACKING_URI_ATTR)
+    if not tracking_uri:
+        raise InputError(f"study {study.study_name!r} records no MLflow tracking URI; pass "
+                         "--tracking-uri")
+    require_existing_sqlite(tracking_uri, "MLflow tracking store", "--tracking-uri")
+    tracker = Tracker(tracking_uri)
+    tracker.check()
+    return tracker
+

@@ -1,0 +1,93 @@
+"""The study-wide trial budget, on in-memory studies (no training)."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from nas_mnist.search.budget import count_claimed, count_finished, run_trials
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _study_with(states: list[TrialState]) -> optuna.Study:
+    study = optuna.create_study(direction="maximize")
+    for state in states:
+        study.add_trial(optuna.trial.create_trial(
+            state=state, value=0.5 if state == TrialState.COMPLETE else None,
+            intermediate_values={0: 0.4} if state == TrialState.PRUNED else {}))
+    return study
+
+
+def test_count_finished_counts_complete_and_pruned_only():
+    study = _study_with([TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL,
+                         TrialState.WAITING])
+    assert count_finished(study) == 2
+
+
+def test_count_claimed_adds_running_trials_numbered_before_the_asking_one():
+    study = _study_with([TrialState.COMPLETE, TrialState.FAIL])
+    first = study.ask()  # RUNNING, number 2
+    second = study.ask()  # RUNNING, number 3
+    assert count_claimed(study) == 3  # 1 complete + 2 running
+    assert count_claimed(study, before_number=second.number) == 2  # the earlier runner counts
+    assert count_claimed(study, before_number=first.number) == 1
+
+
+def test_run_trials_tops_up_to_the_study_wide_total():
+    study = _study_with([TrialState.COMPLETE, TrialState.PRUNED])
+    outcome = run_trials(study, lambda trial: 0.9, n_trials=5)
+    assert outcome == {"ran": 3, "stopped_for_failures": False}
+    assert count_finished(study) == 5
+    assert run_trials(study, lambda trial: 0.9, n_trials=5)["ran"] == 0  # nothing left to do
+
+
+def test_failed_trials_do_not_count_and_the_worker_stops_after_a_run_of_failures():
+    def failing(trial: optuna.Trial) -> float:
+        raise RuntimeError("boom")
+
+    study = optuna.create_study(direction="maximize")
+    outcome = run_trials(study, failing, n_trials=3, max_consecutive_failures=4)
+    assert outcome == {"ran": 4, "stopped_for_failures": True}
+    assert count_finished(study) == 0
+    assert all(t.state == TrialState.FAIL for t in study.trials)
+
+
+def test_a_success_resets_the_failure_count():
+    calls = iter([RuntimeError("a"), 0.5, RuntimeError("b"), RuntimeError("c"), 0.7])
+
+    def flaky(trial: optuna.Trial) -> float:
+        result = next(calls)
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    study = optuna.create_study(direction="maximize")
+    outcome = run_trials(study, flaky, n_trials=2, max_consecutive_failures=3)
+    assert outcome["stopped_for_failures"] is False
+    assert count_finished(study) == 2
+
+
+@pytest.mark.parametrize("reason", ["surplus: 3 trials are finished or running ahead of it"])
+def test_surplus_trials_are_not_failures(reason):
+    def surplus(trial: optuna.Trial) -> float:
+        trial.set_user_attr("reason", reason)
+        raise RuntimeError(reason)
+
+    study = optuna.create_study(direction="maximize")
+    outcome = run_trials(study, surplus, n_trials=1, max_consecutive_failures=2, timeout=2)
+    assert outcome["stopped_for_failures"] is False
+
+
+def test_a_worker_stops_when_the_rest_of_the_budget_is_running_elsewhere():
+    study = _study_with([TrialState.COMPLETE, TrialState.COMPLETE])
+    study.ask()  # another worker's trial, RUNNING
+    outcome = run_trials(study, lambda trial: 0.9, n_trials=4)
+    assert outcome["ran"] == 1  # a second one would be a surplus trial
+    assert count_claimed(study) == 4
+
+
+def test_max_trials_here_bounds_one_call():
+    study = _study_with([])
+    assert run_trials(study, lambda trial: 0.9, n_trials=10, max_trials_here=3)["ran"] == 3

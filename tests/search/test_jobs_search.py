@@ -1,0 +1,98 @@
+"""``nas-mnist search --jobs 2`` end to end on a journal storage: an exact budget trained by
+several worker processes, one MLflow parent run, and a SIGKILLed worker's trial recovered."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+from support import REPO_ROOT, mlflow_runs
+
+from nas_mnist.study.storage import make_storage
+from nas_mnist.trial_attributes import REASON_ATTR, RUN_ATTR, WORKER_ATTR
+
+pytestmark = pytest.mark.slow
+
+TINY = {  # every trial trains (no invalid architectures), in seconds
+    "name": "tiny",
+    "conv": {"depth": [2], "filters": [4, 8], "kernel_size": [3], "padding": ["same"]},
+    "pooling": {"every": [1], "pool_size": 2, "padding": "valid"},
+    "batch_norm": ["none"],
+    "dense": {"num_layers": 1, "units": [16]},
+    "optimizer": {"name": ["adam"],
+                  "learning_rate": {"adam": {"low": 1e-3, "high": 1e-2, "log": True}}},
+    "batch_size": [128],
+}
+
+
+def _search(folder: Path, data: Path, trials: int) -> subprocess.Popen:
+    command = [sys.executable, "-m", "nas_mnist", "search", "--jobs", "2", "--trials",
+               str(trials), "--trials-per-worker", "2", "--epochs", "1",
+               "--max-train-samples", "2000", "--data", str(data), "--space", "tiny.yaml",
+               "--storage", "journal:///s.log", "--study-name", "demo", "--baselines", "none",
+               "--tracking-uri", f"sqlite:///{folder / 'm.db'}", "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.Popen(command, cwd=folder, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _study(folder: Path) -> optuna.Study:
+    return optuna.load_study(study_name="demo",
+                             storage=make_storage(f"journal:///{folder / 's.log'}"))
+
+
+def _worker_pid(trial: optuna.trial.FrozenTrial) -> int:
+    return int(trial.user_attrs[WORKER_ATTR].split(":")[1])
+
+
+def test_jobs_share_an_exact_budget_and_survive_a_killed_worker(tmp_path, real_mnist_path):
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    search = _search(tmp_path, real_mnist_path, 6)
+    output = search.communicate(timeout=600)[0]
+    assert search.returncode == 0, output
+    study = _study(tmp_path)
+    finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    assert len(finished) == 6
+    # Nothing else, but for a rare "surplus" trial (two workers asked for the last trial at once;
+    # the one with the higher number gives way before training, engine/budget.py).
+    others = [t for t in study.trials if t not in finished]
+    assert all(str(t.user_attrs.get(REASON_ATTR)).startswith("surplus") for t in others)
+    assert len({_worker_pid(t) for t in finished}) >= 2
+    assert search.pid not in {_worker_pid(t) for t in finished}  # the search trains nothing
+    parents, children = mlflow_runs(f"sqlite:///{tmp_path / 'm.db'}", "demo")
+    assert len(parents) == 1 and len(children) == 6
+    assert {r.data.tags.get("mlflow.parentRunId") for r in children} == {parents[0].info.run_id}
+    assert all(r.info.status != "RUNNING" for r in parents + children)
+
+    # Resume to 9 and SIGKILL a worker in the middle of its trial.
+    search = _search(tmp_path, real_mnist_path, 9)
+    deadline = time.monotonic() + 300
+    victim = None
+    while victim is None and time.monotonic() < deadline and search.poll() is None:
+        running = _study(tmp_path).get_trials(states=(TrialState.RUNNING,))
+        # Its MLflow run exists, and its model is being built or trained: kill the worker now.
+        if running and RUN_ATTR in running[0].user_attrs:
+            victim = running[0]
+            os.kill(_worker_pid(victim), signal.SIGKILL)
+        time.sleep(0.2)
+    output = search.communicate(timeout=600)[0]
+    assert victim is not None, output
+    assert search.returncode == 0, output
+    study = _study(tmp_path)
+    assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 9
+    killed = study.trials[victim.number]
+    assert killed.state == TrialState.FAIL
+    assert killed.user_attrs[REASON_ATTR].startswith("killed: its worker")
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+    parents, children = mlflow_runs(f"sqlite:///{tmp_path / 'm.db'}", "demo")
+    # 9 finished + the killed one, closed as KILLED (surplus trials get no run)
+    assert len(children) == 10
+    assert all(r.info.status != "RUNNING" for r in parents + children)
