@@ -9,7 +9,9 @@ exactly these:
 - ``nas_mnist.predict(model_dir, files) -> list[Prediction]``: classify your own digit images;
 - ``nas_mnist.dashboard(storage) -> DashboardServer``: optuna-dashboard on a study's storage.
 
-Bad input raises ``nas_mnist.InputError`` (the message the CLI prints before exiting with 2).
+Bad input raises ``nas_mnist.InputError`` (the message the CLI prints before exiting with 2);
+a failure while running raises ``nas_mnist.RuntimeFailure`` (exit 1); both are
+``nas_mnist.NasMnistError``.
 Importing the package is cheap: TensorFlow, Optuna and MLflow are imported when a function that
 needs them runs (``nas_mnist.search`` and friends load on first use).
 """
@@ -21,15 +23,15 @@ from typing import Any
 # sharing one GPU need it off (nas_mnist.model.devices).
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
-from nas_mnist.architecture.spec import ArchitectureSpec, SpecError  # noqa: E402
-from nas_mnist.search.settings import SearchSettings  # noqa: E402
-from nas_mnist.errors import InputError  # noqa: E402
+from nas_mnist.architecture.spec import ArchitectureSpec, SpecError
+from nas_mnist.errors import InputError, NasMnistError, RuntimeFailure
+from nas_mnist.searching.settings import SearchSettings
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "search": ("nas_mnist.search.runner", "search"),
-    "SearchResult": ("nas_mnist.search.runner", "SearchResult"),
+    "search": ("nas_mnist.searching.runner", "search"),
+    "SearchResult": ("nas_mnist.searching.result", "SearchResult"),
     "export": ("nas_mnist.exporting.export", "export"),
     "ExportResult": ("nas_mnist.exporting.layout", "ExportResult"),
     "report": ("nas_mnist.reporting.report", "report"),
@@ -39,7 +41,8 @@ _LAZY = {
     "dashboard": ("nas_mnist.reporting.dashboard", "dashboard"),
 }
 
-__all__ = ["ArchitectureSpec", "InputError", "SearchSettings", "SpecError", "__version__",
+__all__ = ["ArchitectureSpec", "InputError", "NasMnistError", "RuntimeFailure", "SearchSettings",
+           "SpecError", "__version__",
            *_LAZY]
 
 

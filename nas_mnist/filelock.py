@@ -1,6 +1,6 @@
 """OS-level exclusive locks on lock files (``fcntl.flock``), for what must happen once per machine.
 
-Two uses: one search per SQLite study at a time (``engine.locks.single_worker``), and the
+Two uses: one search per SQLite study at a time (``engine.locks.one_search_per_storage``), and the
 creation of an MLflow SQLite store by exactly one process (``tracking.tracker``). The kernel drops
 a ``flock`` when its holder exits, however it exits (SIGKILL included), so a lock is never left
 behind by a dead process; the lock file itself is removed by the holder on release.
@@ -24,8 +24,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from nas_mnist.errors import RuntimeFailure
 
-class LockHeldError(RuntimeError):
+
+class LockHeldError(RuntimeFailure):
     """The lock is held by another process (and ``timeout`` ran out, or was 0)."""
 
 

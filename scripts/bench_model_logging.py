@@ -7,16 +7,21 @@ the median and fastest seconds per trial over 6 timed rounds (one warm-up round 
 
 from __future__ import annotations
 
+import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from nas_mnist.environment import import_tensorflow_quietly
-
 
 def main() -> None:
+    """Time both ways of logging the baseline's model; print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("baseline", help="a baseline's name (nas-mnist baselines), e.g. s000_m1")
+    baseline = parser.parse_args().baseline
+
+    from nas_mnist.cli.quiet import import_tensorflow_quietly
+
     import_tensorflow_quietly()
     from nas_mnist.architecture.baselines import get_baseline
     from nas_mnist.model.builder import build_model
@@ -25,7 +30,7 @@ def main() -> None:
 
     tracker = Tracker(f"sqlite:///{Path.cwd()}/m.db")
     experiment = tracker.experiment_id("bench-model-logging")
-    model = build_model(get_baseline(sys.argv[1]).spec)
+    model = build_model(get_baseline(baseline).spec)
 
     def before(run_id: str) -> None:  # model.keras as a plain run artifact
         with tempfile.TemporaryDirectory() as tmp:
@@ -45,7 +50,7 @@ def main() -> None:
             log(run_id)
             if round_number:  # round 0 warms up
                 times[name].append(time.perf_counter() - start)
-    print(sys.argv[1], model.count_params(),
+    print(baseline, model.count_params(),
           {k: (round(statistics.median(v), 3), round(min(v), 3)) for k, v in times.items()})
 
 

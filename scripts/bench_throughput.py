@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def rss_mib(pid: int) -> float | None:
+    """Resident memory of process ``pid`` in MiB, or None when it is gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
@@ -42,6 +43,7 @@ def rss_mib(pid: int) -> float | None:
 
 
 def children(pid: int) -> list[int]:
+    """Process ids of the children of process ``pid`` (Linux ``/proc``)."""
     found = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
@@ -56,8 +58,8 @@ def enqueued_study(url: str, space_name: str, trials: int, seed: int) -> None:
     import optuna
 
     from nas_mnist.architecture.spec import SpecError
-    from nas_mnist.study.storage import make_storage
     from nas_mnist.search_space.space import load_search_space
+    from nas_mnist.study.storage import make_storage
 
     space = load_search_space(space_name)
     sampler = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
@@ -79,6 +81,7 @@ def enqueued_study(url: str, space_name: str, trials: int, seed: int) -> None:
 
 def search_command(args: argparse.Namespace, folder: Path, jobs: int, trials: int,
                    threads: int | None, samples: int) -> list[str]:
+    """The ``nas-mnist search`` command line of one measured search in ``folder``."""
     command = [sys.executable, "-m", "nas_mnist", "search", "--jobs", str(jobs), "--trials",
                str(trials), "--epochs", str(args.epochs), "--max-train-samples", str(samples),
                "--data", str(args.data), "--space", args.space, "--storage",
@@ -89,6 +92,8 @@ def search_command(args: argparse.Namespace, folder: Path, jobs: int, trials: in
 
 
 def run_search(command: list[str], sample_memory: bool = False) -> tuple[float, dict]:
+    """Run ``command``; its wall seconds and, with ``sample_memory``, its and its workers'
+    resident memory in MiB sampled every 0.2 s. Raises SystemExit when the search fails."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
     start = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,
@@ -113,6 +118,8 @@ def run_search(command: list[str], sample_memory: bool = False) -> tuple[float, 
 
 
 def worker_startup_seconds(data: str, repeats: int = 3) -> list[float]:
+    """Seconds from ``Process.start()`` (spawn) until a child has imported what a worker
+    imports and loaded ``data``, ``repeats`` times."""
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
@@ -136,6 +143,7 @@ def _start_like_a_worker(data: str) -> None:
 
 
 def main() -> None:
+    """Measure what ``--skip`` leaves; print each figure as it comes."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True)
     parser.add_argument("--space", default="small_cnn")

@@ -67,13 +67,13 @@ def run_nas_mnist(args: argparse.Namespace, data) -> dict:
     import optuna
 
     from nas_mnist.architecture.baselines import get_baseline
-    from nas_mnist.search.budget import run_trials
-    from nas_mnist.search.objective import PHASE_SECONDS_ATTR, Objective, ObjectiveConfig
-    from nas_mnist.search.refresher import ParentRunRefresher
-    from nas_mnist.search.baseline_trials import seed_baselines
-    from nas_mnist.study.opening import open_study
     from nas_mnist.model.training import TrainingOptions
     from nas_mnist.search_space.space import load_search_space
+    from nas_mnist.searching.baseline_trials import seed_baselines
+    from nas_mnist.searching.budget import run_trials
+    from nas_mnist.searching.objective import PHASE_SECONDS_ATTR, Objective, ObjectiveConfig
+    from nas_mnist.searching.refresher import ParentRunRefresher
+    from nas_mnist.study.opening import open_study
     from nas_mnist.tracking.tracker import StudyRuns, Tracker
     from nas_mnist.trial_attributes import EXPERIMENT_ATTR
 
@@ -106,6 +106,7 @@ def run_nas_mnist(args: argparse.Namespace, data) -> dict:
 
 
 def main() -> int:
+    """Time both ways, alternating; print each run, the medians, the overhead and the ratio."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="s000_m1", help="documented baseline name")
     parser.add_argument("--epochs", type=int, default=1)

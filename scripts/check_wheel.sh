@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the wheel, install it (not editable) into a fresh virtual environment and run a 2-trial
-# search from a folder outside the checkout, through the CLI and through the Python API: the
-# shipped search spaces must come with the package. Usage: bash scripts/check_wheel.sh DATA.npz
+# search from a folder outside the checkout, through the CLI and through the Python API, and
+# writes its report: the package data (search spaces, the report's templates) must come with the
+# package. Usage: bash scripts/check_wheel.sh DATA.npz
 set -euo pipefail
 data="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -19,6 +20,9 @@ mkdir "$work/elsewhere" && cd "$work/elsewhere"
 "$work/venv/bin/nas-mnist" search --trials 2 --epochs 1 --max-train-samples 500 --data "$data" \
     --storage sqlite:///s.db --study-name wheel --tracking-uri sqlite:///m.db --baselines none \
     --space small_cnn --no-progress
+"$work/venv/bin/nas-mnist" report --storage sqlite:///s.db --study-name wheel --out report \
+    --data "$data"
+test -s report/report.html
 "$work/venv/bin/python" - "$data" <<'PY'
 import sys
 
@@ -32,4 +36,4 @@ print(result.leaderboard[["trial", "state", "val_accuracy", "params"]])
 print("best trial:", None if result.best_trial is None else result.best_trial.number)
 assert len(result.leaderboard) == 2
 PY
-echo "wheel check: the installed wheel ran the CLI and the API from $work/elsewhere"
+echo "wheel check: the installed wheel ran search, report and the API from $work/elsewhere"

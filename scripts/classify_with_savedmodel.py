@@ -13,10 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported
-
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
 
 
 def load_test_images(path: str, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -34,6 +31,7 @@ def load_test_images(path: str, count: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def main() -> None:
+    """Classify ``--count`` test images with the exported model; print each and the total."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dir", metavar="DIR", help="folder written by 'nas-mnist export --out'")
     parser.add_argument(
@@ -45,6 +43,9 @@ def main() -> None:
     )
     parser.add_argument("--count", type=int, default=8, help="test images to classify (default 8)")
     args = parser.parse_args()
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported
+    import tensorflow as tf  # here, so that --help answers at once
 
     serve = tf.saved_model.load(args.dir).signatures["serving_default"]
     x, y = load_test_images(args.data, args.count)

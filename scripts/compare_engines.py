@@ -39,7 +39,7 @@ def run_optuna(method: str, seed: int, args: argparse.Namespace, data, space, fo
     """Rows (cumulative_epochs, val_accuracy, test_accuracy) per finished trial."""
     import optuna
 
-    from nas_mnist.search.objective import Objective, ObjectiveConfig
+    from nas_mnist.searching.objective import Objective, ObjectiveConfig
     from nas_mnist.study.opening import make_pruner, make_sampler
     from nas_mnist.tracking.tracker import StudyRuns, Tracker
 
@@ -69,7 +69,9 @@ def run_optuna(method: str, seed: int, args: argparse.Namespace, data, space, fo
 
 
 def run_keras_tuner(seed: int, args: argparse.Namespace, data, space, folder: str):
-    from nas_mnist.search.keras_tuner import TunerConfig, make_tuner, start_parent_run
+    """Rows (cumulative_epochs, val_accuracy, test_accuracy) per finished KerasTuner Hyperband
+    trial, until the trials trained ``--budget-epochs`` epochs."""
+    from nas_mnist.searching.keras_tuner import TunerConfig, make_tuner, start_parent_run
     from nas_mnist.tracking.tracker import StudyRuns, Tracker
 
     tracker = Tracker(f"sqlite:///{folder}/mlflow.db")
@@ -97,6 +99,7 @@ def best_within(rows, budget: float) -> tuple[float | None, float | None]:
 
 
 def epochs_to_reach(rows, target: float) -> int | None:
+    """Cumulative epochs when a trial first reached ``target`` val_accuracy, or None."""
     return next((spent for spent, v, _ in rows if v is not None and v >= target), None)
 
 
@@ -109,7 +112,8 @@ def _summary(values: list) -> str:
     return f"{statistics.mean(values):.4f} ({min(values):.4f}-{max(values):.4f})"
 
 
-def main() -> int:
+def _parser() -> argparse.ArgumentParser:
+    """The script's command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--budget-epochs", type=int, default=45,
@@ -129,7 +133,62 @@ def main() -> int:
                         "else Keras' download)")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--out", help="CSV of every finished trial of every run")
-    args = parser.parse_args()
+    return parser
+
+
+def run_method(method: str, seed: int, args: argparse.Namespace, data, space) -> list:
+    """One method's run for one seed, in a temporary folder; its rows (see ``run_optuna``)."""
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="compare_") as folder:
+        if method == "keras-tuner-hyperband":
+            rows = run_keras_tuner(seed, args, data, space, folder)
+        else:
+            rows = run_optuna(method, seed, args, data, space, folder)
+    best, test = best_within(rows, args.budget_epochs)
+    print(f"seed {seed} {method:22s} {len(rows):3d} trials, {rows[-1][0] if rows else 0}"
+          f" epochs, best val_accuracy {best}, its test_accuracy {test}, "
+          f"{time.perf_counter() - start:.0f} s", flush=True)
+    return rows
+
+
+def write_csv(path: str, results: dict[str, dict[int, list]]) -> None:
+    """Every finished trial of every run: method, seed, trial, cumulative_epochs,
+    val_accuracy, test_accuracy."""
+    seeds = list(next(iter(results.values())))
+    trial_rows = [{"method": method, "seed": seed, "trial": i, "cumulative_epochs": e,
+                   "val_accuracy": v, "test_accuracy": t}
+                  for seed in seeds for method, by_seed in results.items()
+                  for i, (e, v, t) in enumerate(by_seed[seed])]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(trial_rows[0]))
+        writer.writeheader()
+        writer.writerows(trial_rows)
+
+
+def print_table(results: dict[str, dict[int, list]], args: argparse.Namespace, data) -> None:
+    """The Markdown table of docs/benchmarks.md: per method, mean (min-max) over seeds."""
+    budget = args.budget_epochs
+    print(f"\n{data.num_train} training / {data.num_val} validation images, trials of up to "
+          f"{args.epochs} epochs, budget {budget} epochs per run, seeds {args.seeds}; "
+          "mean (min-max) over seeds\n")
+    print(f"| method | best val_accuracy @ {budget // 4} epochs | @ {budget // 2} | "
+          f"@ {budget} | test_accuracy of the best | epochs to val_accuracy >= "
+          f"{args.target} | trials |")
+    print("|" + "---|" * 7)
+    for method, by_seed in results.items():
+        runs = list(by_seed.values())
+        cells = [_summary([best_within(r, budget * f)[0] for r in runs]) for f in (0.25, 0.5, 1)]
+        test = _summary([best_within(r, budget)[1] for r in runs])
+        reach = [epochs_to_reach(r, args.target) for r in runs]
+        reach_text = ", ".join("-" if e is None else str(e) for e in reach)
+        trials = ", ".join(str(len(r)) for r in runs)
+        print(f"| {method} | {' | '.join(cells)} | {test} | {reach_text} | {trials} |")
+
+
+def main() -> int:
+    """Run every method for every seed, write the CSV (``--out``) and print the table."""
+    args = _parser().parse_args()
     import mlflow  # noqa: F401  (configures its loggers on import; quiet them after)
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
@@ -145,47 +204,12 @@ def main() -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     methods = args.methods.split(",")
     results: dict[str, dict[int, list]] = {m: {} for m in methods}
-    trial_rows = []
     for seed in seeds:
         for method in methods:
-            start = time.perf_counter()
-            with tempfile.TemporaryDirectory(prefix="compare_") as folder:
-                if method == "keras-tuner-hyperband":
-                    rows = run_keras_tuner(seed, args, data, space, folder)
-                else:
-                    rows = run_optuna(method, seed, args, data, space, folder)
-            results[method][seed] = rows
-            trial_rows += [{"method": method, "seed": seed, "trial": i, "cumulative_epochs": e,
-                            "val_accuracy": v, "test_accuracy": t}
-                           for i, (e, v, t) in enumerate(rows)]
-            best, test = best_within(rows, args.budget_epochs)
-            print(f"seed {seed} {method:22s} {len(rows):3d} trials, {rows[-1][0] if rows else 0}"
-                  f" epochs, best val_accuracy {best}, its test_accuracy {test}, "
-                  f"{time.perf_counter() - start:.0f} s", flush=True)
+            results[method][seed] = run_method(method, seed, args, data, space)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.out, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(trial_rows[0]))
-            writer.writeheader()
-            writer.writerows(trial_rows)
-
-    budget = args.budget_epochs
-    print(f"\n{data.num_train} training / {data.num_val} validation images, trials of up to "
-          f"{args.epochs} epochs, budget {budget} epochs per run, seeds {args.seeds}; "
-          "mean (min-max) over seeds\n")
-    header = (f"| method | best val_accuracy @ {budget // 4} epochs | @ {budget // 2} | "
-              f"@ {budget} | test_accuracy of the best | epochs to val_accuracy >= "
-              f"{args.target} | trials |")
-    print(header)
-    print("|" + "---|" * 7)
-    for method in methods:
-        runs = [results[method][s] for s in seeds]
-        cells = [_summary([best_within(r, budget * f)[0] for r in runs]) for f in (0.25, 0.5, 1)]
-        test = _summary([best_within(r, budget)[1] for r in runs])
-        reach = [epochs_to_reach(r, args.target) for r in runs]
-        reach_text = ", ".join("-" if e is None else str(e) for e in reach)
-        trials = ", ".join(str(len(r)) for r in runs)
-        print(f"| {method} | {' | '.join(cells)} | {test} | {reach_text} | {trials} |")
+        write_csv(args.out, results)
+    print_table(results, args, data)
     return 0
 
 

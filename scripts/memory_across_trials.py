@@ -32,7 +32,7 @@ def measure(trials: int, folder: str) -> list[float]:
 
     from nas_mnist.architecture.spec import ArchitectureSpec, Conv, Dense, Flatten, MaxPool
     from nas_mnist.data import MnistArrays, make_splits
-    from nas_mnist.search.objective import Objective, ObjectiveConfig
+    from nas_mnist.searching.objective import Objective, ObjectiveConfig
     from nas_mnist.tracking.tracker import StudyRuns, Tracker
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -56,9 +56,12 @@ def measure(trials: int, folder: str) -> list[float]:
 
 
 def main() -> int:
+    """Run ``--trials`` trials in this process; print the resident size after each."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=30)
     args = parser.parse_args()
+    if args.trials < 6:
+        parser.error("--trials must be at least 6 (growth is measured from trial 5)")
     with tempfile.TemporaryDirectory() as folder:
         sizes = measure(args.trials, folder)
     for n, size in enumerate(sizes):

@@ -20,6 +20,7 @@ import time
 
 
 def main() -> int:
+    """Retrain the study's best spec with augmentation; print its accuracies."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--storage", required=True)
     parser.add_argument("--study-name", required=True)
@@ -37,9 +38,9 @@ def main() -> int:
 
     from nas_mnist.architecture.spec import ArchitectureSpec, Augmentation
     from nas_mnist.data import load_splits
+    from nas_mnist.model.training import train_spec
     from nas_mnist.study.leaderboard import leaderboard
     from nas_mnist.study.storage import load_existing_study
-    from nas_mnist.model.training import train_spec
     from nas_mnist.trial_attributes import SPEC_ATTR
 
     study = load_existing_study(args.storage, args.study_name)

@@ -5,6 +5,10 @@ pytest's ``pythonpath``)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nas_mnist.data import DataSplits
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,6 +25,21 @@ SMALL_SPACE = {
     "batch_size": [128],
 }
 
+
+
+def random_splits(n: int = 300, test: int = 20, validation: int = 50) -> DataSplits:
+    """``DataSplits`` of random images and labels (seed 0): ``n`` training images, of which the
+    last ``validation`` are held out, and ``test`` test images."""
+    import numpy as np
+
+    from nas_mnist.data import MnistArrays, make_splits
+
+    rng = np.random.default_rng(0)
+    arrays = MnistArrays(
+        x_train=rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
+        y_train=rng.integers(0, 10, n), x_test=rng.integers(0, 256, (test, 28, 28), dtype=np.uint8),
+        y_test=rng.integers(0, 10, test), source="random")
+    return make_splits(arrays, validation_size=validation)
 
 def mlflow_uri() -> str:
     """The MLflow store of the current folder, as an absolute URI: MLflow caches one store per

@@ -106,7 +106,7 @@ def _baselines_train(args: argparse.Namespace) -> int:
     from optuna.trial import TrialState
 
     from nas_mnist.console import console
-    from nas_mnist.search.baseline_training import BASELINES_EXPERIMENT, train_baseline
+    from nas_mnist.searching.baseline_training import BASELINES_EXPERIMENT, train_baseline
 
     run = train_baseline(args.name, epochs=args.epochs, seed=args.seed, data=args.data,
                          max_train_samples=args.max_train_samples,

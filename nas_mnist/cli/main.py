@@ -19,13 +19,13 @@ from typing import Any
 from nas_mnist import __version__
 from nas_mnist.cli import baselines, dashboard, export, predict, report, search, ui
 from nas_mnist.cli.arguments import EXIT_FAILURE, EXIT_USAGE
+from nas_mnist.errors import InputError, RuntimeFailure
 from nas_mnist.processes.signals import (
     Terminated,
     exit_status,
     handle_signals,
     quiet_expected_failures,
 )
-from nas_mnist.errors import InputError
 
 logger = logging.getLogger("nas_mnist")
 
@@ -174,8 +174,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or bad flags (2)
         return int(exc.code or 0)
-    from nas_mnist.tracking.tracker import TrackingUnavailableError
-
     # SIGINT and SIGTERM raise in the main thread whatever the inherited disposition (a worker
     # started with '&' from a script inherits SIGINT as ignored); Optuna logs no traceback for
     # trials that end for a reason already recorded (interrupted, NaN loss, surplus).
@@ -184,13 +182,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             quiet_expected_failures():
         try:
             return args.run(args)
-        except TrackingUnavailableError as exc:
-            print(f"nas-mnist {args.command}: error: {exc}. Start the tracking server again, "
-                  "then run the same command to resume.", file=sys.stderr)
-            return EXIT_FAILURE
         except InputError as exc:
             print(f"nas-mnist {args.command}: error: {exc}", file=sys.stderr)
             return EXIT_USAGE
+        except RuntimeFailure as exc:
+            hint = f". {exc.hint}" if exc.hint else ""
+            print(f"nas-mnist {args.command}: error: {exc}{hint}", file=sys.stderr)
+            return EXIT_FAILURE
         except KeyboardInterrupt as exc:
             name = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
             extra = INTERRUPTED.get(args.command)

@@ -14,7 +14,7 @@ from nas_mnist.cli.arguments import (
     positive_float,
     positive_int,
 )
-from nas_mnist.search.settings import (
+from nas_mnist.searching.settings import (
     DEFAULT_SAMPLER,
     ENGINES,
     PRUNERS,
@@ -192,8 +192,8 @@ def settings_from_args(args: argparse.Namespace) -> SearchSettings:
 
 def run(args: argparse.Namespace) -> int:
     from nas_mnist.console import console
+    from nas_mnist.searching.runner import search
     from nas_mnist.study.trial_counts import count_finished
-    from nas_mnist.search.runner import search
 
     result = search(settings_from_args(args))
     if result.study is None:  # the KerasTuner engine

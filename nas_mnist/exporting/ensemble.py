@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from nas_mnist.architecture.spec import INPUT_SHAPE
-from nas_mnist.study.opening import val_accuracy_of
 from nas_mnist.exporting.layout import ExportError, ExportResult
+from nas_mnist.study.opening import val_accuracy_of
 from nas_mnist.trial_attributes import MODEL_URI_ATTR, TEST_ACCURACY_ATTR
 
 logger = logging.getLogger(__name__)
@@ -79,11 +79,11 @@ def export_ensemble(
 def _check_inputs(k: int, out: Any, storage: str, study_name: str, force: bool,
                   tracking_uri: str | None, data: Any) -> _Members:
     from nas_mnist.data import load_splits
-    from nas_mnist.study.leaderboard import best_trials
-    from nas_mnist.study.storage import load_existing_study
-    from nas_mnist.study.memory import study_data, study_tracker
     from nas_mnist.exporting.atomic import check_out_dir
     from nas_mnist.exporting.selection import trial_spec
+    from nas_mnist.study.leaderboard import best_trials
+    from nas_mnist.study.memory import study_data, study_tracker
+    from nas_mnist.study.storage import load_existing_study
 
     if k < 2:
         raise ExportError(f"--ensemble {k}: an ensemble needs at least 2 members; leave out "

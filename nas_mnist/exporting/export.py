@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nas_mnist.study.defaults import DEFAULT_STORAGE, DEFAULT_STUDY_NAME
 from nas_mnist.errors import InputError
 from nas_mnist.exporting.layout import ExportResult
+from nas_mnist.study.defaults import DEFAULT_STORAGE, DEFAULT_STUDY_NAME
 from nas_mnist.trial_attributes import (
     MODEL_URI_ATTR,
     PARENT_RUN_ATTR,
@@ -118,10 +118,10 @@ def _check_inputs(
     tracking_uri: str | None, data: Any, max_train_samples: int | None, seed: int,
 ) -> _Source:
     from nas_mnist.data import load_splits
-    from nas_mnist.study.storage import load_existing_study
-    from nas_mnist.study.memory import study_data, study_tracker
     from nas_mnist.exporting.atomic import check_out_dir
     from nas_mnist.exporting.selection import pick_trial, trial_spec
+    from nas_mnist.study.memory import study_data, study_tracker
+    from nas_mnist.study.storage import load_existing_study
 
     study = load_existing_study(storage, study_name)
     trial = pick_trial(study, trial_number)

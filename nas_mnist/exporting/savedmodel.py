@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nas_mnist.architecture.spec import ArchitectureSpec
-from nas_mnist.exporting.atomic import (
-    check_out_dir,
+from nas_mnist.atomic_folders import (
     current_umask,
     move_into_place,
     partial_prefix,
     remove_stale_partials,
 )
+from nas_mnist.exporting.atomic import check_out_dir
 from nas_mnist.exporting.layout import (
     KERAS_NAME,
     METRICS_NAME,

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from nas_mnist.architecture.spec import ArchitectureSpec
-from nas_mnist.study.leaderboard import best_trial
 from nas_mnist.exporting.layout import (
     ExportError,
 )
+from nas_mnist.study.leaderboard import best_trial
 from nas_mnist.trial_attributes import MODEL_URI_ATTR, SPEC_ATTR
 
 if TYPE_CHECKING:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nas_mnist.architecture.spec import INPUT_SHAPE, NUM_CLASSES
+from nas_mnist.errors import RuntimeFailure
 from nas_mnist.exporting.layout import (
     KERAS_NAME,
     SERVING_ENDPOINT,
@@ -33,7 +34,7 @@ PREDICT_BATCH_SIZE = 1024
 """Images per batch when the checks predict the test set."""
 
 
-class VerificationError(RuntimeError):
+class VerificationError(RuntimeFailure):
     """The exported model does not behave like the model it was exported from (exit status 1)."""
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from nas_mnist.architecture.spec import ArchitectureSpec
 from nas_mnist.data import DataSplits
+from nas_mnist.errors import TrialFailure
 from nas_mnist.model.builder import build_model, compile_model
 from nas_mnist.model.precise_bn import (
     PRECISE_BN_IMAGES,
@@ -117,7 +118,7 @@ def precise_bn_callbacks(
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 
-class NanLossError(RuntimeError):
+class NanLossError(TrialFailure):
     """The training loss became NaN or infinite; ``reason`` is "nan_loss"."""
 
     reason = "nan_loss"
@@ -399,38 +400,62 @@ def train_spec(
     learning_rate = learning_rate_for(spec, epochs, math.ceil(data.num_train / batch_size))
     model = compile_model(build_model(spec), spec, steps_per_execution=options.steps_per_execution,
                           learning_rate=learning_rate)
-    inputs = fit_inputs(data, batch_size, seed, options)
-    tracker = BestEpoch()
+    build_seconds = time.perf_counter() - start
+    result = fit_compiled_model(model, spec, data, epochs, callbacks=callbacks, seed=seed,
+                                batch_size=batch_size, options=options,
+                                evaluate_test=evaluate_test)
+    result.phase_seconds = {"build": build_seconds, **result.phase_seconds}
+    return result
+
+
+def fit_compiled_model(
+    model: keras.Model,
+    spec: ArchitectureSpec,
+    data: DataSplits,
+    epochs: int,
+    *,
+    initial_epoch: int = 0,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    seed: int | None = None,
+    batch_size: int | None = None,
+    options: TrainingOptions | None = None,
+    evaluate_test: bool = True,
+) -> TrainingResult:
+    """Train a model built and compiled already: ``train_spec``'s training, also for KerasTuner,
+    which builds its trials' models (and Hyperband loads an earlier trial's weights into them).
+
+    Fits epochs ``initial_epoch`` to ``epochs`` with precise BN, the best-epoch tracker, the
+    spec's schedule callbacks and ``callbacks`` (in that order), restores the best epoch's weights
+    (which include the BN statistics re-estimated for exactly these weights just before that
+    epoch's validation, so the test evaluation and an export use them too) and evaluates them on
+    the test split. The arguments are ``train_spec``'s; ``seed`` draws the shuffling and the
+    precise-BN images only (the weights exist already).
+
+    Returns:
+        A ``TrainingResult`` whose phases are "fit", "test_eval" (and "precise_bn").
+
+    Raises:
+        NanLossError: the training loss became NaN or infinite.
+    """
+    options = options or TrainingOptions()
+    best = BestEpoch()
+    inputs = fit_inputs(data, batch_size or spec.batch_size, seed, options)
     precise_bn = precise_bn_callbacks(model, data, seed, options)
     fit_start = time.perf_counter()
-    model.fit(
-        **inputs,
-        epochs=epochs,
-        callbacks=[*precise_bn, tracker, *schedule_callbacks(spec), *callbacks],
-        verbose=0,
-    )
+    model.fit(**inputs, epochs=epochs, initial_epoch=initial_epoch,
+              callbacks=[*precise_bn, best, *schedule_callbacks(spec), *callbacks], verbose=0)
     train_seconds = time.perf_counter() - fit_start
-    phases = {"build": fit_start - start, "fit": train_seconds, "test_eval": 0.0}
+    phases = {"fit": train_seconds, "test_eval": 0.0}
     if precise_bn:
         phases["precise_bn"] = sum(c.seconds for c in precise_bn)
-    if tracker.best_weights is not None:
-        # The best epoch's weights include the BN statistics re-estimated for exactly these
-        # weights just before that epoch's validation, so the test evaluation and the exported
-        # model use them too.
-        model.set_weights(tracker.best_weights)
+    if best.best_weights is not None:
+        model.set_weights(best.best_weights)
     test_loss = test_accuracy = None
     if evaluate_test:
         eval_start = time.perf_counter()
         test_loss, test_accuracy = test_metrics(model, data, options)
         phases["test_eval"] = time.perf_counter() - eval_start
-    return TrainingResult(
-        model=model,
-        history=tracker.history,
-        best_epoch=tracker.best_epoch,
-        val_accuracy=tracker.best_value,
-        test_accuracy=test_accuracy,
-        test_loss=test_loss,
-        num_params=int(model.count_params()),
-        train_seconds=train_seconds,
-        phase_seconds=phases,
-    )
+    return TrainingResult(model=model, history=best.history, best_epoch=best.best_epoch,
+                          val_accuracy=best.best_value, test_accuracy=test_accuracy,
+                          test_loss=test_loss, num_params=int(model.count_params()),
+                          train_seconds=train_seconds, phase_seconds=phases)

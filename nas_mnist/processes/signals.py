@@ -27,6 +27,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from nas_mnist.errors import TrialFailure
+
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread so that the running trial ends as on Ctrl-C."""
@@ -138,21 +140,14 @@ def _wakeup_watchdog(grace_seconds: float) -> Iterator[None]:
         os.close(read_fd)
 
 
-QUIET_FAILURES = ("KeyboardInterrupt", "NanLossError", "SurplusTrialError", "TrackingError")
-"""Exception class names (or base class names) of trial failures logged without a traceback."""
-_SILENT = ("KeyboardInterrupt", "SurplusTrialError")
-"""Of those, the ones not logged at all: the CLI says it was interrupted; a surplus trial is
-not a failure of anything."""
-
-
 class ExpectedFailureFilter(logging.Filter):
     """Filter for the ``optuna.study._optimize`` logger: drops the traceback of expected failures.
 
     Optuna logs a failed trial as two warnings: "Trial N failed with parameters: ... because of
-    the following error: ...", with ``exc_info``, then "Trial N failed with value None.". For an
-    exception named in ``QUIET_FAILURES`` (by class or base class name, so that this module does
-    not import TensorFlow), the first keeps one line without the traceback (or is dropped, for
-    ``_SILENT`` ones) and the second is dropped.
+    the following error: ...", with ``exc_info``, then "Trial N failed with value None.". For a
+    ``KeyboardInterrupt`` or a ``nas_mnist.errors.TrialFailure`` (NaN loss, surplus trial,
+    tracking server gone: the trial records why), the first keeps one line without the traceback
+    (or is dropped, for interrupts and ``silent`` failures) and the second is dropped.
     """
 
     def __init__(self) -> None:
@@ -164,10 +159,9 @@ class ExpectedFailureFilter(logging.Filter):
         trial = message.split(" failed", 1)[0] if message.startswith("Trial ") else None
         exc = record.exc_info[1] if record.exc_info else None
         if exc is not None and trial is not None:
-            names = {cls.__name__ for cls in type(exc).__mro__}
-            if names & set(QUIET_FAILURES):
+            if isinstance(exc, (KeyboardInterrupt, TrialFailure)):
                 self._quiet_trials.add(trial)
-                if names & set(_SILENT):
+                if isinstance(exc, KeyboardInterrupt) or exc.silent:
                     return False
                 record.exc_info = None
                 record.exc_text = None

@@ -30,7 +30,7 @@ class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
 class _QuietHandler(WSGIRequestHandler):
     """Request lines go to the debug log, not to stderr."""
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base's name)
+    def log_message(self, format: str, *args: Any) -> None:  # the base class names it format
         logger.debug("%s " + format, self.address_string(), *args)
 
 

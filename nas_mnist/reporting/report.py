@@ -4,40 +4,24 @@ model's mistakes in one folder, with a one-page ``report.html`` showing them tog
 The pieces are shared with the search: the leaderboard (``nas_mnist.study.leaderboard``), the
 study plots (``nas_mnist.study.plots``); this module adds the best model's confusion
 matrix and misclassified test images (reporting only: the best model is chosen on val_accuracy).
+The page itself is rendered by ``nas_mnist.reporting.page`` from a Jinja2 template.
 """
 
 from __future__ import annotations
 
-import html
 import logging
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nas_mnist.console import format_cell
-from nas_mnist.study.leaderboard import (
-    NUMERIC_COLUMNS,
-    VIEWS,
-    baseline_comparison,
-    best_trial,
-    comparison_sentence,
-    leaderboard,
-    view,
-)
-from nas_mnist.study.defaults import DEFAULT_STORAGE, DEFAULT_STUDY_NAME
-from nas_mnist.study.opening import val_accuracy_of
-from nas_mnist.study.plots import write_study_plots
 from nas_mnist.errors import InputError
-from nas_mnist.trial_attributes import (
-    MODEL_URI_ATTR,
-    NUM_PARAMS_ATTR,
-    RUN_ATTR,
-    TEST_ACCURACY_ATTR,
-    TRACKING_URI_ATTR,
-    user_attr,
-)
+from nas_mnist.reporting.page import render_page
+from nas_mnist.study.defaults import DEFAULT_STORAGE, DEFAULT_STUDY_NAME
+from nas_mnist.study.leaderboard import NUMERIC_COLUMNS, VIEWS, best_trial, leaderboard, view
+from nas_mnist.study.plots import write_study_plots
+from nas_mnist.trial_attributes import MODEL_URI_ATTR, TRACKING_URI_ATTR
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +121,7 @@ def report(
     """Write the report of a study, finished or still running (``nas-mnist report``).
 
     The folder is written as a hidden ``.NAME.partial-<pid>-<random>`` next to ``out`` and
-    renamed into place at the end (as exports are, ``nas_mnist.exporting.atomic``), so ``out``
+    renamed into place at the end (as exports are, ``nas_mnist.atomic_folders``), so ``out``
     holds either a whole report or what it held before.
 
     Args:
@@ -157,8 +141,8 @@ def report(
             bad data; nothing is written.
     """
     from nas_mnist.data import load_splits
-    from nas_mnist.study.storage import load_existing_study
     from nas_mnist.study.memory import study_data
+    from nas_mnist.study.storage import load_existing_study
 
     folder = check_report_dir(out, force)
     study = load_existing_study(storage, study_name)
@@ -177,7 +161,7 @@ def _write_atomically(study: Any, folder: Path, test_data: Any, tracking_uri: st
     import shutil
     import tempfile
 
-    from nas_mnist.exporting.atomic import (
+    from nas_mnist.atomic_folders import (
         current_umask,
         move_into_place,
         partial_prefix,
@@ -287,7 +271,9 @@ def write_report(
     best = best_trial(study, with_model=True)
     evaluation = _best_model_figures(report, best, test_data, tracking_uri)
     page = out_dir / "report.html"
-    page.write_text(_report_html(study, frame, report, best, evaluation, source))
+    page.write_text(
+        render_page(study, frame, out_dir, report.skipped, best, evaluation, source)
+    )
     report.files.append(page)
     return report
 
@@ -316,166 +302,3 @@ def _best_model_figures(report: Report, best: Any, test_data: tuple[Any, Any] | 
                 f"loaded from {tracking_uri}: {type(exc).__name__}: {exc}"
             )
     return {}
-
-
-# ---------------------------------------------------------------------------------------------
-# report.html
-# ---------------------------------------------------------------------------------------------
-
-_CSS = """
-body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1100px;
-       padding: 0 1em; color: #222; }
-img { max-width: 100%; border: 1px solid #ddd; }
-figure { margin: 1em 0; } figcaption { color: #555; }
-table { border-collapse: collapse; font-size: 0.75em; width: 100%; }
-th, td { border: 1px solid #ccc; padding: 1px 3px; text-align: right; white-space: nowrap; }
-th { background: #f3f3f3; white-space: normal; } td.text { text-align: left; }
-td.wrap { white-space: normal; overflow-wrap: anywhere; min-width: 5em; }
-@media print { body { margin: 0; max-width: none; } table { font-size: 7pt; } }
-tr.baseline { background: #fff6dc; } tr.complete td:nth-child(3) { color: #1a7f37; }
-.skipped, .caveat { color: #8a5300; }
-"""
-
-HTML_COLUMNS = VIEWS["html"]
-"""The leaderboard columns of ``report.html`` (every column is in ``leaderboard.csv``)."""
-
-_CELL_CLASSES = {"baseline": ' class="text"', "state": ' class="text"',
-                 "kernel_sizes": ' class="text wrap"', "optimizer": ' class="text"',
-                 "note": ' class="text wrap"'}
-"""Left-aligned text columns; the wrapping ones (long notes) keep the table within the page."""
-
-_PLOT_TITLES = {
-    "pareto_front": "Pareto front: val_accuracy against the other objectives (several objectives)",
-    "optimization_history": "Optimization history: val_accuracy per trial and best so far",
-    "intermediate_values": "Learning curves of every trial: val_accuracy per epoch (numbered "
-    "from 0, as Optuna's and MLflow's steps)",
-    "parallel_coordinate": "Parallel coordinates of the architectures (numeric encodings)",
-    "param_importances": "Parameter importances (fANOVA) of the architectures' encodings",
-}
-
-MIN_TRIALS_FOR_IMPORTANCES = 20
-"""Complete trials below which the page warns that parameter importances are unreliable. A
-rule of thumb, not a published threshold: fANOVA (Hutter, Hoos and Leyton-Brown, "An efficient
-approach for assessing hyperparameter importance", ICML 2014) fits a random forest to the
-trials, and with a handful of points a few lucky trials decide the ranking."""
-
-
-def _esc(value: Any) -> str:
-    return html.escape(str(value))
-
-
-def _report_html(
-    study: Any,
-    frame: Any,
-    report: Report,
-    best: Any,
-    evaluation: Mapping[str, float],
-    source: str,
-) -> str:
-    parts = [
-        "<!doctype html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>nas-mnist report: {_esc(study.study_name)}</title><style>{_CSS}</style></head>",
-        f"<body><h1>Study {_esc(study.study_name)}</h1>",
-        *_summary_html(study, frame, best, source),
-        *_leaderboard_html(frame),
-        *_plots_html(study, report),
-        *_best_model_html(report, best, evaluation),
-    ]
-    if report.skipped:
-        parts.append('<h2>Not shown</h2><ul class="skipped">')
-        parts += [f"<li>{_esc(k)}: {_esc(v)}</li>" for k, v in report.skipped.items()]
-        parts.append("</ul>")
-    parts.append("</body></html>\n")
-    return "\n".join(parts)
-
-
-def _summary_html(study: Any, frame: Any, best: Any, source: str) -> list[str]:
-    """Where the study is, its trials by state, the best trial and the baseline comparison."""
-    counts = frame["state"].value_counts().to_dict()
-    waiting = sum(t.state.name == "WAITING" for t in study.get_trials(deepcopy=False))
-    parts = [
-        f"<p>{_esc(source)} &middot; {len(frame)} trials ran: "
-        + ", ".join(f"{n} {_esc(state)}" for state, n in sorted(counts.items()))
-        + (f" &middot; {waiting} queued trial(s) not run yet (not listed)" if waiting else "")
-        + "</p>"
-    ]
-    if best is not None:
-        attrs = best.user_attrs
-        test = attrs.get(TEST_ACCURACY_ATTR)
-        parts.append(
-            f"<p>Best trial by val_accuracy: <b>{best.number}</b>"
-            + (f" ({_esc(attrs['baseline'])})" if attrs.get("baseline") else "")
-            + f", val_accuracy {val_accuracy_of(best):.4f}"
-            + (f", test_accuracy {test:.4f}" if test is not None else "")
-            + (f", {n:,} params" if (n := user_attr(attrs, NUM_PARAMS_ATTR)) else "")
-            + (f", MLflow run <code>{_esc(attrs[RUN_ATTR])}</code>" if attrs.get(RUN_ATTR)
-               else "")
-            + ".</p>"
-        )
-    comparison = baseline_comparison(frame)
-    if comparison is not None:
-        sentence = comparison_sentence(comparison)
-        parts.append(f"<p>{_esc(sentence[0].upper() + sentence[1:])}</p>")
-    return parts
-
-
-def _leaderboard_html(frame: Any) -> list[str]:
-    """The leaderboard table (``HTML_COLUMNS``), best val_accuracy first."""
-    parts = [
-        "<h2>Leaderboard</h2><p>Trials that ran, best val_accuracy first; epochs are numbered "
-        "from 0 (<code>best_epoch</code> 0 is the first epoch), as Optuna's and MLflow's "
-        'steps. All columns: <a href="leaderboard.csv">CSV</a>, '
-        '<a href="leaderboard.md">markdown</a>.</p><table><thead><tr>',
-        *(f"<th>{_esc(c).replace('_', '_<wbr>')}</th>" for c in HTML_COLUMNS),
-        "</tr></thead><tbody>",
-    ]
-    for _, row in frame.iterrows():
-        classes = [str(row["state"])] + (["baseline"] if row["baseline"] else [])
-        parts.append(f'<tr class="{_esc(" ".join(classes))}">')
-        parts += [f"<td{_CELL_CLASSES.get(c, '')}>{_esc(format_cell(row[c], c))}</td>"
-                  for c in HTML_COLUMNS]
-        parts.append("</tr>")
-    parts.append("</tbody></table>")
-    return parts
-
-
-def _plots_html(study: Any, report: Report) -> list[str]:
-    """Optuna's plots, with a caveat on importances computed from few complete trials."""
-    parts = ["<h2>Search</h2>"]
-    num_complete = sum(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False))
-    for kind, caption in _PLOT_TITLES.items():
-        if not (report.out_dir / f"{kind}.png").exists():
-            continue
-        parts.append(
-            f'<figure><a href="{kind}.html"><img src="{kind}.png" alt="{_esc(caption)}"></a>'
-            f"<figcaption>{_esc(caption)} (click for the interactive version)</figcaption>"
-        )
-        if kind == "param_importances" and num_complete < MIN_TRIALS_FOR_IMPORTANCES:
-            parts.append(
-                f'<p class="caveat">Caveat: computed from only {num_complete} complete '
-                f"trials. With fewer than {MIN_TRIALS_FOR_IMPORTANCES}, importances mostly "
-                "reflect which few trials happened to run; read them as a hint, not a "
-                "ranking.</p>"
-            )
-        parts.append("</figure>")
-    return parts
-
-
-def _best_model_html(report: Report, best: Any, evaluation: Mapping[str, float]) -> list[str]:
-    """The best model's confusion matrix and mistakes on the test split, if they were drawn."""
-    if not (report.out_dir / "confusion_matrix.png").exists():
-        return []
-    parts = [f"<h2>Best model: trial {best.number}, on the test split</h2>"]
-    if evaluation:
-        parts.append(f"<p>test_accuracy recomputed here: {evaluation['test_accuracy']:.4f}</p>")
-    for name, caption in (
-        ("confusion_matrix", "Confusion matrix (rows: true class)"),
-        ("misclassified", "Misclassified test images, most confident first"),
-    ):
-        parts.append(
-            f'<figure><img src="{name}.png" alt="{_esc(caption)}">'
-            f"<figcaption>{_esc(caption)}</figcaption></figure>"
-        )
-    return parts

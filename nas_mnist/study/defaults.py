@@ -1,5 +1,9 @@
-"""A study's defaults and the names of its samplers, pruners and objectives (light to import:
-no Optuna, so that ``nas-mnist --help`` stays fast)."""
+"""A study's defaults, the names of its samplers, pruners and objectives, and the rule that ties
+pruners to objectives (light to import: no Optuna, so that ``nas-mnist --help`` stays fast)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
 
 DEFAULT_STORAGE = "sqlite:///nas_mnist.db"
 DEFAULT_STUDY_NAME = "nas-mnist"
@@ -10,3 +14,17 @@ OBJECTIVES = ("val_accuracy", "params", "latency")
 minimized: params (parameter count) and latency (milliseconds per image)."""
 DEFAULT_SAMPLER = "tpe"
 DEFAULT_PRUNER = "median"
+
+
+def check_pruner(pruner: str, objectives: Sequence[str]) -> None:
+    """Optuna prunes single-objective studies only: with several ``objectives``, ``pruner`` must
+    be "none" (``SearchSettings`` and ``open_study`` both check with this).
+
+    Raises:
+        ValueError: a pruner other than "none" with several objectives; the message names the
+            flags.
+    """
+    if len(objectives) > 1 and pruner != "none":
+        raise ValueError(f"--pruner {pruner}: Optuna cannot prune trials of a multi-objective "
+                         "study; drop --pruner or pass --pruner none with --objective "
+                         f"{','.join(objectives)}")

@@ -29,10 +29,10 @@ _NOT_RECORDED = ("progress",)
 
 
 def settings_record(settings: Any, data: DataFingerprint) -> dict[str, Any]:
-    """The settings of a search (a ``nas_mnist.SearchSettings``) as plain JSON values: every ``SearchSettings`` field but
-    ``progress``, with the pruner resolved, the objectives as one comma-separated string, the
-    space as given (``default`` when None) and the data as its fingerprint (``data`` = the
-    resolved path or ``keras.datasets.mnist``, ``data_sha256``)."""
+    """The settings of a search (a ``nas_mnist.SearchSettings``) as plain JSON values: every
+    field but ``progress``, with the pruner resolved, the objectives as one comma-separated
+    string, the space as given (``default`` when None) and the data as its fingerprint
+    (``data`` = the resolved path or ``keras.datasets.mnist``, ``data_sha256``)."""
     record: dict[str, Any] = {}
     for field in dataclasses.fields(settings):
         if field.name in _NOT_RECORDED:

@@ -12,6 +12,7 @@ from nas_mnist.study.defaults import (
     DEFAULT_SAMPLER,
     PRUNERS,
     SAMPLERS,
+    check_pruner,
 )
 from nas_mnist.study.storage import StorageError, make_storage
 from nas_mnist.trial_attributes import OBJECTIVE_ATTR
@@ -102,10 +103,7 @@ def open_study(
         ValueError: an unknown sampler or pruner, or a pruner with several objectives.
     """
     objectives = tuple(objectives)
-    if len(objectives) > 1 and pruner != "none":
-        raise ValueError(f"--pruner {pruner}: Optuna cannot prune trials of a multi-objective "
-                         "study; pass --pruner none with --objective "
-                         f"{','.join(objectives)}")
+    check_pruner(pruner, objectives)
     storage = make_storage(storage_url, on_stale_trial)
     kwargs = {"storage": storage, "study_name": study_name,
               "sampler": make_sampler(seed, sampler),

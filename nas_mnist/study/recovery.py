@@ -70,7 +70,7 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{pid}" + (f":{token}" if token else "")
 
 
-def _parse_worker(worker: str) -> tuple[str, int, str | None] | None:
+def parse_worker(worker: str) -> tuple[str, int, str | None] | None:
     """``hostname:pid[:start]`` -> (hostname, pid, start or None); None if unparsable."""
     parts = worker.split(":")
     if len(parts) >= 3 and parts[-2].isdigit() and "." in parts[-1]:
@@ -89,7 +89,7 @@ def worker_alive(worker: str) -> bool | None:
         when the worker has a start token, has the same one); None if the worker runs on another
         host, or its id cannot be read: then only its heartbeat can tell.
     """
-    parsed = _parse_worker(worker)
+    parsed = parse_worker(worker)
     if parsed is None or parsed[0] != socket.gethostname():
         return None
     _, pid, start = parsed
@@ -112,16 +112,16 @@ def stale_trial_numbers(study: Any) -> set[int]:
     """
     from optuna.storages._heartbeat import is_heartbeat_enabled
 
-    storage = study._storage  # noqa: SLF001 - the heartbeat API is on the storage
+    storage = study._storage  # the heartbeat API is on the storage
     if not is_heartbeat_enabled(storage):
         return set()
     try:
-        stale_ids = set(storage._get_stale_trial_ids(study._study_id))  # noqa: SLF001
-    except Exception:  # noqa: BLE001 - an unreadable heartbeat table proves nothing
+        stale_ids = set(storage._get_stale_trial_ids(study._study_id))
+    except Exception:  # an unreadable heartbeat table proves nothing
         logger.debug("could not read the heartbeats of study %s", study.study_name, exc_info=True)
         return set()
     return {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-            if t._trial_id in stale_ids}  # noqa: SLF001
+            if t._trial_id in stale_ids}
 
 
 def handle_dead_trial(study: Any, trial: FrozenTrial, tracker: Any | None, reason: str) -> None:
@@ -172,7 +172,7 @@ def recover_dead_trials(study: Any, tracker: Any | None) -> list[int]:
         The numbers of the trials that were failed (and queued for a retry).
     """
     recovered = []
-    storage = study._storage  # noqa: SLF001 - Optuna's storage API is what fail_stale_trials uses
+    storage = study._storage  # Optuna's storage API, as fail_stale_trials uses
     stale = stale_trial_numbers(study)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = trial.user_attrs.get(WORKER_ATTR)
@@ -183,12 +183,12 @@ def recover_dead_trials(study: Any, tracker: Any | None) -> list[int]:
         else:
             continue
         try:
-            storage.set_trial_user_attr(trial._trial_id, REASON_ATTR, reason)  # noqa: SLF001
-            if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):  # noqa: SLF001
+            storage.set_trial_user_attr(trial._trial_id, REASON_ATTR, reason)
+            if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
                 continue
         except Exception:  # another worker finished it first
             continue
-        handle_dead_trial(study, storage.get_trial(trial._trial_id), tracker, reason)  # noqa: SLF001
+        handle_dead_trial(study, storage.get_trial(trial._trial_id), tracker, reason)
         recovered.append(trial.number)
     return recovered
 

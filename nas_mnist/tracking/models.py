@@ -20,6 +20,7 @@ from typing import Any
 
 from nas_mnist.architecture.spec import INPUT_SHAPE, NUM_CLASSES
 from nas_mnist.environment import temporary_environ
+from nas_mnist.errors import RuntimeFailure
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ QUIET_DOWNLOADS = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
 """Environment that turns off MLflow's tqdm "Downloading artifacts" bar."""
 
 
-class ModelUnavailableError(RuntimeError):
+class ModelUnavailableError(RuntimeFailure):
     """A logged model cannot be downloaded from MLflow or loaded by Keras; the message says which
     and why."""
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nas_mnist.environment import temporary_environ
-from nas_mnist.errors import InputError
+from nas_mnist.errors import InputError, TrialFailure
 from nas_mnist.trial_attributes import (
     EXPERIMENT_ATTR,
     PARENT_RUN_ATTR,
@@ -47,17 +47,23 @@ experiments are classic ML. Values from MLflow's UI (``ExperimentKind`` in
 ``mlflow/server/js``: ``genai_development``, ``custom_model_development``, ...)."""
 
 
-class TrackingError(InputError, RuntimeError):
+class TrackingError(InputError):
     """The MLflow tracking store cannot be reached or used; the message says which URI."""
 
 
-class TrackingUnavailableError(TrackingError):
+class TrackingUnavailableError(TrialFailure):
     """The tracking server stopped answering during the search (after MLflow's bounded retries).
+
+    A runtime failure, not bad input: the CLI exits with status 1 and says to start the server
+    again and resume (``hint``); the running trial records ``reason`` and is queued for a retry.
 
     Once raised, the ``Tracker`` stays unavailable: its later calls raise at once instead of
     waiting for the retries again, so the running trial, the parent run's refresh and the
     clean-up all end within seconds.
     """
+
+    reason = "tracking_unavailable"
+    hint = "Start the tracking server again, then run the same command to resume."
 
 
 HTTP_DEFAULTS = {
@@ -375,16 +381,29 @@ class Tracker:
                 attrs.get(TRACKING_URI_ATTR),
                 self.tracking_uri,
             )
-        experiment_id = self.experiment_id(study.study_name)
-        run = self.client.create_run(
-            experiment_id,
-            run_name=study.study_name,
-            tags={"nas_mnist.role": "study", "optuna.study_name": study.study_name},
-        )
+        experiment_id, run_id = self.create_parent_run(study.study_name)
         study.set_user_attr(EXPERIMENT_ATTR, experiment_id)
         study.set_user_attr(TRACKING_URI_ATTR, self.tracking_uri)
-        study.set_user_attr(PARENT_RUN_ATTR, run.info.run_id)
-        return run.info.run_id
+        study.set_user_attr(PARENT_RUN_ATTR, run_id)
+        return run_id
+
+    def create_parent_run(self, study_name: str,
+                          tags: Mapping[str, str] | None = None) -> tuple[str, str]:
+        """A new parent run of a study, the one place its tags are defined.
+
+        Args:
+            study_name: the study; the experiment and the run are named after it.
+            tags: more tags (the KerasTuner engine adds ``engine`` and ``tuner``).
+
+        Returns:
+            (experiment_id, run_id).
+        """
+        experiment_id = self.experiment_id(study_name)
+        run = self.client.create_run(
+            experiment_id, run_name=study_name,
+            tags={"nas_mnist.role": "study", "optuna.study_name": study_name, **(tags or {})},
+        )
+        return experiment_id, run.info.run_id
 
     def _run_exists(self, run_id: str) -> bool:
         try:
@@ -406,7 +425,7 @@ class Tracker:
         try:
             self.client.set_terminated(run_id, status=status)
             return True
-        except Exception as exc:  # noqa: BLE001 - see the docstring
+        except Exception as exc:  # any failure: see the docstring
             logger.warning("could not close the parent run %s as %s: %s", run_id, status, exc)
             return False
 

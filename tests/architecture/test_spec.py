@@ -293,7 +293,7 @@ def test_from_dict_raises_only_spec_error(data):
         ArchitectureSpec.from_dict(data)
     except SpecError:
         return
-    except Exception as exc:  # noqa: BLE001 - the point is which class escapes
+    except Exception as exc:
         pytest.fail(f"{type(exc).__name__} escaped from_dict instead of SpecError: {exc}")
     pytest.fail("from_dict accepted malformed data")
 

@@ -11,7 +11,7 @@ import yaml
 from support import SMALL_SPACE, mlflow_runs, mlflow_uri, search_args
 
 from nas_mnist.cli.main import main
-from nas_mnist.search.baseline_trials import BASELINE_ATTR
+from nas_mnist.searching.baseline_trials import BASELINE_ATTR
 
 
 @pytest.mark.slow

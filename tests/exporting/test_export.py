@@ -19,8 +19,9 @@ import optuna
 import pytest
 import yaml
 
+from nas_mnist.atomic_folders import remove_stale_partials
 from nas_mnist.cli.main import main
-from nas_mnist.exporting.atomic import check_out_dir, remove_stale_partials
+from nas_mnist.exporting.atomic import check_out_dir
 from nas_mnist.exporting.layout import ExportError
 from nas_mnist.exporting.manifest import sha256_file, verify_manifest, write_manifest
 from nas_mnist.exporting.selection import pick_trial

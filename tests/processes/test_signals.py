@@ -12,6 +12,7 @@ import optuna
 import pytest
 
 from nas_mnist.cli.main import main
+from nas_mnist.errors import TrialFailure
 from nas_mnist.processes.signals import Terminated, handle_signals, quiet_expected_failures
 
 
@@ -60,8 +61,8 @@ def test_cli_interrupted_while_sigint_is_ignored_exits_130(sigint_ignored, monke
     assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 
 
-class NanLossError(RuntimeError):
-    """Named like the training module's, as the filter matches class names."""
+class NanLossError(TrialFailure):
+    """A trial failure with a recorded reason, like the training module's."""
 
 
 def failing_trials_log(error: BaseException) -> list[logging.LogRecord]:

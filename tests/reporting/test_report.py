@@ -20,11 +20,11 @@ from support import REPO_ROOT, SMALL_SPACE
 
 from nas_mnist.architecture.baselines import get_baseline
 from nas_mnist.cli.main import main
-from nas_mnist.study.leaderboard import VIEWS
-from nas_mnist.search.refresher import ParentRunRefresher
-from nas_mnist.study.plots import write_study_plots
 from nas_mnist.plots import confusion_matrix, save_learning_curves
 from nas_mnist.reporting.report import leaderboard_markdown
+from nas_mnist.searching.refresher import ParentRunRefresher
+from nas_mnist.study.leaderboard import VIEWS
+from nas_mnist.study.plots import write_study_plots
 from nas_mnist.tracking.trial_artifacts import log_trial_artifacts, numeric_params
 
 REPORT_COLUMNS = VIEWS["records"]
@@ -374,16 +374,36 @@ def test_report_page_lists_only_trials_that_ran_leaderboard_first(tmp_path):
 
 
 def test_importances_caveat_disappears_from_20_complete_trials(tmp_path):
-    from nas_mnist.reporting.report import MIN_TRIALS_FOR_IMPORTANCES, Report, _plots_html
+    from nas_mnist.reporting.page import MIN_TRIALS_FOR_IMPORTANCES, search_figures
 
     study = _small_study(num_complete=3)
     (tmp_path / "param_importances.png").write_bytes(b"")
-    few = "\n".join(_plots_html(study, Report(out_dir=tmp_path)))
+    few = "\n".join(str(f) for f in search_figures(study, tmp_path))
     assert "Caveat: computed from only 3 complete trials" in few
     for _ in range(MIN_TRIALS_FOR_IMPORTANCES - 3):
         study.add_trial(optuna.trial.create_trial(value=0.5))
-    many = "\n".join(_plots_html(study, Report(out_dir=tmp_path)))
+    many = "\n".join(str(f) for f in search_figures(study, tmp_path))
     assert "Caveat" not in many
+
+
+def test_report_page_escapes_study_names_and_notes(tmp_path):
+    from nas_mnist.architecture.baselines import BASELINES
+    from nas_mnist.reporting.report import write_report
+
+    study = optuna.create_study(direction="maximize", study_name="<b>x</b> & 'q'")
+    trial = study.ask()
+    trial.set_user_attr("spec", BASELINES[0].spec.to_dict())
+    study.tell(trial, 0.9)
+    pruned = study.ask()
+    pruned.set_user_attr("reason", "<script>alert(1)</script>")
+    study.tell(pruned, state=optuna.trial.TrialState.PRUNED)
+    write_report(study, tmp_path, source="sqlite:///a<i>.db")
+    page = (tmp_path / "report.html").read_text()
+    assert "<b>x</b>" not in page and "<script>" not in page and "<i>" not in page
+    assert "<title>nas-mnist report: &lt;b&gt;x&lt;/b&gt; &amp; &#39;q&#39;</title>" in page
+    assert "<h1>Study &lt;b&gt;x&lt;/b&gt; &amp; &#39;q&#39;</h1>" in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<p>sqlite:///a&lt;i&gt;.db &middot; 2 trials ran: 1 complete, 1 pruned</p>" in page
 
 
 def test_intermediate_values_axis_says_epochs_count_from_0(tmp_path):
@@ -417,7 +437,7 @@ def test_report_force_replaces_an_earlier_report_only(tmp_path, monkeypatch):
     assert not (out / "stale.txt").exists() and (out / "report.html").stat().st_mtime_ns != first
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".rep")] == []
     # A report that dies midway leaves the earlier one in place and no partial folder.
-    monkeypatch.setattr(report_module, "_report_html", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(report_module, "render_page", lambda *a, **k: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         report_module.report(out=out, storage=storage, study_name="demo", force=True)
     assert (out / "report.html").is_file()

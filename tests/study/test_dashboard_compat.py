@@ -12,9 +12,9 @@ from wsgiref.util import setup_testing_defaults
 import optuna
 import pytest
 
-from nas_mnist.search import baseline_trials as seeding
-from nas_mnist.study.opening import open_study
 from nas_mnist.search_space.space import load_search_space
+from nas_mnist.searching import baseline_trials as seeding
+from nas_mnist.study.opening import open_study
 from nas_mnist.trial_attributes import NUM_PARAMS_ATTR, REASON_ATTR, SPEC_ATTR, SUMMARY_ATTRS
 
 optuna_dashboard = pytest.importorskip("optuna_dashboard")

@@ -14,26 +14,36 @@ import pytest
 from optuna.trial import TrialState
 from support import mlflow_runs
 
-from nas_mnist.study.locks import WorkerLockedError, single_worker
 from nas_mnist.filelock import LockHeldError, file_lock
+from nas_mnist.study import locks
+from nas_mnist.study.locks import StorageLockedError, one_search_per_storage
 
 
 def test_single_worker_refuses_a_second_holder_at_once_and_removes_its_lock_file(tmp_path):
     url = f"sqlite:///{tmp_path / 's.db'}"
-    with single_worker(url, "demo"):
+    with one_search_per_storage(url, "demo"):
         assert (tmp_path / "s.db.lock").exists()
-        with pytest.raises(WorkerLockedError, match="use PostgreSQL|PostgreSQL storage"):
-            with single_worker(url, "demo"):
+        with pytest.raises(StorageLockedError, match="use PostgreSQL|PostgreSQL storage"):
+            with one_search_per_storage(url, "demo"):
                 pass
     assert list(tmp_path.iterdir()) == []
-    with single_worker(url, "demo"):  # free again
+    with one_search_per_storage(url, "demo"):  # free again
         pass
 
 
-def test_single_worker_is_a_no_op_for_server_storages():
-    with single_worker("postgresql://u:p@127.0.0.1:1/db", "demo"):
-        with single_worker("postgresql://u:p@127.0.0.1:1/db", "demo"):
-            pass
+def test_single_worker_is_a_no_op_for_server_storages(tmp_path, monkeypatch):
+    def no_file_lock(path, *args, **kwargs):
+        raise AssertionError(f"a server storage took the file lock {path}")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(locks, "file_lock", no_file_lock)
+    url = "postgresql://u:p@127.0.0.1:1/db"  # nothing listens there: nothing may connect
+    entered = []
+    with one_search_per_storage(url, "demo"):
+        with one_search_per_storage(url, "demo"):  # a second holder is not refused
+            entered.append(url)
+    assert entered == [url]
+    assert list(tmp_path.iterdir()) == []  # no lock file
 
 
 def test_a_lock_dies_with_its_holder_even_on_sigkill(tmp_path):

@@ -13,9 +13,9 @@ from support import mlflow_uri
 
 import nas_mnist
 from nas_mnist.data import KERAS_SOURCE, DataFingerprint, data_fingerprint
-from nas_mnist.search.settings import SearchSettings
-from nas_mnist.study.memory import remember_search, settings_record, study_data
 from nas_mnist.errors import InputError
+from nas_mnist.searching.settings import SearchSettings
+from nas_mnist.study.memory import remember_search, settings_record, study_data
 from nas_mnist.trial_attributes import (
     DATA_SHA256_ATTR,
     DATA_SOURCE_ATTR,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from nas_mnist.study.storage import StorageError, load_existing_study, validate_storage_url
 from nas_mnist.study.opening import open_study
+from nas_mnist.study.storage import StorageError, load_existing_study, validate_storage_url
 
 
 def test_a_study_is_created_once_and_then_resumed(tmp_path):

@@ -7,17 +7,15 @@ import os
 import socket
 import time
 
-import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
-from support import mlflow_uri
+from support import mlflow_uri, random_splits
 
 from nas_mnist.architecture.spec import ArchitectureSpec, Dense, Flatten
 from nas_mnist.cli.main import main
-from nas_mnist.data import MnistArrays, make_splits
-from nas_mnist.search.budget import run_trials
-from nas_mnist.search.objective import Objective, ObjectiveConfig
+from nas_mnist.searching.budget import run_trials
+from nas_mnist.searching.objective import Objective, ObjectiveConfig
 from nas_mnist.study.recovery import (
     WORKER_ATTR,
     close_orphan_runs,
@@ -102,14 +100,6 @@ def test_reused_pid_does_not_block_recovery_the_same_command_resumes(workdir, re
 
 SMALL_DENSE = ArchitectureSpec(layers=(Flatten(), Dense(8)))
 
-
-def random_splits(n: int = 300) -> object:
-    rng = np.random.default_rng(0)
-    arrays = MnistArrays(
-        x_train=rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
-        y_train=rng.integers(0, 10, n), x_test=rng.integers(0, 256, (20, 28, 28), dtype=np.uint8),
-        y_test=rng.integers(0, 10, 20), source="random")
-    return make_splits(arrays, validation_size=50)
 
 
 def interrupting_objective(tmp_path, interrupt_numbers: set[int]) -> tuple[Objective, Tracker]:

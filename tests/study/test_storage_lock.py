@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from nas_mnist.study.storage import storage_lock
+from nas_mnist.study.locks import storage_lock
 
 
 def test_sqlite_lock_excludes_a_second_holder_until_released(tmp_path):

@@ -3,15 +3,14 @@ stopped, and the runs it left RUNNING closed by the next search."""
 
 from __future__ import annotations
 
-import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
+from support import random_splits
 
 from nas_mnist.architecture.spec import ArchitectureSpec, Dense, Flatten
-from nas_mnist.data import MnistArrays, make_splits
-from nas_mnist.search.budget import run_trials
-from nas_mnist.search.objective import Objective, ObjectiveConfig
+from nas_mnist.searching.budget import run_trials
+from nas_mnist.searching.objective import Objective, ObjectiveConfig
 from nas_mnist.study.recovery import close_orphan_runs
 from nas_mnist.tracking.tracker import (
     HTTP_DEFAULTS,
@@ -89,14 +88,6 @@ class KillServerAfterFirstEpoch:
     def trial_ended(self, number: int, state: str, value: float | None) -> None:
         pass
 
-
-def random_splits(n: int = 300) -> object:
-    rng = np.random.default_rng(0)
-    arrays = MnistArrays(
-        x_train=rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
-        y_train=rng.integers(0, 10, n), x_test=rng.integers(0, 256, (20, 28, 28), dtype=np.uint8),
-        y_test=rng.integers(0, 10, 20), source="random")
-    return make_splits(arrays, validation_size=50)
 
 
 def test_server_dies_mid_trial_trial_failed_and_requeued_search_stops_next_search_closes_runs(
@@ -221,7 +212,7 @@ def test_killed_mlflow_server_mid_trial_stops_the_search_and_the_same_command_re
                 if any(t.intermediate_values for t in study.get_trials(
                         states=(TrialState.RUNNING,))):
                     break
-            except Exception:  # noqa: BLE001 - the worker is still creating the study
+            except Exception:  # the worker is still creating the study
                 pass
             time.sleep(0.5)
         kill_server(server)

@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nas_mnist.study.trial_counts import count_finished
 from nas_mnist.study.leaderboard import leaderboard, view
 from nas_mnist.study.plots import write_study_plots
+from nas_mnist.study.trial_counts import count_finished
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import nas_mnist
-from nas_mnist.search.settings import SearchSettings
+from nas_mnist.searching.settings import SearchSettings
 
 
 def test_defaults_match_the_documented_cli_defaults():

@@ -71,7 +71,7 @@ def train_baseline(
     from nas_mnist.architecture.baselines import get_baseline
     from nas_mnist.console import RichProgress
     from nas_mnist.data import load_splits
-    from nas_mnist.search.objective import Objective, ObjectiveConfig
+    from nas_mnist.searching.objective import Objective, ObjectiveConfig
     from nas_mnist.tracking.tracker import StudyRuns, Tracker
 
     try:
@@ -101,8 +101,8 @@ def _study_context(
     """(data, tracking_uri) for a baseline trained in the context of a study: the given ones,
     else the study's (its checked data file, its MLflow store)."""
     from nas_mnist.study.defaults import DEFAULT_STORAGE, DEFAULT_STUDY_NAME
-    from nas_mnist.study.storage import load_existing_study
     from nas_mnist.study.memory import study_data
+    from nas_mnist.study.storage import load_existing_study
     from nas_mnist.trial_attributes import TRACKING_URI_ATTR
 
     study = load_existing_study(storage or DEFAULT_STORAGE, study_name or DEFAULT_STUDY_NAME)

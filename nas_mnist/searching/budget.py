@@ -7,26 +7,27 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
 
-from nas_mnist.study.trial_counts import FINISHED_STATES, count_claimed, count_finished
+from nas_mnist.study.trial_counts import (
+    FINISHED_STATES,
+    FailureStreak,
+    count_claimed,
+    count_finished,
+)
+
+__all__ = ["count_claimed", "count_finished", "run_trials"]
+
 
 class _StopAfterFailures:
-    """Stops the study after ``limit`` consecutive failed trials in this process.
-
-    Surplus trials (see ``count_claimed``) do not count as failures.
-    """
+    """An Optuna callback that stops the study after ``limit`` failed trials in a row in this
+    process (``FailureStreak``: surplus trials do not count)."""
 
     def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.consecutive = 0
+        self.streak = FailureStreak(limit)
         self.stopped = False
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if trial.user_attrs.get("reason", "").startswith("surplus"):
-            return
-        self.consecutive = self.consecutive + 1 if trial.state == TrialState.FAIL else 0
-        if self.consecutive >= self.limit:
+        if self.streak.add(trial):
             self.stopped = True
             study.stop()
 

@@ -1,5 +1,5 @@
 """Every flag checked before anything exists: exit 2, one line naming the flag or file, nothing
-created. The same checks serve the Python API (``validate_search_settings``)."""
+created. The same checks serve the Python API (``settings.validate_search_settings``)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from nas_mnist.cli.main import main
-from nas_mnist.study.storage import StorageError
-from nas_mnist.search.validation import (
+from nas_mnist.searching.settings import SearchSettings, validate_search_settings
+from nas_mnist.searching.validation import (
     MAX_SEED,
     SettingsError,
-    validate_search_settings,
     validate_seed,
     validate_study_name,
 )
+from nas_mnist.study.storage import StorageError
 from nas_mnist.tracking.tracker import TrackingError
 
 
@@ -112,7 +112,7 @@ def test_python_api_shares_the_checks():
         validate_study_name("a/b")
     assert validate_study_name("nas-mnist.v2_1") == "nas-mnist.v2_1"
     with pytest.raises(StorageError, match="unknown storage scheme"):
-        validate_search_settings(storage="redis://x", study_name="s", seed=0)
+        validate_search_settings(SearchSettings(storage="redis://x", study_name="s", seed=0))
     with pytest.raises(TrackingError, match="unknown scheme"):
-        validate_search_settings(storage="sqlite:///s.db", study_name="s", seed=0,
-                                 tracking_uri="foo://bar")
+        validate_search_settings(SearchSettings(storage="sqlite:///s.db", study_name="s", seed=0,
+                                                tracking_uri="foo://bar"))

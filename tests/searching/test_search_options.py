@@ -38,7 +38,7 @@ def test_pruner_names_give_optunas_pruners(name, cls):
     assert type(make_pruner(name, epochs=9)) is cls
 
 
-def test_gp_sampler_without_pytorch_is_a_usage_error(workdir, real_mnist_path, capsys):  # noqa: F811
+def test_gp_sampler_without_pytorch_is_a_usage_error(workdir, real_mnist_path, capsys):
     pytest.importorskip("optuna")
     try:
         import torch  # noqa: F401
@@ -51,7 +51,7 @@ def test_gp_sampler_without_pytorch_is_a_usage_error(workdir, real_mnist_path, c
 
 
 def test_bad_objective_and_pruner_combinations_exit_2_before_anything_is_made(
-        workdir, real_mnist_path, capsys):  # noqa: F811
+        workdir, real_mnist_path, capsys):
     assert main(search_args(real_mnist_path, 1, "--objective", "val_accuracy,size")) == 2
     assert "unknown objective size" in capsys.readouterr().err
     assert main(search_args(real_mnist_path, 1, "--objective", "params,val_accuracy")) == 2
@@ -64,7 +64,7 @@ def test_bad_objective_and_pruner_combinations_exit_2_before_anything_is_made(
 
 
 @pytest.mark.slow
-def test_two_objectives_give_a_pareto_front_in_the_leaderboard(workdir, real_mnist_path,  # noqa: F811
+def test_two_objectives_give_a_pareto_front_in_the_leaderboard(workdir, real_mnist_path,
                                                                 capsys):
     from nas_mnist.study.leaderboard import leaderboard
 
@@ -98,7 +98,7 @@ def test_two_objectives_give_a_pareto_front_in_the_leaderboard(workdir, real_mni
 
 
 @pytest.mark.slow
-def test_hyperband_pruner_and_random_sampler_run_a_search(workdir, real_mnist_path):  # noqa: F811
+def test_hyperband_pruner_and_random_sampler_run_a_search(workdir, real_mnist_path):
     assert main(search_args(real_mnist_path, 3, "--space", "small.yaml", "--baselines", "none",
                             "--sampler", "random", "--pruner", "hyperband")) == 0
     study = optuna.load_study(study_name="demo", storage="sqlite:///s.db")
@@ -107,7 +107,7 @@ def test_hyperband_pruner_and_random_sampler_run_a_search(workdir, real_mnist_pa
 
 @pytest.mark.slow
 @pytest.mark.parametrize("tuner", ["hyperband", "random"])
-def test_keras_tuner_engine_logs_trials_to_mlflow_like_optuna(workdir, real_mnist_path,  # noqa: F811
+def test_keras_tuner_engine_logs_trials_to_mlflow_like_optuna(workdir, real_mnist_path,
                                                               tuner):
     from mlflow import MlflowClient
 
@@ -145,8 +145,8 @@ def test_keras_tuner_hyperparameters_sample_the_default_space():
     import keras_tuner as kt
 
     from nas_mnist.architecture.spec import SpecError
-    from nas_mnist.search.keras_tuner import HyperParametersTrial
     from nas_mnist.search_space.space import load_search_space
+    from nas_mnist.searching.keras_tuner import HyperParametersTrial
 
     space = load_search_space()
     hp = kt.HyperParameters()
@@ -219,7 +219,7 @@ def test_bench_training_prints_both_speeds_and_the_ratio_last(real_mnist_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
-def test_search_runs_on_the_jax_backend(workdir, real_mnist_path):  # noqa: F811
+def test_search_runs_on_the_jax_backend(workdir, real_mnist_path):
     env = {**os.environ, "KERAS_BACKEND": "jax"}
     command = [sys.executable, "-m", "nas_mnist",
                *search_args(real_mnist_path, 3, "--space", "small.yaml", "--baselines", "none")]

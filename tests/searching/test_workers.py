@@ -76,10 +76,10 @@ def test_workers_share_the_study_exactly(tmp_path, real_mnist_path):
 
 def _seed_from_a_worker(study_name: str, start: object, out: object) -> None:
     from nas_mnist.architecture.baselines import BASELINES as CATALOG
-    from nas_mnist.search.baseline_trials import seed_baselines
-    from nas_mnist.study.storage import storage_lock
-    from nas_mnist.study.opening import open_study
     from nas_mnist.search_space.space import load_search_space
+    from nas_mnist.searching.baseline_trials import seed_baselines
+    from nas_mnist.study.locks import storage_lock
+    from nas_mnist.study.opening import open_study
 
     study, _ = open_study(STORAGE, study_name)
     space = load_search_space(None)

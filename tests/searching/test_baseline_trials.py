@@ -1,4 +1,4 @@
-"""Tests for nas_mnist.search.baseline_trials: which baselines a search seeds, in which order, within the
+"""Tests for nas_mnist.searching.baseline_trials: which baselines a search seeds, in which order, within the
 trial budget. In-memory studies and a stand-in objective: nothing trains."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from optuna.trial import TrialState
 
 from nas_mnist.architecture.baselines import BASELINES, get_baseline
 from nas_mnist.architecture.spec import SpecError
-from nas_mnist.search.budget import run_trials
-from nas_mnist.search.baseline_trials import (
+from nas_mnist.search_space.space import load_search_space
+from nas_mnist.searching.baseline_trials import (
     AUTO_SHARE,
     BASELINE_ATTR,
     IN_SPACE_ATTR,
@@ -19,7 +19,7 @@ from nas_mnist.search.baseline_trials import (
     seeding_plan,
     spec_for_trial,
 )
-from nas_mnist.search_space.space import load_search_space
+from nas_mnist.searching.budget import run_trials
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -9,23 +9,22 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from nas_mnist.study.locks import WorkerLockedError, single_worker
-from nas_mnist.search.settings import SearchSettings
-from nas_mnist.study.storage import (
-    StorageError,
-    load_existing_study,
-    make_storage,
-    storage_lock,
-    validate_storage_url,
-)
-from nas_mnist.search.workers import (
+from nas_mnist.errors import InputError
+from nas_mnist.processes.supervisor import (
     MAX_WORKER_CRASHES,
     Supervisor,
     SupervisorConfig,
     WorkersCrashingError,
     gpu_for_slot,
 )
-from nas_mnist.errors import InputError
+from nas_mnist.searching.settings import SearchSettings
+from nas_mnist.study.locks import StorageLockedError, one_search_per_storage, storage_lock
+from nas_mnist.study.storage import (
+    StorageError,
+    load_existing_study,
+    make_storage,
+    validate_storage_url,
+)
 from nas_mnist.trial_attributes import WORKER_ATTR
 
 HOST = socket.gethostname()
@@ -201,7 +200,7 @@ def test_a_journal_storage_holds_a_study_and_takes_one_search(tmp_path):
     assert load_existing_study(url, "s").trials[0].value == 1.0
     with storage_lock(url, "seed:s", timeout=1):
         pass
-    with single_worker(url, "s"):
-        with pytest.raises(WorkerLockedError, match="--jobs"):
-            with single_worker(url, "s"):
+    with one_search_per_storage(url, "s"):
+        with pytest.raises(StorageLockedError, match="--jobs"):
+            with one_search_per_storage(url, "s"):
                 pass

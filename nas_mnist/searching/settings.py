@@ -1,10 +1,14 @@
-"""The settings of one search, as one validated, frozen object.
+"""The settings of one search, as one frozen object, and every check of them.
 
 ``SearchSettings`` is what ``nas_mnist.search(...)`` takes (as keyword arguments or an instance)
 and what ``nas-mnist search`` builds from its flags: the field names are the flags' names with
 underscores, the defaults are the flags' defaults, and every check raises ``InputError`` with
 the flag's name in the message, so the Python API and the CLI reject the same input with the same
-words. Nothing here imports Optuna or TensorFlow (``nas-mnist --help`` stays fast).
+words. The checks all live here: each value's when the settings are made
+(``SearchSettings.__post_init__``), and those that read files or need Optuna and MLflow in
+``validate_search_settings``, which a search calls before it creates anything. The per-value
+functions they use are in ``validation``. Importing this module imports neither Optuna nor
+TensorFlow (``nas-mnist --help`` stays fast).
 """
 
 from __future__ import annotations
@@ -13,10 +17,10 @@ import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from nas_mnist.search.validation import validate_seed, validate_study_name
 from nas_mnist.errors import InputError
+from nas_mnist.searching.validation import validate_seed, validate_study_name, validate_tuner_dir
 from nas_mnist.study.defaults import (
     DEFAULT_PRUNER,
     DEFAULT_SAMPLER,
@@ -25,7 +29,11 @@ from nas_mnist.study.defaults import (
     OBJECTIVES,
     PRUNERS,
     SAMPLERS,
+    check_pruner,
 )
+
+if TYPE_CHECKING:
+    from nas_mnist.searching.baseline_trials import SeedingPlan
 
 ENGINES = ("optuna", "keras-tuner")
 TUNERS = ("hyperband", "bayesian", "random")
@@ -95,7 +103,7 @@ class SearchSettings:
         max_params: specs with more parameters are pruned before training.
         baselines: documented baselines to seed, within ``trials``: "auto" (those inside the
             search space, strongest reported first, at most half of ``trials``), "all",
-            "none" or "NAME,NAME" (``nas_mnist.search.baseline_trials``).
+            "none" or "NAME,NAME" (``nas_mnist.searching.baseline_trials``).
         sampler: Optuna sampler, one of ``SAMPLERS``.
         pruner: Optuna pruner, one of ``PRUNERS``; ``None``: median, or none with several
             objectives (Optuna cannot prune those).
@@ -111,7 +119,7 @@ class SearchSettings:
         max_train_samples: train on a stratified subset of this many training images.
         jobs: trials that train at the same time on this machine. 1: in this process (as
             before); N > 1: in N worker processes that this process starts, replaces and
-            supervises (``nas_mnist.search.workers``); needs a journal or PostgreSQL storage.
+            supervises (``nas_mnist.searching.workers``); needs a journal or PostgreSQL storage.
         trials_per_worker: with ``jobs`` > 1, trials a worker process runs before it exits and
             is replaced (what bounds the state one process carries).
         gpus: with ``jobs`` > 1, GPU ids ("0,1" or a sequence) that workers are assigned to,
@@ -151,45 +159,9 @@ class SearchSettings:
     worker_threads: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("trials", "epochs", "jobs", "trials_per_worker"):
-            _check_int(name, getattr(self, name), minimum=1)
-        for name in ("batch_size", "max_params", "max_train_samples", "worker_threads"):
-            if getattr(self, name) is not None:
-                _check_int(name, getattr(self, name), minimum=1)
-        _check_int("seed", self.seed, minimum=None)
-        validate_seed(self.seed)
-        validate_study_name(self.study_name)
-        if self.timeout is not None and not (
-            isinstance(self.timeout, int | float) and self.timeout > 0
-        ):
-            raise InputError(f"--timeout: expected a positive number of seconds, got "
-                             f"{self.timeout!r}")
-        for name, choices in (("sampler", SAMPLERS), ("engine", ENGINES), ("tuner", TUNERS)):
-            if getattr(self, name) not in choices:
-                raise InputError(f"{_flag(name)}: unknown {name} {getattr(self, name)!r}; "
-                                 f"choose from {', '.join(choices)}")
-        if self.pruner is not None and self.pruner not in PRUNERS:
-            raise InputError(f"--pruner: unknown pruner {self.pruner!r}; choose from "
-                             f"{', '.join(PRUNERS)}")
-        try:
-            parse_gpus(self.gpus)
-        except ValueError as exc:
-            raise InputError(f"--gpus: {exc}") from None
-        if self.jobs > 1 and self.engine != "optuna":
-            raise InputError("--jobs: several trials at once need --engine optuna")
-        try:
-            objectives = parse_objectives(self.objective)
-        except ValueError as exc:
-            raise InputError(f"--objective: {exc}") from None
-        if len(objectives) > 1 and self.resolved_pruner != "none":
-            raise InputError(f"--pruner {self.pruner}: Optuna cannot prune trials of a "
-                             "multi-objective study; drop --pruner or pass --pruner none with "
-                             f"--objective {','.join(objectives)}")
-        if self.engine == "keras-tuner" and (
-            len(objectives) > 1 or self.sampler != DEFAULT_SAMPLER or self.pruner
-        ):
-            raise InputError("--engine keras-tuner takes --tuner, not --sampler, --pruner or "
-                             "several objectives (those are Optuna's)")
+        _check_numbers(self)
+        _check_choices(self)
+        _check_combinations(self)
 
     @property
     def objectives(self) -> tuple[str, ...]:
@@ -230,3 +202,101 @@ def _check_int(name: str, value: Any, minimum: int | None) -> None:
     if minimum is not None and value < minimum:
         raise InputError(f"{_flag(name)}: expected a positive integer (>= {minimum}), got "
                          f"{value}")
+
+
+def _check_numbers(settings: SearchSettings) -> None:
+    """The integer and number fields, the seed and the study name."""
+    for name in ("trials", "epochs", "jobs", "trials_per_worker"):
+        _check_int(name, getattr(settings, name), minimum=1)
+    for name in ("batch_size", "max_params", "max_train_samples", "worker_threads"):
+        if getattr(settings, name) is not None:
+            _check_int(name, getattr(settings, name), minimum=1)
+    _check_int("seed", settings.seed, minimum=None)
+    validate_seed(settings.seed)
+    validate_study_name(settings.study_name)
+    if settings.timeout is not None and not (
+        isinstance(settings.timeout, int | float) and settings.timeout > 0
+    ):
+        raise InputError(f"--timeout: expected a positive number of seconds, got "
+                         f"{settings.timeout!r}")
+
+
+def _check_choices(settings: SearchSettings) -> None:
+    """The fields with a fixed set of values, and the GPU ids."""
+    for name, choices in (("sampler", SAMPLERS), ("engine", ENGINES), ("tuner", TUNERS)):
+        if getattr(settings, name) not in choices:
+            raise InputError(f"{_flag(name)}: unknown {name} {getattr(settings, name)!r}; "
+                             f"choose from {', '.join(choices)}")
+    if settings.pruner is not None and settings.pruner not in PRUNERS:
+        raise InputError(f"--pruner: unknown pruner {settings.pruner!r}; choose from "
+                         f"{', '.join(PRUNERS)}")
+    try:
+        parse_gpus(settings.gpus)
+    except ValueError as exc:
+        raise InputError(f"--gpus: {exc}") from None
+
+
+def _check_combinations(settings: SearchSettings) -> None:
+    """The objectives, and the settings that only work together (or not at all)."""
+    if settings.jobs > 1 and settings.engine != "optuna":
+        raise InputError("--jobs: several trials at once need --engine optuna")
+    try:
+        objectives = parse_objectives(settings.objective)
+    except ValueError as exc:
+        raise InputError(f"--objective: {exc}") from None
+    try:
+        check_pruner(settings.resolved_pruner, objectives)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    if settings.engine == "keras-tuner" and (
+        len(objectives) > 1 or settings.sampler != DEFAULT_SAMPLER or settings.pruner
+    ):
+        raise InputError("--engine keras-tuner takes --tuner, not --sampler, --pruner or "
+                         "several objectives (those are Optuna's)")
+
+
+def validate_search_settings(settings: SearchSettings) -> SeedingPlan:
+    """Check a search's settings against the machine before anything is created: the one entry
+    point that ``nas_mnist.search`` (hence ``nas-mnist search``) calls first.
+
+    Each value was checked when ``settings`` was made (``SearchSettings``); this adds the checks
+    that read files or need Optuna and MLflow: the storage (Optuna engine), the tracking URI,
+    the tuner folder (KerasTuner engine), ``--jobs`` on the storage, ``--baselines`` and
+    ``--sampler gp``. Nothing is created.
+
+    Returns:
+        The baselines' ``SeedingPlan`` (``search.baseline_trials``).
+
+    Raises:
+        StorageError: a storage that cannot be used (``StorageURL.parse``).
+        TrackingError: a tracking URI that cannot be used (``tracker.validate_tracking_uri``).
+        SettingsError: a tuner folder that cannot be made.
+        InputError: ``--jobs`` above 1 on SQLite, unknown ``--baselines``, or ``--sampler gp``
+            without PyTorch.
+    """
+    from nas_mnist.searching.baseline_trials import seeding_plan
+    from nas_mnist.study.storage_url import StorageURL
+    from nas_mnist.tracking.tracker import validate_tracking_uri
+
+    storage = StorageURL.parse(settings.storage) if settings.engine == "optuna" else None
+    validate_tracking_uri(settings.tracking_uri)
+    if settings.engine == "keras-tuner" and settings.tuner_dir is not None:
+        validate_tuner_dir(settings.tuner_dir)
+    if settings.jobs > 1 and storage is not None and storage.one_writer:
+        raise InputError(
+            f"--jobs {settings.jobs}: a SQLite storage ({storage}) takes one writing "
+            "process at a time; run several trials at once on a journal file (--storage "
+            "journal:///nas_mnist.log) or on PostgreSQL (--storage "
+            "postgresql://USER:PASSWORD@HOST/DB)")
+    try:
+        baselines = seeding_plan(settings.baselines)
+    except ValueError as exc:
+        raise InputError(f"--baselines: {exc}") from None
+    if settings.sampler == "gp":
+        from nas_mnist.study.opening import make_sampler
+
+        try:
+            make_sampler(0, "gp")
+        except ValueError as exc:
+            raise InputError(f"--sampler: {exc}") from None
+    return baselines

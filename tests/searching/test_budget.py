@@ -6,7 +6,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from nas_mnist.search.budget import count_claimed, count_finished, run_trials
+from nas_mnist.searching.budget import count_claimed, count_finished, run_trials
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -91,3 +91,18 @@ def test_a_worker_stops_when_the_rest_of_the_budget_is_running_elsewhere():
 def test_max_trials_here_bounds_one_call():
     study = _study_with([])
     assert run_trials(study, lambda trial: 0.9, n_trials=10, max_trials_here=3)["ran"] == 3
+
+
+def test_one_failure_streak_counts_for_the_callback_and_the_supervisor():
+    from nas_mnist.study.trial_counts import FailureStreak
+
+    def trial(state: TrialState, reason: str = "") -> optuna.trial.FrozenTrial:
+        return optuna.trial.create_trial(state=state, value=0.5 if state == TrialState.COMPLETE
+                                         else None, user_attrs={"reason": reason})
+
+    streak = FailureStreak(limit=2)
+    assert not streak.add(trial(TrialState.FAIL))
+    assert not streak.add(trial(TrialState.FAIL, "surplus: 3 trials ahead"))  # neither counts
+    assert streak.count == 1                                                  # nor resets
+    assert streak.add(trial(TrialState.FAIL))
+    assert not streak.add(trial(TrialState.COMPLETE)) and streak.count == 0

@@ -10,20 +10,21 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
+import keras
 import optuna
 
 from nas_mnist.architecture.spec import ArchitectureSpec, SpecError
 from nas_mnist.data import DataSplits
-from nas_mnist.search import baseline_trials as seeding
-from nas_mnist.study.trial_counts import count_claimed
-from nas_mnist.study.recovery import requeue_trial, worker_id
+from nas_mnist.errors import TrialFailure
 from nas_mnist.model.training import TrainingOptions
 from nas_mnist.search_space.space import SearchSpace
-from nas_mnist.tracking.models import log_trial_model, model_id_of
-from nas_mnist.tracking.tracker import StudyRuns, Tracker, TrackingUnavailableError
-from nas_mnist.tracking.trial_artifacts import log_trial_artifacts
+from nas_mnist.searching import baseline_trials as seeding
+from nas_mnist.searching.trial_training import TrialOutcome, TrialPlan, TrialRun, train_trial
+from nas_mnist.study.recovery import requeue_trial, worker_id
+from nas_mnist.study.trial_counts import count_claimed
+from nas_mnist.tracking.tracker import StudyRuns, TrackingUnavailableError
 from nas_mnist.trial_attributes import (
     BASELINE_ATTR,
     IN_SPACE_ATTR,
@@ -72,9 +73,10 @@ class ObjectiveConfig:
         max_trials: the study-wide ``--trials``; a trial that would exceed it (several workers
             started the last trials at once) ends at once as a failed "surplus" trial, without
             training or an MLflow run, and its worker stops.
-        training: input pipeline settings passed to ``train_spec``.
+        training: input pipeline settings passed to ``train_trial``.
         objectives: what the trial returns, in order: val_accuracy, then optionally params
-            (parameter count) and latency (milliseconds per image, ``measure_latency_ms``).
+            (parameter count) and latency (milliseconds per image,
+            ``nas_mnist.searching.trial_training.measure_latency_ms``).
             With more than one, trials are neither reported per epoch nor pruned (Optuna does
             not prune multi-objective studies).
     """
@@ -88,60 +90,34 @@ class ObjectiveConfig:
     objectives: tuple[str, ...] = ("val_accuracy",)
 
 
-LATENCY_BATCH = 256
-LATENCY_REPEATS = 5
-
-
-def measure_latency_ms(model: Any, images: Any) -> float:
-    """Milliseconds per image for inference on this machine.
-
-    Predicts batches of ``LATENCY_BATCH`` images with ``model.predict_on_batch`` (compiled, no
-    callbacks) ``LATENCY_REPEATS`` times after one warm-up call and returns the median time
-    divided by the batch size.
-
-    Args:
-        model: a trained ``keras.Model``.
-        images: float32 array (n, 28, 28, 1); the first ``LATENCY_BATCH`` are used.
-    """
-    import statistics
-
-    batch = images[:LATENCY_BATCH]
-    model.predict_on_batch(batch)
-    times = []
-    for _ in range(LATENCY_REPEATS):
-        start = time.perf_counter()
-        model.predict_on_batch(batch)
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times) / len(batch)
-
-
-class SurplusTrialError(RuntimeError):
+class SurplusTrialError(TrialFailure):
     """The study already has ``--trials`` finished or running trials ahead of this one."""
 
+    reason = "surplus"
+    silent = True
 
-def _epoch_callbacks(
-    trial: optuna.Trial, tracker: Tracker, run_id: str, listener: SearchListener, prune: bool
-) -> list[Any]:
-    """Keras callbacks that log each epoch to MLflow and, if ``prune``, report it to Optuna
-    and prune."""
-    import keras
 
-    class TrialCallback(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            logs = {k: float(v) for k, v in (logs or {}).items()}
-            tracker.log_metrics(run_id, logs, step=epoch)
-            listener.epoch_ended(trial.number, epoch, logs)
-            value = logs.get("val_accuracy")
-            if value is None or not prune:
-                return
-            trial.report(value, epoch)
-            if trial.should_prune():
-                raise optuna.TrialPruned(
-                    f"pruned after epoch {epoch + 1}: val_accuracy {value:.4f} is below the median "
-                    "of earlier trials at this epoch"
-                )
+class _TrialReporter(keras.callbacks.Callback):
+    """Tells the listener each epoch ended and, if ``prune``, reports val_accuracy to Optuna
+    and prunes the trial when its pruner says so (raises ``optuna.TrialPruned``)."""
 
-    return [TrialCallback()]
+    def __init__(self, trial: optuna.Trial, listener: SearchListener, prune: bool) -> None:
+        super().__init__()
+        self.trial, self.listener, self.prune = trial, listener, prune
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        """Hear the epoch's metrics; report and maybe prune."""
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        self.listener.epoch_ended(self.trial.number, epoch, logs)
+        value = logs.get("val_accuracy")
+        if value is None or not self.prune:
+            return
+        self.trial.report(value, epoch)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(
+                f"pruned after epoch {epoch + 1}: val_accuracy {value:.4f} is below the median "
+                "of earlier trials at this epoch"
+            )
 
 
 def _run_name(trial: optuna.Trial) -> str:
@@ -213,12 +189,12 @@ class Objective:
         run_id = self._start_run(trial)
         try:
             spec = self._prepared_spec(trial, run_id)
-            result = self._train(trial, spec, run_id)
-            values = self._record(trial, spec, result, run_id, trial_start)
+            outcome = self._train(trial, spec, run_id, trial_start)
+            values = self._record(trial, outcome)
             self.tracker.end_trial_run(run_id, "complete")
-            self.listener.trial_ended(trial.number, "complete", result.val_accuracy)
+            self.listener.trial_ended(trial.number, "complete", outcome.val_accuracy)
             if len(self.config.objectives) == 1:
-                return result.val_accuracy
+                return outcome.val_accuracy
             return tuple(values[name] for name in self.config.objectives)
         except optuna.TrialPruned as exc:
             self._end(trial, run_id, "pruned", str(exc) or "pruned")
@@ -278,58 +254,35 @@ class Objective:
             )
         return spec
 
-    def _train(self, trial: optuna.Trial, spec: ArchitectureSpec, run_id: str) -> Any:
-        from nas_mnist.model.training import train_spec
-
-        return train_spec(
-            spec,
-            self.data,
-            self.config.epochs,
-            callbacks=_epoch_callbacks(trial, self.tracker, run_id, self.listener,
-                                       prune=len(self.config.objectives) == 1),
-            seed=self.config.seed + trial.number,
-            batch_size=self.config.batch_size,
-            options=self.config.training,
+    def _train(self, trial: optuna.Trial, spec: ArchitectureSpec, run_id: str,
+               trial_start: float) -> TrialOutcome:
+        """Train the spec and log it to the trial's run (``train_trial``); epochs are reported
+        to the listener and, with one objective, to Optuna's pruner."""
+        plan = TrialPlan(
+            epochs=self.config.epochs, seed=self.config.seed + trial.number,
+            batch_size=self.config.batch_size, options=self.config.training,
+            measure_latency="latency" in self.config.objectives, title=_run_name(trial),
+            model_metadata={"study_name": trial.study.study_name, "trial_number": trial.number},
         )
+        reporter = _TrialReporter(trial, self.listener, prune=len(self.config.objectives) == 1)
+        return train_trial(spec, self.data, plan, TrialRun(self.tracker, run_id),
+                           callbacks=[reporter], started=trial_start)
 
-    def _record(self, trial: optuna.Trial, spec: ArchitectureSpec, result: Any, run_id: str,
-                trial_start: float) -> dict[str, float]:
-        """Keep the model, log the results and phase timings; the objective values by name."""
-        from nas_mnist.model.builder import inference_model
-
-        values = {"val_accuracy": result.val_accuracy, "params": float(result.num_params)}
-        if "latency" in self.config.objectives:
-            values["latency"] = measure_latency_ms(result.model, self.data.x_val)
-            trial.set_user_attr("latency_ms", values["latency"])
-            self.tracker.log_metrics(run_id, {"latency_ms": values["latency"]})
-        artifacts_start = time.perf_counter()
-        model_uri = self._save_model(inference_model(spec, result.model), run_id,
-                                     result.best_epoch, trial)
-        phases = dict(result.phase_seconds)
-        phases["mlflow_model"] = time.perf_counter() - artifacts_start
-        log_trial_artifacts(self.tracker, run_id, spec, result, title=_run_name(trial))
-        phases["artifacts"] = time.perf_counter() - artifacts_start
+    def _record(self, trial: optuna.Trial, outcome: TrialOutcome) -> dict[str, float]:
+        """Store the trial's results and phase timings on it; the objective values by name."""
+        values = {"val_accuracy": outcome.val_accuracy, "params": float(outcome.num_params)}
+        if outcome.latency_ms is not None:
+            values["latency"] = outcome.latency_ms
+            trial.set_user_attr("latency_ms", outcome.latency_ms)
         for key, value in (
-            ("val_accuracy", result.val_accuracy),
-            ("test_accuracy", result.test_accuracy),
-            ("train_seconds", result.train_seconds),
-            ("best_epoch", result.best_epoch),
-            (MODEL_URI_ATTR, model_uri),
+            ("val_accuracy", outcome.val_accuracy),
+            ("test_accuracy", outcome.test_accuracy),
+            ("train_seconds", outcome.train_seconds),
+            ("best_epoch", outcome.best_epoch),
+            (MODEL_URI_ATTR, outcome.model_uri),
+            (PHASE_SECONDS_ATTR, {k: round(v, 4) for k, v in outcome.phase_seconds.items()}),
         ):
             trial.set_user_attr(key, value)
-        self.tracker.log_metrics(
-            run_id,
-            {"best_val_accuracy": result.val_accuracy, "test_accuracy": result.test_accuracy,
-             "test_loss": result.test_loss, "train_seconds": result.train_seconds,
-             "best_epoch": result.best_epoch},
-            model_id=model_id_of(model_uri),
-        )
-        # Everything that is not training or the test evaluation: spec to model, compile,
-        # MLflow and Optuna writes, artifacts (scripts/bench_training.py reports its share).
-        phases["total"] = time.perf_counter() - trial_start
-        phases["overhead"] = phases["total"] - phases["fit"] - phases["test_eval"]
-        trial.set_user_attr(PHASE_SECONDS_ATTR, {k: round(v, 4) for k, v in phases.items()})
-        self.tracker.log_metrics(run_id, {f"seconds.{k}": v for k, v in phases.items()})
         return values
 
     def _spec(self, trial: optuna.Trial) -> ArchitectureSpec:
@@ -337,17 +290,6 @@ class Objective:
             return self.spec_for_trial(trial)
         except SpecError as exc:
             raise optuna.TrialPruned(f"invalid_architecture: {exc}") from None
-
-    def _save_model(self, model: Any, run_id: str, best_epoch: int, trial: optuna.Trial) -> str:
-        """Log the trained model from the trial's run as an MLflow model; its URI."""
-        try:
-            return log_trial_model(
-                model, self.tracker.tracking_uri, run_id, step=best_epoch,
-                metadata={"study_name": trial.study.study_name, "trial_number": trial.number},
-            )
-        except Exception as exc:  # MLflow's fluent API, outside the tracker's guarded client
-            self.tracker.check_unreachable(exc)
-            raise
 
     def _end(self, trial: optuna.Trial, run_id: str, state: str, reason: str) -> None:
         trial.set_user_attr(REASON_ATTR, reason)

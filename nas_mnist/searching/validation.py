@@ -1,9 +1,10 @@
-"""Search settings checked before anything exists: one function per value, and one for a search.
+"""Checks of single search settings, made before anything exists: one function per value.
 
 Every check raises an error whose message names the flag (the Python API's argument has the same
 name without the dashes) and says what to pass instead; the CLI prints it on one line and exits
-with status 2. Nothing here creates a file, a database or a run. ``validate_search_settings`` is
-what ``nas-mnist search`` and ``nas_mnist.search`` both call first.
+with status 2. Nothing here creates a file, a database or a run. Which checks a search runs, and
+when, is decided in one place: ``settings`` (``SearchSettings`` and
+``validate_search_settings``), which both ``nas-mnist search`` and ``nas_mnist.search`` use.
 
 Search-space values are checked when the space is loaded (``search_space.space``); data files
 when they are read (``data``).
@@ -83,39 +84,3 @@ def validate_tuner_dir(path: str | os.PathLike[str]) -> Path:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise SettingsError(f"--tuner-dir {path}: {existing} is not writable")
     return folder
-
-
-def validate_search_settings(
-    *,
-    storage: str,
-    study_name: str,
-    seed: int,
-    tracking_uri: str | None = None,
-    engine: str = "optuna",
-    tuner_dir: str | os.PathLike[str] | None = None,
-) -> None:
-    """Check a search's settings before anything is created.
-
-    Args:
-        storage: the Optuna storage URL (checked with ``engine="optuna"``, the one that uses it).
-        study_name: the study's name.
-        seed: the base seed.
-        tracking_uri: the MLflow tracking URI, or None for MLflow's default.
-        engine: "optuna" or "keras-tuner".
-        tuner_dir: KerasTuner's folder (checked with ``engine="keras-tuner"``).
-
-    Raises:
-        SettingsError: a bad seed, study name or tuner folder.
-        StorageError: a storage that cannot be used (``storage.validate_storage_url``).
-        TrackingError: a tracking URI that cannot be used (``tracker.validate_tracking_uri``).
-    """
-    from nas_mnist.study.storage import validate_storage_url
-    from nas_mnist.tracking.tracker import validate_tracking_uri
-
-    validate_seed(seed)
-    validate_study_name(study_name)
-    if engine == "optuna":
-        validate_storage_url(storage)
-    validate_tracking_uri(tracking_uri)
-    if engine == "keras-tuner" and tuner_dir is not None:
-        validate_tuner_dir(tuner_dir)

@@ -19,13 +19,12 @@ import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
-from support import SMALL_SPACE, mlflow_runs, mlflow_uri
+from support import SMALL_SPACE, mlflow_runs, mlflow_uri, random_splits
 
 from nas_mnist.architecture.spec import ArchitectureSpec, Dense, Flatten, OptimizerSpec
 from nas_mnist.cli.main import main
-from nas_mnist.data import MnistArrays, make_splits
-from nas_mnist.search.budget import run_trials
-from nas_mnist.search.objective import Objective, ObjectiveConfig
+from nas_mnist.searching.budget import run_trials
+from nas_mnist.searching.objective import Objective, ObjectiveConfig
 from nas_mnist.tracking.tracker import StudyRuns, Tracker
 
 # Slow enough per epoch (2,000 images, 8-16 filters) that a signal lands inside a trial.
@@ -70,14 +69,6 @@ def wait_for_running_trial(process: subprocess.Popen, timeout: float = 240.0) ->
     raise AssertionError("no trial started training in time")
 
 
-def random_splits(n: int = 600) -> object:
-    rng = np.random.default_rng(0)
-    arrays = MnistArrays(
-        x_train=rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
-        y_train=rng.integers(0, 10, n), x_test=rng.integers(0, 256, (50, 28, 28), dtype=np.uint8),
-        y_test=rng.integers(0, 10, 50), source="random")
-    return make_splits(arrays, validation_size=100)
-
 
 def in_memory_search(tmp_path: Path, specs: list[ArchitectureSpec], trials: int,
                      config: ObjectiveConfig | None = None) -> optuna.Study:
@@ -85,7 +76,8 @@ def in_memory_search(tmp_path: Path, specs: list[ArchitectureSpec], trials: int,
     tracker = Tracker(f"sqlite:///{tmp_path / 'm.db'}")
     experiment_id = tracker.experiment_id("faults")
     study = optuna.create_study(direction="maximize")
-    objective = Objective(None, random_splits(), StudyRuns(tracker, experiment_id),
+    data = random_splits(600, test=50, validation=100)
+    objective = Objective(None, data, StudyRuns(tracker, experiment_id),
                           config or ObjectiveConfig(epochs=1),
                           spec_for_trial=lambda t: specs[min(t.number, len(specs) - 1)])
     run_trials(study, objective, trials)
@@ -278,10 +270,10 @@ def test_second_worker_on_sqlite_is_refused(tmp_path, monkeypatch, capsys, real_
 
 def test_search_while_another_holds_the_sqlite_storage_exits_2_and_creates_nothing(
         tmp_path, monkeypatch, capsys, real_mnist_path):
-    from nas_mnist.study.locks import single_worker
+    from nas_mnist.study.locks import one_search_per_storage
 
     monkeypatch.chdir(tmp_path)
-    with single_worker("sqlite:///s.db", "demo"):  # as a running search holds it
+    with one_search_per_storage("sqlite:///s.db", "demo"):  # as a running search holds it
         assert main(["search", "--data", str(real_mnist_path), "--storage", "sqlite:///s.db",
                      "--study-name", "demo", "--tracking-uri", mlflow_uri()]) == 2
     err = capsys.readouterr().err

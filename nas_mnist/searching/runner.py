@@ -1,0 +1,300 @@
+"""One search, start to end: ``nas_mnist.search(...)`` and ``nas-mnist search`` run this.
+
+The steps, in order: validate every setting (``settings.validate_search_settings``) and prepare
+this process (``prepare``: the search space, the data, Keras; nothing created yet); open or resume
+the study, recover trials of dead workers, seed the baselines and attach the MLflow parent run;
+run trials until the study holds ``trials`` finished ones, here or in ``--jobs`` worker
+processes (``workers``, supervised by ``processes.supervisor``); close the parent run and return
+a ``SearchResult``. Status lines go to the ``nas_mnist`` logger (the CLI shows them); progress
+bars are drawn with rich, in a terminal or in Jupyter, unless ``progress=False``.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import Any
+
+from nas_mnist.errors import InputError
+from nas_mnist.searching.result import SearchResult
+from nas_mnist.searching.settings import SearchSettings, validate_search_settings
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SearchResult", "search"]
+
+
+def search(settings: SearchSettings | None = None, /, **kwargs: Any) -> SearchResult:
+    """Run an architecture search on MNIST and return what it found.
+
+    Pass either a ``SearchSettings`` or its fields as keyword arguments, named after the CLI's
+    flags (``trials``, ``epochs``, ``data``, ``storage``, ``study_name``, ``tracking_uri``,
+    ``max_train_samples``, ``baselines``, ``seed``, ``sampler``, ``pruner``, ``objective``,
+    ``space``, ``timeout``, ``progress``, ...; defaults as the CLI's). A study that exists is
+    resumed: ``trials`` is the study-wide total of finished trials. Calling it again in the same
+    process (a notebook re-run) starts from a clean Keras state.
+
+    Example:
+        >>> import nas_mnist
+        >>> result = nas_mnist.search(trials=2, epochs=1, max_train_samples=2000,
+        ...                           data="mnist.npz", storage="sqlite:///s.db",
+        ...                           study_name="demo", tracking_uri="sqlite:///m.db")
+        >>> result.leaderboard[["trial", "val_accuracy", "params"]]
+        >>> result.best_trial.number
+
+    Returns:
+        A ``SearchResult``.
+
+    Raises:
+        InputError: bad settings, data, search space, storage or tracking URI (the message is
+            the one ``nas-mnist search`` prints before exiting with status 2); nothing is
+            created before these checks pass.
+        KeyboardInterrupt: Ctrl-C (or SIGTERM in the CLI); the running trial is closed first.
+    """
+    from nas_mnist.searching.prepare import prepare
+
+    if settings is None:
+        settings = SearchSettings.from_mapping(kwargs)
+    elif kwargs:
+        raise InputError("pass either a SearchSettings or keyword arguments, not both")
+    baselines = validate_search_settings(settings)
+    if settings.engine == "keras-tuner":
+        from nas_mnist.searching.keras_tuner import run_keras_tuner_search
+
+        prepared = prepare(settings)
+        return run_keras_tuner_search(settings, prepared.space, prepared.data, prepared.tracker,
+                                      prepared.devices)
+    from nas_mnist.study.locks import one_search_per_storage
+
+    # One search per SQLite storage, guaranteed by an OS lock taken before anything is created
+    # and held until the search ends.
+    with one_search_per_storage(settings.storage, settings.study_name):
+        prepared = prepare(settings)
+        study, runs = _open(settings, prepared, baselines)
+        if settings.jobs > 1:
+            stopped = _run_workers(settings, study, runs)
+        else:
+            stopped = _run(settings, prepared, study, runs)
+    return _result(settings, study, runs, stopped)
+
+
+def _open(settings: SearchSettings, prepared: Any, baselines: Any) -> tuple[Any, Any]:
+    """Open or resume the study, recover dead trials, seed baselines, attach the parent run.
+
+    Args:
+        settings: the validated settings.
+        prepared: what ``prepare.prepare`` loaded (space, data, tracker, devices).
+        baselines: the baselines' ``SeedingPlan``.
+
+    Returns:
+        (study, runs): the ``optuna.Study`` and its ``StudyRuns``.
+
+    Raises:
+        InputError: another worker runs this SQLite study, or the study has other objectives.
+    """
+    from nas_mnist.searching.baseline_trials import seed_baselines
+    from nas_mnist.study.locks import storage_lock
+
+    study, created = _open_study(settings, prepared.tracker)
+    # Seeding reads the study, then enqueues what is missing: workers take turns.
+    with storage_lock(settings.storage, f"seed:{settings.study_name}"):
+        seeded = seed_baselines(study, prepared.space, baselines, n_trials=settings.trials)
+    runs = _attach_parent_run(settings, prepared.tracker, study, created)
+    _log_start(settings, prepared, study, seeded)
+    return study, runs
+
+
+def _open_study(settings: SearchSettings, tracker: Any) -> tuple[Any, bool]:
+    """The study, opened by this search's process, with its dead workers' trials recovered.
+
+    Raises:
+        InputError: another worker runs this SQLite study, or the study has other objectives.
+    """
+    from nas_mnist.searching.prepare import open_search_study
+    from nas_mnist.study.recovery import live_workers, recover_dead_trials
+    from nas_mnist.study.storage_url import StorageURL
+
+    study, created = open_search_study(settings, tracker)
+    others = live_workers(study)
+    if others and StorageURL.parse(settings.storage).one_writer:
+        raise InputError(
+            f"another worker ({', '.join(sorted(others))}) is running study "
+            f"{settings.study_name!r} on this SQLite storage; SQLite locks under concurrent "
+            "writers, so run several workers on a PostgreSQL storage (see the README's 'Several "
+            "workers')"
+        )
+    for number in recover_dead_trials(study, tracker):
+        logger.warning("trial %d was left running by a dead worker: marked failed, its "
+                       "configuration queued for one retry", number)
+    return study, created
+
+
+def _attach_parent_run(settings: SearchSettings, tracker: Any, study: Any,
+                       created: bool) -> Any:
+    """Attach the study's MLflow parent run (made by the first worker), record the search's
+    data and settings on the study and as the run's params, close runs left open before.
+
+    Returns:
+        The ``StudyRuns`` that trial runs go under.
+    """
+    from nas_mnist.data import data_fingerprint
+    from nas_mnist.study.memory import record_parent_params, remember_search
+    from nas_mnist.study.recovery import close_orphan_runs
+    from nas_mnist.tracking.tracker import StudyRuns
+    from nas_mnist.trial_attributes import EXPERIMENT_ATTR
+
+    parent_run_id = tracker.attach_parent_run(study, wait_seconds=0 if created else 30)
+    runs = StudyRuns(tracker, study.user_attrs[EXPERIMENT_ATTR], parent_run_id)
+    # The study remembers its data and settings; the parent run records them as params.
+    record_parent_params(tracker, parent_run_id,
+                         remember_search(study, settings, data_fingerprint(settings.data)))
+    closed = close_orphan_runs(study, tracker, parent_run_id)
+    if closed:
+        logger.warning("closed %d MLflow run(s) an earlier search left running", len(closed))
+    return runs
+
+
+def _log_start(settings: SearchSettings, prepared: Any, study: Any, seeded: Any) -> None:
+    """The status lines before the first trial: devices, study, space, data, baselines, sampler."""
+    from nas_mnist.study.storage_url import StorageURL
+    from nas_mnist.study.trial_counts import count_finished
+
+    # The first line says where the trials train (--jobs workers see the same devices, or their
+    # --gpus share of them).
+    logger.info("%s", prepared.devices)
+    logger.info("study %r in %s: %d of %d trials finished; %s; %s", settings.study_name,
+                StorageURL.parse(settings.storage), count_finished(study), settings.trials,
+                prepared.space.describe(), prepared.data.describe())
+    if seeded:
+        logger.info("baselines queued first (--baselines %s): %s", settings.baselines,
+                    ", ".join(seeded))
+    logger.info("sampler %s, pruner %s, objective %s", settings.sampler,
+                settings.resolved_pruner, ",".join(settings.objectives))
+
+
+def _run(settings: SearchSettings, prepared: Any, study: Any, runs: Any) -> bool:
+    """Run trials until the study holds ``settings.trials`` finished ones; close the parent run.
+
+    Returns:
+        Whether the search stopped because too many trials failed in a row.
+    """
+    from nas_mnist.console import RichProgress
+    from nas_mnist.model.devices import gpu_available
+    from nas_mnist.searching.budget import count_finished, run_trials
+    from nas_mnist.searching.prepare import make_objective
+    from nas_mnist.searching.refresher import ParentRunRefresher
+    from nas_mnist.study.leaderboard import best_val_accuracy
+    from nas_mnist.timing import suggest_cpu_budget
+
+    status = "FINISHED"
+    done = count_finished(study)
+    budget_hint = partial(suggest_cpu_budget, epochs=settings.epochs,
+                          max_train_samples=settings.max_train_samples, on_gpu=gpu_available())
+    with RichProgress(settings.trials, done, disable=not settings.progress,
+                      budget_hint=budget_hint,
+                      study_best=partial(best_val_accuracy, study)) as progress:
+        objective = make_objective(settings, prepared, runs, listener=progress)
+        try:
+            outcome = run_trials(
+                study, objective, settings.trials, timeout=settings.timeout,
+                # the parent run's study/ leaderboard and plots, refreshed as trials finish
+                callbacks=[ParentRunRefresher(runs.tracker, runs.parent_run_id,
+                                              n_trials=settings.trials)],
+            )
+        except BaseException:
+            status = "KILLED"
+            runs.tracker.fail_fast()  # the clean-up must not keep Ctrl-C waiting on a server
+            raise
+        finally:
+            runs.tracker.finish_parent_run(runs.parent_run_id, status)
+    return bool(outcome["stopped_for_failures"])
+
+
+def _run_workers(settings: SearchSettings, study: Any, runs: Any) -> bool:
+    """``--jobs N``: supervise N worker processes until the budget is spent (no training here);
+    close the parent run.
+
+    Returns:
+        Whether the search stopped because too many trials failed in a row.
+    """
+    from nas_mnist.console import RichProgress
+    from nas_mnist.processes.supervisor import Supervisor
+    from nas_mnist.searching.refresher import ParentRunRefresher
+    from nas_mnist.study.trial_counts import count_finished
+    from nas_mnist.tracking.tracker import TrackingUnavailableError
+
+    refresher = ParentRunRefresher(runs.tracker, runs.parent_run_id, n_trials=settings.trials)
+    status = "FINISHED"
+    logger.info("%d trials at once, each in a worker process that runs up to %d trial(s)%s",
+                settings.jobs, settings.trials_per_worker,
+                f"; GPUs {','.join(settings.gpu_ids)} round-robin" if settings.gpu_ids else "")
+    with RichProgress(settings.trials, count_finished(study),
+                      disable=not settings.progress) as progress:
+
+        def on_trial_finished(trial: Any) -> None:
+            progress.progress.update(progress.trials, completed=count_finished(study))
+            refresher(study, trial)
+
+        config, start_worker = _worker_pool(settings, runs)
+        supervisor = Supervisor(study, config, start_worker, on_trial_finished=on_trial_finished,
+                                recover=partial(_recover_workers, study, runs.tracker))
+        try:
+            outcome = supervisor.run()
+        except BaseException:
+            status = "KILLED"
+            runs.tracker.fail_fast()
+            raise
+        finally:
+            runs.tracker.finish_parent_run(runs.parent_run_id, status)
+    if outcome.tracking_unavailable and runs.tracker.unavailable is None:
+        runs.tracker.unavailable = TrackingUnavailableError(
+            "a worker's tracking server stopped answering")
+    return outcome.stopped_for_failures
+
+
+def _worker_pool(settings: SearchSettings, runs: Any) -> tuple[Any, Any]:
+    """(SupervisorConfig, start_worker) for ``settings``: how many workers, until when, on
+    which GPUs, and how each is started (``workers.start_process``)."""
+    import time
+
+    from nas_mnist.processes.supervisor import SupervisorConfig
+    from nas_mnist.searching.workers import WorkerPlan, start_process
+
+    deadline = None if settings.timeout is None else time.time() + settings.timeout
+
+    def start_worker(slot: int, serial: int, gpu: str | None) -> Any:
+        return start_process(WorkerPlan(settings, runs.parent_run_id, runs.experiment_id, slot,
+                                        serial, gpu, deadline))
+
+    config = SupervisorConfig(jobs=settings.jobs, trials=settings.trials, deadline=deadline,
+                              gpus=settings.gpu_ids)
+    return config, start_worker
+
+
+def _recover_workers(study: Any, tracker: Any) -> None:
+    """Fail and re-queue the trials of worker processes that died."""
+    from nas_mnist.study.recovery import recover_dead_trials
+
+    for number in recover_dead_trials(study, tracker):
+        logger.warning("trial %d was left running by a dead worker process: marked failed, "
+                       "its configuration queued for one retry", number)
+
+
+def _result(settings: SearchSettings, study: Any, runs: Any, stopped: bool) -> SearchResult:
+    from nas_mnist.study.leaderboard import best_trial, leaderboard
+
+    frame = leaderboard(study)
+    queued = int(frame["state"].eq("waiting").sum())
+    return SearchResult(
+        study=study,
+        leaderboard=frame[frame["state"].ne("waiting")].reset_index(drop=True),
+        best_trial=best_trial(study),
+        parent_run_id=runs.parent_run_id,
+        experiment_id=runs.experiment_id,
+        tracking_uri=runs.tracker.tracking_uri,
+        settings=settings,
+        queued=queued,
+        stopped_for_failures=stopped,
+        tracking_unavailable=(None if runs.tracker.unavailable is None
+                              else str(runs.tracker.unavailable)),
+    )

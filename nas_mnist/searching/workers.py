@@ -1,0 +1,126 @@
+"""``--jobs N``: the worker processes, N trials at once on one machine, each process replaced.
+
+The search's own process opens the study, recovers dead trials, seeds the baselines and attaches
+the MLflow parent run once (``runner``), then trains nothing itself: its
+``processes.supervisor.Supervisor`` keeps up to N worker processes alive while the study-wide
+``--trials`` budget is not spent. Each worker is set up as the in-process search is
+(``prepare``), opens the study, runs at most ``trials_per_worker`` trials with the ordinary
+``Objective`` (its PID is the trial's ``worker`` attribute) and exits; the supervisor starts a
+fresh one in its slot. Nothing of Keras or TensorFlow (graphs, allocator pools, GPU memory held
+by TensorFlow's BFC allocator, the ~6 MiB per trial that ``fit`` keeps: ``docs/results.md``)
+outlives a worker.
+
+Why ``multiprocessing`` with the "spawn" start method, not subprocesses of ``python -m
+nas_mnist``: the worker gets its plan (the validated ``SearchSettings``, the parent run, its GPU)
+as a pickled object, not as a second command line that would have to round-trip every flag; its
+exit code and PID come back through ``multiprocessing.Process``; and "spawn" starts a fresh
+interpreter, as a subprocess would (``fork`` is not safe once TensorFlow's threads exist:
+TensorFlow's and Python's docs). It works from a notebook too (the target is importable). This
+module imports nothing heavy at the top: the worker sets ``CUDA_VISIBLE_DEVICES`` before
+TensorFlow or JAX is imported.
+
+Stopping: a worker turns its first SIGINT/SIGTERM into ``KeyboardInterrupt`` (the objective
+re-queues the trial once, as in one process) and ignores further ones, so that the terminal's
+SIGINT plus the supervisor's SIGTERM do not kill it before its clean-up (the supervisor's side:
+``processes.supervisor``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from nas_mnist.processes.supervisor import EXIT_INTERRUPTED, EXIT_TRACKING_UNAVAILABLE
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """What one worker process needs (pickled to it by "spawn").
+
+    Attributes:
+        settings: the search's ``SearchSettings``.
+        parent_run_id: the MLflow parent run the trial runs go under.
+        experiment_id: the study's MLflow experiment.
+        slot: the worker's slot, 0 to jobs - 1.
+        serial: how many workers this search started before this one (seeds its sampler).
+        gpu: the ``CUDA_VISIBLE_DEVICES`` value, or None to leave it alone.
+        deadline: ``time.time()`` after which no trial starts (``--timeout``), or None.
+    """
+
+    settings: Any
+    parent_run_id: str
+    experiment_id: str
+    slot: int
+    serial: int
+    gpu: str | None = None
+    deadline: float | None = None
+
+
+def start_process(plan: WorkerPlan) -> Any:
+    """Start ``worker_main(plan)`` in a fresh interpreter ("spawn"); returns the started
+    ``multiprocessing.Process`` (daemonic: it is terminated if the search's process exits)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    process = context.Process(target=worker_main, args=(plan,), daemon=True,
+                              name=f"nas-mnist-worker-{plan.slot}")
+    process.start()
+    return process
+
+
+def _interrupt_once() -> None:
+    """First SIGINT/SIGTERM: ``KeyboardInterrupt``; later ones are ignored (see module doc)."""
+    def on_signal(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+
+def worker_main(plan: WorkerPlan) -> None:
+    """A worker process: up to ``trials_per_worker`` trials of the study, then exit.
+
+    Exit status 0 (done), ``EXIT_TRACKING_UNAVAILABLE``, or ``EXIT_INTERRUPTED``.
+    """
+    import sys
+
+    if plan.gpu is not None:  # before TensorFlow or JAX is imported
+        os.environ["CUDA_VISIBLE_DEVICES"] = plan.gpu
+    _interrupt_once()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for name in ("mlflow", "optuna", "alembic", "absl"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    from nas_mnist.processes.signals import quiet_expected_failures
+
+    try:
+        with quiet_expected_failures():
+            code = _run_worker(plan)
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+    sys.exit(code)
+
+
+def _run_worker(plan: WorkerPlan) -> int:
+    """Prepare this process, open the study with this worker's sampler seed, run its trials.
+
+    Returns:
+        0, or ``EXIT_TRACKING_UNAVAILABLE`` when the tracking server stopped answering.
+    """
+    from nas_mnist.searching.budget import run_trials
+    from nas_mnist.searching.prepare import make_objective, open_search_study, prepare
+    from nas_mnist.tracking.tracker import StudyRuns
+
+    settings = plan.settings
+    prepared = prepare(settings, threads=settings.worker_threads, check_tracking=False)
+    study, _ = open_search_study(settings, prepared.tracker, worker=plan.serial)
+    runs = StudyRuns(prepared.tracker, plan.experiment_id, plan.parent_run_id)
+    timeout = None if plan.deadline is None else max(plan.deadline - time.time(), 0.001)
+    run_trials(study, make_objective(settings, prepared, runs), settings.trials, timeout=timeout,
+               max_trials_here=settings.trials_per_worker)
+    return EXIT_TRACKING_UNAVAILABLE if prepared.tracker.unavailable is not None else 0

@@ -1,0 +1,154 @@
+"""An Optuna storage URL, parsed and checked once: ``StorageURL.parse(url)``.
+
+Every question about a ``--storage`` URL (which kind of storage, which file, can it be used,
+how to show it without its password) is answered here, so no other module reads the string.
+Kinds:
+
+- ``sqlite``: ``sqlite:///FILE.db`` (SQLAlchemy's form: three slashes and a relative path, four
+  for an absolute one); one writing process at a time.
+- ``journal``: ``journal:///FILE.log``, Optuna's ``JournalStorage`` on a ``JournalFileBackend``
+  (an append-only log; every process appends under a lock and replays the log to read). Made for
+  several processes on one machine without a server, which is what ``--jobs N`` needs (Optuna's
+  docs, "JournalStorage").
+- ``postgresql`` and ``mysql``: SQLAlchemy URLs (with an optional driver, e.g.
+  ``postgresql+psycopg://``) for several machines.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from nas_mnist.errors import InputError
+from nas_mnist.sqlite_files import check_sqlite_file
+
+SUPPORTED_KINDS = ("sqlite", "postgresql", "mysql", "journal")
+
+JOURNAL_PREFIX = "journal:///"
+
+DRIVERS = {"postgresql": "psycopg2-binary (or pass postgresql+psycopg://... with psycopg)",
+           "mysql": "PyMySQL and pass mysql+pymysql://..."}
+"""What to install when a storage's database driver is missing."""
+
+
+class StorageError(InputError):
+    """A ``--storage`` URL that nas-mnist cannot use; the message says what to pass instead."""
+
+
+@dataclass(frozen=True)
+class StorageURL:
+    """A checked Optuna storage URL.
+
+    Attributes:
+        url: the URL as given (with its password, if any: pass it only to the storage itself).
+        kind: ``"sqlite"``, ``"journal"``, ``"postgresql"`` or ``"mysql"``.
+        path: the database file (SQLite) or log file (journal), ``~`` expanded; None for
+            server storages.
+        redacted: the URL with its password replaced by ``***``, to show or record.
+    """
+
+    url: str
+    kind: str
+    path: Path | None
+    redacted: str
+
+    @property
+    def is_file(self) -> bool:
+        """A storage in one local file (SQLite or journal): one search at a time owns it."""
+        return self.path is not None
+
+    @property
+    def one_writer(self) -> bool:
+        """SQLite: one writing process at a time (no ``--jobs``, no second worker)."""
+        return self.kind == "sqlite"
+
+    def __str__(self) -> str:
+        return self.redacted
+
+    @classmethod
+    def parse(cls, url: str | StorageURL, must_exist: bool = False) -> StorageURL:
+        """Parse and check ``url`` before anything is created.
+
+        Args:
+            url: the ``--storage`` URL (a ``StorageURL`` is returned as it is, re-checked when
+                ``must_exist``).
+            must_exist: the SQLite or journal file must exist (commands that read a study).
+
+        Returns:
+            The ``StorageURL``.
+
+        Raises:
+            StorageError: unknown scheme, unparsable URL, in-memory SQLite, missing driver, or a
+                file that cannot be used (``nas_mnist.sqlite_files.check_sqlite_file``, and the
+                journal checks: its folder must exist and be writable).
+        """
+        if isinstance(url, StorageURL):
+            url = url.url
+        if url.startswith("journal:"):
+            path = _journal_file(url, must_exist)
+            return cls(url, "journal", path, url)
+        return _parse_sqlalchemy(url, must_exist)
+
+
+def _parse_sqlalchemy(url: str, must_exist: bool) -> StorageURL:
+    """A SQLAlchemy storage URL (SQLite, PostgreSQL, MySQL), checked."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StorageError(
+            f"cannot parse storage URL {url!r}; use sqlite:///FILE.db or "
+            "postgresql://USER:PASSWORD@HOST/DB"
+        ) from None
+    redacted = parsed.render_as_string(hide_password=True)
+    kind = parsed.get_backend_name()
+    if kind not in SUPPORTED_KINDS:
+        raise StorageError(
+            f"unknown storage scheme {kind!r} in {redacted!r}; use sqlite:///FILE.db "
+            "(one worker), journal:///FILE.log (--jobs N on one machine) or "
+            "postgresql://USER:PASSWORD@HOST/DB (several machines)"
+        )
+    if kind == "sqlite":
+        database = parsed.database or ""
+        if database in ("", ":memory:"):
+            raise StorageError(
+                f"{url!r} is an in-memory SQLite database, which is lost at exit; "
+                "use sqlite:///FILE.db"
+            )
+        check_sqlite_file(database, f"--storage {url}", must_exist=must_exist, error=StorageError)
+        return StorageURL(url, kind, Path(database).expanduser(), redacted)
+    try:
+        parsed.get_dialect().import_dbapi()
+    except (ImportError, NoSuchModuleError) as exc:
+        raise StorageError(
+            f"--storage {redacted}: the database driver for {parsed.drivername} is not "
+            f"installed ({exc}); install {DRIVERS.get(kind, 'it')}"
+        ) from None
+    return StorageURL(url, kind, None, redacted)
+
+
+def _journal_file(url: str, must_exist: bool) -> Path:
+    """The log file of a ``journal:///FILE`` URL, checked (its folder exists and is writable).
+
+    Raises:
+        StorageError: a malformed URL, a missing folder or file, or an unwritable place.
+    """
+    if not url.startswith(JOURNAL_PREFIX) or len(url) == len(JOURNAL_PREFIX):
+        raise StorageError(f"cannot parse storage URL {url!r}; use journal:///FILE.log (three "
+                           "slashes and a relative path, four for an absolute one)")
+    path = Path(url[len(JOURNAL_PREFIX):]).expanduser()
+    folder = path.absolute().parent
+    if must_exist and not path.is_file():
+        raise StorageError(f"--storage {url}: {path.absolute()} does not exist; run from the "
+                           "folder the search ran in, or pass the right path")
+    if path.exists() and not path.is_file():
+        raise StorageError(f"--storage {url}: {path} is not a file")
+    if not folder.is_dir():
+        raise StorageError(f"--storage {url}: folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise StorageError(f"--storage {url}: {path} or its folder is read-only; the journal "
+                           "appends to the file and locks it with a file next to it")
+    return path
