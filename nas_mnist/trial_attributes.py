@@ -68,3 +68,16 @@ DATA_SHA256_ATTR = "data_sha256"
 """Hex SHA-256 of that file (``nas_mnist.data.data_fingerprint``); absent for Keras' download."""
 SETTINGS_ATTR = "search_settings"
 """The settings of the study's latest search (``SearchSettings``'s fields, JSON values)."""
+
+# --- final models (``nas-mnist retrain``: trials of the study ``<study>/final``) ----------------
+SOURCE_TRIAL_ATTR = "source_trial"
+"""Number of the search trial whose spec a final model retrains (absent for a baseline)."""
+FINAL_KEY_ATTR = "final_key"
+"""What a final model is, unique in its final study (``trial:12/seed:0``,
+``baseline:s002_m9/seed:1``)."""
+FINAL_SEED_ATTR = "final_seed"
+"""Which of the ``--seeds`` runs of one spec a final model is (0, 1, ...)."""
+RECIPE_ATTR = "recipe"
+"""The final recipe a final model was trained with (``FinalRecipe``'s fields, JSON values)."""
+REGISTERED_ATTR = "registered_model"
+"""Study attribute of a final study: the MLflow registered model's name (``<study name>``)."""
