@@ -4,7 +4,10 @@ The Python API is the product; ``nas-mnist search|export|report|predict|dashboar
 exactly these:
 
 - ``nas_mnist.search(**settings) -> SearchResult``: run (or resume) a search;
-- ``nas_mnist.export(out=..., ...) -> ExportResult``: the best trial as a verified SavedModel;
+- ``nas_mnist.retrain(storage, study_name, ...) -> RetrainResult``: the best specs retrained at
+  full budget as final models, the champion registered in MLflow's Model Registry;
+- ``nas_mnist.export(out=..., ...) -> ExportResult``: the champion (else the best trial) as a
+  verified SavedModel;
 - ``nas_mnist.report(out=..., ...) -> Report``: leaderboard, plots and the best model's mistakes;
 - ``nas_mnist.predict(model_dir, files) -> list[Prediction]``: classify your own digit images;
 - ``nas_mnist.dashboard(storage) -> DashboardServer``: optuna-dashboard on a study's storage.
@@ -32,6 +35,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "search": ("nas_mnist.searching.runner", "search"),
     "SearchResult": ("nas_mnist.searching.result", "SearchResult"),
+    "retrain": ("nas_mnist.searching.final.retrain", "retrain"),
+    "RetrainResult": ("nas_mnist.searching.final.result", "RetrainResult"),
     "export": ("nas_mnist.exporting.export", "export"),
     "ExportResult": ("nas_mnist.exporting.layout", "ExportResult"),
     "report": ("nas_mnist.reporting.report", "report"),

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 CPU_PROJECTION_LIMIT_SECONDS = 2 * 3600
 """Above this projected search time on a CPU, ``suggest_cpu_budget`` suggests a smaller budget."""
@@ -117,12 +118,14 @@ def suggest_cpu_budget(
     max_train_samples: int | None,
     on_gpu: bool,
     limit_seconds: float = CPU_PROJECTION_LIMIT_SECONDS,
+    cpu_sized_seconds: float | None = None,
 ) -> str | None:
     """One line suggesting a CPU-sized ``--epochs`` / ``--max-train-samples``, or None.
 
     Suggests only on a CPU, when the projection exceeds ``limit_seconds`` and a smaller budget
     exists (at most ``CPU_EPOCHS`` epochs on at most ``CPU_TRAIN_SAMPLES`` images). The new
-    projection assumes seconds proportional to epochs x (training images +
+    projection is ``cpu_sized_seconds`` when given (the projection before the first trial
+    computes it per spec), else it assumes seconds proportional to epochs x (training images +
     ``FIXED_IMAGES_PER_EPOCH``).
 
     Args:
@@ -131,6 +134,7 @@ def suggest_cpu_budget(
         max_train_samples: its ``--max-train-samples`` (None: all ``FULL_TRAIN_SAMPLES``).
         on_gpu: the Keras backend sees a GPU (then nothing is suggested).
         limit_seconds: the projection above which to suggest.
+        cpu_sized_seconds: the same search's projected seconds at the CPU-sized budget, or None.
 
     Returns:
         e.g. "This search projects to 5 h 20 min on a CPU; a CPU-sized budget is --epochs 3
@@ -142,11 +146,168 @@ def suggest_cpu_budget(
     new_epochs, new_samples = min(epochs, CPU_EPOCHS), min(samples, CPU_TRAIN_SAMPLES)
     if (new_epochs, new_samples) == (epochs, samples):
         return None
-    scale = (new_epochs * (new_samples + FIXED_IMAGES_PER_EPOCH)) / (
-        epochs * (samples + FIXED_IMAGES_PER_EPOCH)
-    )
+    if cpu_sized_seconds is None:
+        cpu_sized_seconds = projected_seconds * (new_epochs * (
+            new_samples + FIXED_IMAGES_PER_EPOCH)) / (epochs * (samples + FIXED_IMAGES_PER_EPOCH))
     return (
         f"This search projects to {format_duration(projected_seconds)} on a CPU; a CPU-sized "
         f"budget is --epochs {new_epochs} --max-train-samples {new_samples} "
-        f"(about {format_duration(projected_seconds * scale)})."
+        f"(about {format_duration(cpu_sized_seconds)})."
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# The projection before the first trial: seconds per image from FLOPs
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Seconds per image as an affine function of a spec's forward FLOPs, for training and for
+    evaluation: ``fixed + per_gflop * flops / 1e9``.
+
+    The fixed part is what a step costs whatever the model (Python and kernel launches, shared
+    by a batch); the slope is the arithmetic. ``fit`` makes one from specs measured on the device
+    (``nas_mnist.model.cost.measure_step_cost``); ``CPU_COST_MODEL`` is this project's 2-core
+    CPU.
+
+    Attributes:
+        train_fixed, train_per_gflop: seconds per training image.
+        eval_fixed, eval_per_gflop: seconds per evaluated image (validation, precise BN, test).
+        source: where the numbers come from, for the projection's line.
+    """
+
+    train_fixed: float
+    train_per_gflop: float
+    eval_fixed: float
+    eval_per_gflop: float
+    source: str
+
+    def train_seconds(self, flops: float) -> float:
+        """Seconds per training image of a spec of ``flops`` forward FLOPs."""
+        return self.train_fixed + self.train_per_gflop * flops / 1e9
+
+    def eval_seconds(self, flops: float) -> float:
+        """Seconds per evaluated image of a spec of ``flops`` forward FLOPs."""
+        return self.eval_fixed + self.eval_per_gflop * flops / 1e9
+
+    @classmethod
+    def fit(cls, points: Sequence[tuple[float, float, float]], source: str) -> CostModel:
+        """The line through measured points ``(flops, train s/image, eval s/image)``.
+
+        With two or more points: the least-squares line, its slope and intercept kept >= 0.
+        With one point (or equal FLOPs): proportional to FLOPs, no fixed part.
+
+        Raises:
+            ValueError: no points.
+        """
+        if not points:
+            raise ValueError("a cost model needs at least one measured spec")
+        flops = [p[0] / 1e9 for p in points]
+        lines = [_line(flops, [p[i] for p in points]) for i in (1, 2)]
+        return cls(lines[0][0], lines[0][1], lines[1][0], lines[1][1], source)
+
+
+def _line(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
+    """(intercept, slope) of the least-squares line through (x, y), both >= 0; through the
+    origin when the x are all equal."""
+    mean_x, mean_y = sum(x) / len(x), sum(y) / len(y)
+    spread = sum((v - mean_x) ** 2 for v in x)
+    if spread == 0:
+        return 0.0, (mean_y / mean_x if mean_x > 0 else 0.0)
+    slope = max(0.0, sum((a - mean_x) * (b - mean_y) for a, b in zip(x, y, strict=True)) / spread)
+    intercept = mean_y - slope * mean_x
+    if intercept < 0:  # a line through the origin instead
+        return 0.0, sum(a * b for a, b in zip(x, y, strict=True)) / sum(a * a for a in x)
+    return intercept, slope
+
+
+CPU_COST_MODEL = CostModel(
+    train_fixed=2.3e-4, train_per_gflop=2.2e-2, eval_fixed=0.0, eval_per_gflop=7.9e-3,
+    source="FLOPs at this project's 2-core CPU's speed, not measured here",
+)
+"""This project's shared 2-core CPU (``scripts/bench_seed_cost.py``, the fastest of 2 rounds over
+the 20 seeds of ``--baselines auto``: ``docs/benchmarks.md``). Used when a search is small
+enough that measuring the device would cost a sizeable share of it (``CALIBRATE_ABOVE_SECONDS``)."""
+
+CALIBRATE_ABOVE_SECONDS = 600.0
+"""A search whose ``CPU_COST_MODEL`` projection is above this is measured on its device first
+(a few seconds); below it, the projection comes from ``CPU_COST_MODEL`` alone, so that quick
+searches start as fast as before."""
+
+TRIAL_OVERHEAD_SECONDS = 1.0
+"""Seconds a trial costs besides its images: building the model, its MLflow run, logging the
+model (``docs/benchmarks.md``: 0.3 s of per-trial overhead and 0.1 to 0.3 s of model logging)."""
+
+
+@dataclass(frozen=True)
+class StageWork:
+    """The trials of one stage of a search to project (seeds, sampled trials, final models).
+
+    Attributes:
+        name: one trial of it, e.g. "seed", "sampled trial", "final model" (an "s" is added
+            for several).
+        flops: each trial's forward FLOPs (0 for a trial that ends before training).
+        epochs: epochs per trial.
+        train_images: training images per epoch.
+        eval_images: evaluated images per epoch (validation and precise BN).
+        test_images: images of the one test evaluation per trial.
+        note: what the projection leaves out, e.g. "less when pruned".
+    """
+
+    name: str
+    flops: tuple[float, ...]
+    epochs: int
+    train_images: int
+    eval_images: int
+    test_images: int
+    note: str = ""
+
+    def seconds(self, cost: CostModel) -> float:
+        """Projected seconds of all its trials, one after another, under ``cost``."""
+        return sum(
+            self.epochs * (self.train_images * cost.train_seconds(f)
+                           + self.eval_images * cost.eval_seconds(f))
+            + self.test_images * cost.eval_seconds(f) + TRIAL_OVERHEAD_SECONDS
+            for f in self.flops
+        )
+
+
+@dataclass(frozen=True)
+class SearchProjection:
+    """How long a search's stages will take, projected before its first trial.
+
+    Attributes:
+        stages: the stages with work (``StageWork``), in order.
+        cost: the ``CostModel`` used.
+        device: "CPU" or "GPU".
+        measured_seconds: seconds spent measuring the device (0: ``CPU_COST_MODEL``).
+        jobs: trials at once (``--jobs``); the times are for one at a time.
+    """
+
+    stages: tuple[StageWork, ...]
+    cost: CostModel
+    device: str = "CPU"
+    measured_seconds: float = 0.0
+    jobs: int = 1
+
+    @property
+    def total_seconds(self) -> float:
+        """Projected seconds of every stage, one trial at a time."""
+        return sum(stage.seconds(self.cost) for stage in self.stages)
+
+    def describe(self) -> str:
+        """One line, e.g. "projected on the CPU before the first trial (...): 20 seeds ~1 h 05 min,
+        80 sampled trials ~3 h 10 min (less when pruned); in all ~4 h 15 min"."""
+        parts = []
+        for stage in self.stages:
+            note = f" ({stage.note})" if stage.note else ""
+            name = stage.name if len(stage.flops) == 1 else f"{stage.name}s"
+            parts.append(f"{len(stage.flops)} {name} ~"
+                         f"{format_duration(stage.seconds(self.cost))}{note}")
+        how = self.cost.source + (f", in {self.measured_seconds:.0f} s"
+                                  if self.measured_seconds else "")
+        jobs = f"; --jobs {self.jobs} runs {self.jobs} at once" if self.jobs > 1 else ""
+        return (f"projected on the {self.device} before the first trial ({how}): "
+                f"{', '.join(parts) or 'nothing left to train'}; in all "
+                f"~{format_duration(self.total_seconds)}, one trial at a time{jobs}")

@@ -8,7 +8,11 @@ from nas_mnist.console import RichProgress
 from nas_mnist.timing import (
     CPU_PROJECTION_LIMIT_SECONDS,
     FIXED_IMAGES_PER_EPOCH,
+    TRIAL_OVERHEAD_SECONDS,
+    CostModel,
     SearchClock,
+    SearchProjection,
+    StageWork,
     format_duration,
     suggest_cpu_budget,
 )
@@ -112,3 +116,44 @@ def test_rich_progress_shows_etas_after_the_first_epoch_and_the_hint_once():
     progress.trial_ended(2, "pruned", 0.91)  # pruned after 2 of 4 epochs: 180 s, and it counts
     assert progress.eta_text(progress.epochs) == ""
     assert progress.search_remaining() == pytest.approx(7 * 180)
+
+
+def test_a_cost_model_is_the_line_through_measured_specs():
+    # 0.1 ms per training image plus 10 ms per GFLOP; evaluation a third of the slope.
+    points = [(flops, 1e-4 + 1e-2 * flops / 1e9, 2e-5 + 3e-3 * flops / 1e9)
+              for flops in (1e6, 2e7, 1e8)]
+    model = CostModel.fit(points, "test")
+    assert model.train_fixed == pytest.approx(1e-4) and model.train_per_gflop == pytest.approx(1e-2)
+    assert model.eval_seconds(5e7) == pytest.approx(2e-5 + 3e-3 * 0.05)
+    one = CostModel.fit([(1e7, 2e-4, 1e-4)], "one spec")  # proportional to FLOPs
+    assert one.train_fixed == 0 and one.train_seconds(2e7) == pytest.approx(4e-4)
+    # A falling or negative line is not kept: slope and intercept stay >= 0.
+    odd = CostModel.fit([(1e6, 5e-4, 1e-4), (1e8, 4e-4, 1e-4)], "odd")
+    assert odd.train_per_gflop == 0 and odd.train_fixed == pytest.approx(4.5e-4)
+    with pytest.raises(ValueError):
+        CostModel.fit([], "none")
+
+
+def test_a_stage_costs_its_epochs_images_and_test_evaluation_per_trial():
+    model = CostModel(train_fixed=1e-3, train_per_gflop=0, eval_fixed=1e-4, eval_per_gflop=0,
+                      source="flat")
+    stage = StageWork("seed", (1e7, 2e7), epochs=3, train_images=10_000, eval_images=12_000,
+                      test_images=10_000)
+    per_trial = 3 * (10_000 * 1e-3 + 12_000 * 1e-4) + 10_000 * 1e-4 + TRIAL_OVERHEAD_SECONDS
+    assert stage.seconds(model) == pytest.approx(2 * per_trial)
+    projection = SearchProjection(
+        (stage, StageWork("sampled trial", (1e7,) * 4, 3, 10_000, 12_000, 10_000,
+                          note="less when pruned")), model, "CPU", measured_seconds=3.2)
+    assert projection.total_seconds == pytest.approx(6 * per_trial)
+    line = projection.describe()
+    assert "\n" not in line
+    assert line.startswith("projected on the CPU before the first trial (flat, in 3 s): ")
+    assert (f"2 seeds ~{format_duration(2 * per_trial)}, 4 sampled trials "
+            f"~{format_duration(4 * per_trial)} (less when pruned); in all "
+            f"~{format_duration(6 * per_trial)}, one trial at a time") in line
+
+
+def test_the_suggestion_takes_the_projected_cpu_sized_time_when_given():
+    line = suggest_cpu_budget(5 * 3600.0, epochs=15, max_train_samples=None, on_gpu=False,
+                              cpu_sized_seconds=1800.0)
+    assert line.endswith("--epochs 3 --max-train-samples 10000 (about 30 min).")

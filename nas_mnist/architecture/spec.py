@@ -420,6 +420,19 @@ def _apply(
     raise SpecError(f"{where}: unknown layer {layer!r}")
 
 
+def apply_layer(layer: Layer, shape: tuple[int, ...]) -> tuple[tuple[int, ...], int]:
+    """Output shape and parameter count of ``layer`` applied to an input of ``shape``.
+
+    ``shape`` is (height, width, channels) for feature maps and (units,) for vectors, as in
+    ``LayerShape``; a ``Branches`` block gives its concatenated output. Used to walk the layers
+    inside a block (``ArchitectureSpec.shape_table`` shows only the block's output).
+
+    Raises:
+        SpecError: the layer cannot be applied to ``shape``.
+    """
+    return _apply(layer, shape, "layer", [str(shape[0])])
+
+
 # ---------------------------------------------------------------------------------------------
 # The spec
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""``nas-mnist export``: the best trial of a study as a verified TensorFlow SavedModel.
+"""``nas-mnist export``: a study's champion (the best final model of ``nas-mnist retrain``),
+else its best trial, as a verified TensorFlow SavedModel.
 
 ``nas-mnist export --out DIR`` writes DIR (layout in ``nas_mnist.exporting``) and logs the model
 to the study's MLflow parent run; ``nas-mnist export --verify DIR`` re-checks DIR's manifest.
@@ -46,17 +47,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "is missing or is extra)",
     )
     add_study_arguments(parser, "study to export from")
+    _add_selection_arguments(parser)
+    parser.add_argument(
+        "--force", action="store_true", help="replace DIR if it holds an earlier export"
+    )
+    parser.add_argument(
+        "--tracking-uri",
+        metavar="URI",
+        help="MLflow tracking URI (default: the one the study logged to)",
+    )
+    add_data_arguments(parser)
+
+
+def _add_selection_arguments(parser: argparse.ArgumentParser) -> None:
+    """What to export: the champion, a search trial, a retrained spec or an ensemble."""
     parser.add_argument(
         "--trial",
         type=_trial_number,
         metavar="N",
-        help="export completed trial N (default: the best completed trial by val_accuracy)",
+        help="export completed search trial N (default: the champion, the final model of "
+        "'nas-mnist retrain' with the best val_accuracy, when the study has one; else the best "
+        "completed trial by val_accuracy)",
+    )
+    parser.add_argument(
+        "--from-search",
+        action="store_true",
+        help="take search trials even when the study has final models: the best trial (or, "
+        "with --ensemble K, the K best trials) as before 'nas-mnist retrain'",
     )
     parser.add_argument(
         "--retrain",
         action="store_true",
-        help="train the trial's spec afresh on the full training set instead of loading the "
-        "model the search kept",
+        help="train a search trial's spec afresh (--trial N, else the best search trial; never "
+        "the champion) on the full training set instead of loading the model the search kept",
     )
     parser.add_argument(
         "--epochs",
@@ -74,18 +97,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--ensemble",
         type=positive_int,
         metavar="K",
-        help="export one model that averages the softmax outputs of the K best complete trials "
-        "by val_accuracy (K >= 2; not with --trial or --retrain)",
+        help="export one model that averages the softmax outputs of the K best final models by "
+        "val_accuracy when the study has K of them, else of the K best complete trials (K >= 2; "
+        "not with --trial or --retrain)",
     )
-    parser.add_argument(
-        "--force", action="store_true", help="replace DIR if it holds an earlier export"
-    )
-    parser.add_argument(
-        "--tracking-uri",
-        metavar="URI",
-        help="MLflow tracking URI (default: the one the study logged to)",
-    )
-    add_data_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -119,6 +134,7 @@ def _export(args: argparse.Namespace) -> int:
             retrain=args.retrain, epochs=args.epochs, seed=args.seed, force=args.force,
             tracking_uri=args.tracking_uri, data=args.data,
             max_train_samples=args.max_train_samples, ensemble=args.ensemble,
+            from_search=args.from_search,
         )
     except VerificationError as exc:
         console.print(f"[red]export failed its check, nothing written: {exc}[/]")
@@ -128,10 +144,11 @@ def _export(args: argparse.Namespace) -> int:
     verification = result.verification
     expected = result.expected_test_accuracy
     console.print(
-        f"exported trial {result.trial_number} of study {args.study_name!r} "
-        f"({'retrained' if args.retrain else 'kept model'}) to {result.path}\n"
-        f"  reloaded with tf.saved_model.load: test_accuracy {verification.test_accuracy:.4f} on "
-        f"{verification.num_images:,} test images"
+        f"exported {_what(result, args.retrain)} of study {args.study_name!r} to "
+        f"{result.path}\n"
+        + (f"  {_recipe_line(result.final)}\n" if result.final else "")
+        + f"  reloaded with tf.saved_model.load: test_accuracy {verification.test_accuracy:.4f} "
+        f"on {verification.num_images:,} test images"
         + (f" (trial recorded {expected:.4f})" if expected is not None else "")
         + f", max abs difference from the in-memory model {verification.max_abs_difference:.2g}\n"
         f"  {len(result.manifest)} files listed in manifest.json; check later with "
@@ -144,12 +161,37 @@ def _export(args: argparse.Namespace) -> int:
         console.print(f"[red]the export is complete, but logging it to MLflow run "
                       f"{result.parent_run_id} failed: {result.mlflow_error}[/]")
         return EXIT_FAILURE
+    tag = f"final:{result.final['trial_number']}" if result.final else result.trial_number
     console.print(
         f"MLflow: logged as {result.mlflow_model_uri} on parent run {result.parent_run_id} (tag "
-        f"best_trial={result.trial_number}) in {result.tracking_uri}; register it from the "
-        "MLflow UI"
+        f"best_trial={tag}) in {result.tracking_uri}; register it from the MLflow UI"
     )
     return EXIT_OK
+
+
+def _what(result: ExportResult, retrained: bool) -> str:
+    """``the champion (final model 1: search trial 3, seed 0)`` or ``trial 3 (kept model)``."""
+    final = result.final
+    if final is None:
+        return f"trial {result.trial_number} ({'retrained' if retrained else 'kept model'})"
+    source = (f"baseline {final['baseline']}" if final["baseline"]
+              else f"search trial {final['source_trial']}")
+    seed = f", seed {final['seed']}" if final["seed"] is not None else ""
+    return f"the champion (final model {final['trial_number']}: {source}{seed})"
+
+
+def _recipe_line(final: dict) -> str:
+    """The champion's recipe in one line: epochs, training images, augmentation, schedule,
+    training seed."""
+    augmentation = ", ".join(f"{k} {v:g}" for k, v in final["augmentation"].items()) or "none"
+    parts = [f"{final['epochs']} epochs" if final["epochs"] is not None else None,
+             f"{final['num_train_images']:,} training images"
+             if final["num_train_images"] is not None else None,
+             f"augmentation {augmentation}", f"learning-rate schedule {final['lr_schedule']}",
+             f"training seed {final['training_seed']}"
+             if final["training_seed"] is not None else None]
+    return "final recipe: " + ", ".join(p for p in parts if p) + (
+        "; use --from-search for the best search trial instead")
 
 
 def _print_ensemble(result: ExportResult, study_name: str) -> int:
@@ -157,15 +199,19 @@ def _print_ensemble(result: ExportResult, study_name: str) -> int:
 
     verification = result.verification
     members = result.members
+    finals = bool(members) and bool(members[0].get("final_model"))
+    kind = "final models" if finals else "trials"
     lines = [
-        f"exported an ensemble of {len(members)} trials of study {study_name!r} (mean of their "
+        f"exported an ensemble of {len(members)} {kind} of study {study_name!r} (mean of their "
         f"softmax outputs) to {result.path}",
         f"  reloaded with tf.saved_model.load: test_accuracy {verification.test_accuracy:.4f} on "
         f"{verification.num_images:,} test images; max abs difference from the mean of the "
         f"members' predictions {verification.reference_max_abs_difference:.2g}",
     ]
     lines += [
-        f"  member trial {m['trial_number']}: val_accuracy {m['val_accuracy']:.4f}, "
+        f"  member {'final model' if finals else 'trial'} {m['trial_number']}"
+        + (f" ({_member_source(m)})" if finals else "")
+        + f": val_accuracy {m['val_accuracy']:.4f}, "
         f"test_accuracy {m['test_accuracy_recomputed']:.4f}"
         for m in members
     ]
@@ -173,3 +219,10 @@ def _print_ensemble(result: ExportResult, study_name: str) -> int:
                  f"{result.path}")
     console.print("\n".join(lines), markup=False, highlight=False)
     return EXIT_OK
+
+
+def _member_source(member: dict) -> str:
+    """A final member's source: ``search trial 3, seed 0`` or ``baseline s002_m9, seed 1``."""
+    source = (f"baseline {member['baseline']}" if member.get("baseline")
+              else f"search trial {member.get('source_trial')}")
+    return source + (f", seed {member['seed']}" if member.get("seed") is not None else "")

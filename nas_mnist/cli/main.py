@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nas_mnist import __version__
-from nas_mnist.cli import baselines, dashboard, export, predict, report, search, ui
+from nas_mnist.cli import baselines, dashboard, export, predict, report, retrain, search, ui
 from nas_mnist.cli.arguments import EXIT_FAILURE, EXIT_USAGE
 from nas_mnist.errors import InputError, RuntimeFailure
 from nas_mnist.processes.signals import (
@@ -95,6 +95,12 @@ COMMANDS: list[Command] = [
         "search", "run an architecture search (the main job)", search.add_arguments, search.run
     ),
     Command(
+        "retrain",
+        "retrain a study's best specs at full budget and register the champion",
+        retrain.add_arguments,
+        retrain.run,
+    ),
+    Command(
         "baselines",
         "list or train the documented hand-built models",
         baselines.add_arguments,
@@ -146,10 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
 INTERRUPTED = {
     "search": "the running trial was marked failed and queued for one retry. Run the same "
     "command again to resume.",
+    "retrain": "the running final model was marked failed and queued for one retry. Run the "
+    "same command again to finish.",
 }
 """What each command adds to its 'interrupted' line (the others write nothing half-made)."""
 
-INTERRUPT_GRACE_SECONDS = {"search": 4.0}
+INTERRUPT_GRACE_SECONDS = {"search": 4.0, "retrain": 4.0}
 """Seconds from SIGINT/SIGTERM to a forced exit if the clean-up has not finished (the prompt
 comes back within 5 s; the next run recovers the trial as after SIGKILL); other commands wait for
 their clean-up (the UI stops its server)."""
@@ -158,7 +166,7 @@ their clean-up (the UI stops its server)."""
 def _uses_tensorflow(args: Any) -> bool:
     """Whether the command trains or loads models (``_command_logging`` imports TensorFlow
     quietly for those)."""
-    return args.command in ("search", "export", "report", "predict") or (
+    return args.command in ("search", "retrain", "export", "report", "predict") or (
         args.command == "baselines" and getattr(args, "baselines_command", None) == "train")
 
 

@@ -1,4 +1,5 @@
-"""``nas-mnist report``: a study's leaderboard, plots and best model's mistakes, in one folder."""
+"""``nas-mnist report``: a study's leaderboard, plots, best model's mistakes and final models
+(with the champion), in one folder."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="folder to write (must not exist or be empty, unless --force): "
         "leaderboard.csv/.md, the plots as PNG and HTML, confusion_matrix.png, "
-        "misclassified.png and report.html",
+        "misclassified.png, final_models.csv/.md (once 'nas-mnist retrain' made final models) "
+        "and report.html",
     )
     parser.add_argument(
         "--force",
@@ -71,6 +73,16 @@ def run(args: argparse.Namespace) -> int:
         f"report of study {args.study_name!r}: {len(frame)} trials ({num_baselines} baselines)"
         + (f", best trial {written.best_trial}" if written.best_trial is not None else "")
     )
+    if written.final_models:
+        champion = written.final_models[0]
+        console.print(
+            f"  {len(written.final_models)} final model(s); champion: final model "
+            f"{champion['final_trial']} ({champion['retrains']}), val_accuracy "
+            f"{champion['val_accuracy']:.4f}"
+            + (f", test_accuracy {champion['test_accuracy']:.4f}"
+               if champion["test_accuracy"] is not None else ""),
+            markup=False, highlight=False,
+        )
     for part, why in written.skipped.items():
         console.print(f"  [yellow]not made[/]: {part}: {why}")
     console.print(f"{len(written.files)} files in {written.out_dir}; open "

@@ -71,6 +71,12 @@ def _add_budget_arguments(group: Any) -> None:
         metavar="N",
         help="prune specs with more than N parameters before training",
     )
+    group.add_argument(
+        "--allow-mixed-fidelity",
+        action="store_true",
+        help="resume a study whose finished trials trained with other --epochs or "
+        "--max-train-samples (refused otherwise: their val_accuracy is not comparable)",
+    )
 
 
 def _add_study_arguments(group: Any) -> None:
@@ -92,8 +98,9 @@ def _add_study_arguments(group: Any) -> None:
         default=DEFAULTS.baselines,
         metavar="auto|all|none|NAME,NAME",
         help="documented baselines to seed as the study's first trials, once per study and "
-        "within --trials; auto: those inside the search space, strongest reported first, at "
-        "most half of --trials (default: auto)",
+        "within --trials; auto: those inside the search space, at most half of --trials, in "
+        "tiers of equal reported accuracy (within 0.2 points), strongest tier first and fewest "
+        "FLOPs first within a tier; all: every baseline in that order (default: auto)",
     )
     add_data_arguments(group)
 

@@ -1,9 +1,11 @@
-"""``nas_mnist.export(...)`` and ``nas-mnist export``: a study's best trial as a verified
-SavedModel, logged to the study's MLflow parent run.
+"""``nas_mnist.export(...)`` and ``nas-mnist export``: a study's champion (or, before
+``nas-mnist retrain`` made one, its best trial) as a verified SavedModel, logged to the study's
+MLflow parent run.
 
 The steps: check every input (study, trial, output folder, tracking store, data) before anything
-is written; take the model the search kept (or train the spec afresh with ``retrain=True``);
-write the export into a hidden folder, verify it there and rename it into place; log it to MLflow.
+is written; take the champion's model (``nas_mnist.exporting.final``) or the model the search
+kept (or train the spec afresh with ``retrain=True``); write the export into a hidden folder,
+verify it there and rename it into place; log it to MLflow.
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from nas_mnist.errors import InputError
+from nas_mnist.exporting.final import FINAL_FACTS_KEY
 from nas_mnist.exporting.layout import ExportResult
 from nas_mnist.study.defaults import DEFAULT_STORAGE, DEFAULT_STUDY_NAME
 from nas_mnist.trial_attributes import (
+    BASELINE_ATTR,
     MODEL_URI_ATTR,
     PARENT_RUN_ATTR,
     RESULT_ATTRS,
+    SOURCE_TRIAL_ATTR,
     TEST_ACCURACY_ATTR,
     user_attr,
 )
@@ -41,6 +46,8 @@ class _Source:
     out: Path
     tracker: Any
     data: Any
+    final: bool = False
+    """``trial`` is a final model (the champion, a trial of ``<study>/final``)."""
 
 
 def export(
@@ -58,14 +65,19 @@ def export(
     max_train_samples: int | None = None,
     progress: bool = True,
     ensemble: int | None = None,
+    from_search: bool = False,
 ) -> ExportResult:
-    """Export a trial of a study as a verified TensorFlow SavedModel (``nas-mnist export``).
+    """Export a study's champion or one of its trials as a verified TensorFlow SavedModel
+    (``nas-mnist export``).
 
     Args:
         out: the export folder to create (see ``nas_mnist.exporting.layout`` for its files).
         storage, study_name: the study, as for ``nas_mnist.search``.
-        trial: the number of a complete trial; ``None``: the best by val_accuracy.
-        retrain: train the trial's spec afresh instead of loading the model the search kept.
+        trial: the number of a complete search trial; ``None``: the champion (the final model
+            with the highest val_accuracy, ``nas-mnist retrain``) when the study has one, else
+            the best search trial by val_accuracy.
+        retrain: train a search trial's spec afresh instead of loading the model the search
+            kept (``trial``, else the best search trial; never the champion).
         epochs: with ``retrain``: training epochs (default ``DEFAULT_RETRAIN_EPOCHS``).
         seed: with ``retrain``: trains with ``seed + trial number``, as the search did.
         force: replace ``out`` if it holds an earlier export.
@@ -74,12 +86,15 @@ def export(
         max_train_samples: with ``retrain``: train on a stratified subset.
         progress: draw a progress bar while retraining.
         ensemble: export instead one model averaging the softmax outputs of the ``ensemble``
-            best complete trials by val_accuracy (``nas_mnist.exporting.ensemble``); not with
-            ``trial`` or ``retrain``. It is not logged to MLflow.
+            best final models by val_accuracy when the study has that many, else of its
+            ``ensemble`` best complete search trials (``nas_mnist.exporting.ensemble``); not
+            with ``trial`` or ``retrain``. It is not logged to MLflow.
+        from_search: take search trials even when the study has final models (the export of
+            the best search trial, or an ensemble of search trials, as before ``retrain``).
 
     Returns:
-        An ``ExportResult`` (folder, manifest, verification, trial number, MLflow model URI or
-        the reason it could not be logged).
+        An ``ExportResult`` (folder, manifest, verification, trial number, the final model's
+        facts for a champion, MLflow model URI or the reason it could not be logged).
 
     Raises:
         InputError: bad arguments, no such study or trial, an unusable ``out`` or tracking store,
@@ -88,13 +103,13 @@ def export(
     """
     if ensemble is not None:
         return _export_ensemble(ensemble, out, storage, study_name, trial, retrain, force,
-                                tracking_uri, data)
+                                tracking_uri, data, from_search)
     if not retrain and epochs is not None:
         raise InputError("--epochs applies only with --retrain")
     if not retrain and max_train_samples is not None:
         raise InputError("--max-train-samples applies only with --retrain")
     source = _check_inputs(out, storage, study_name, trial, force, tracking_uri, data,
-                           max_train_samples, seed)
+                           max_train_samples, seed, from_search or retrain)
     model, metrics, expected = _model(source, retrain, epochs, seed, progress)
     result = _write(source, model, metrics, expected, force)
     return _log(source, model, result, retrain)
@@ -102,7 +117,7 @@ def export(
 
 def _export_ensemble(
     k: int, out: Any, storage: str, study_name: str, trial: int | None, retrain: bool,
-    force: bool, tracking_uri: str | None, data: Any,
+    force: bool, tracking_uri: str | None, data: Any, from_search: bool,
 ) -> ExportResult:
     from nas_mnist.exporting.ensemble import export_ensemble
 
@@ -110,26 +125,31 @@ def _export_ensemble(
         raise InputError("--ensemble exports the best trials' kept models; it cannot be "
                          "combined with --trial or --retrain")
     return export_ensemble(k, out, storage, study_name, force=force,
-                           tracking_uri=tracking_uri, data=data)
+                           tracking_uri=tracking_uri, data=data, from_search=from_search)
 
 
 def _check_inputs(
     out: Any, storage: str, study_name: str, trial_number: int | None, force: bool,
     tracking_uri: str | None, data: Any, max_train_samples: int | None, seed: int,
+    from_search: bool,
 ) -> _Source:
+    """Checks every input; the trial is the champion unless ``trial_number`` or
+    ``from_search`` asks for a search trial (or the study has no final model)."""
     from nas_mnist.data import load_splits
     from nas_mnist.exporting.atomic import check_out_dir
+    from nas_mnist.exporting.final import pick_champion
     from nas_mnist.exporting.selection import pick_trial, trial_spec
     from nas_mnist.study.memory import study_data, study_tracker
     from nas_mnist.study.storage import load_existing_study
 
     study = load_existing_study(storage, study_name)
-    trial = pick_trial(study, trial_number)
+    champion = None if trial_number is not None or from_search else pick_champion(study)
+    trial = champion if champion is not None else pick_trial(study, trial_number)
     spec = trial_spec(trial)
     path = check_out_dir(out, force)
     tracker = study_tracker(study, tracking_uri)
     splits = load_splits(study_data(study, data), max_train_samples, seed)
-    return _Source(study, trial, spec, path, tracker, splits)
+    return _Source(study, trial, spec, path, tracker, splits, final=champion is not None)
 
 
 def _model(
@@ -154,18 +174,41 @@ def _model(
         metrics, expected = dict(recorded), trial.user_attrs.get(TEST_ACCURACY_ATTR)
     if model.count_params() != spec.num_params:
         raise VerificationError(
-            f"the model of trial {trial.number} has {model.count_params():,} parameters but its "
+            f"the model of {_what(source)} has {model.count_params():,} parameters but its "
             f"spec has {spec.num_params:,}: not the trial's model"
         )
     metrics = {
         "study_name": source.study.study_name,
-        "trial_number": trial.number,
+        "trial_number": _search_trial_number(source),
         "retrained": retrain,
+        "final_model": source.final,
         "source_model_uri": None if retrain else trial.user_attrs.get(MODEL_URI_ATTR),
         **metrics,
         "trial": recorded,
     }
+    if source.final:
+        from nas_mnist.exporting.final import final_facts
+        from nas_mnist.study.final_models import final_study_name
+
+        metrics[FINAL_FACTS_KEY] = final_facts(trial, spec,
+                                               final_study_name(source.study.study_name))
     return model, metrics, expected
+
+
+def _search_trial_number(source: _Source) -> int | None:
+    """The exported search trial, or the one a final model retrains (None for a baseline)."""
+    if not source.final:
+        return source.trial.number
+    return source.trial.user_attrs.get(SOURCE_TRIAL_ATTR)
+
+
+def _what(source: _Source) -> str:
+    """The exported model, for messages: ``trial 3`` or ``final model 1 (search trial 3, ...)``."""
+    if not source.final:
+        return f"trial {source.trial.number}"
+    from nas_mnist.exporting.final import final_label
+
+    return f"final model {source.trial.number} ({final_label(source.trial)})"
 
 
 def _retrain(
@@ -208,7 +251,8 @@ def _write(
     return ExportResult(path=result.path, manifest=result.manifest,
                         verification=result.verification,
                         removed_partials=result.removed_partials,
-                        trial_number=source.trial.number, expected_test_accuracy=expected)
+                        trial_number=metrics["trial_number"], expected_test_accuracy=expected,
+                        final=metrics.get(FINAL_FACTS_KEY))
 
 
 def _log(source: _Source, model: Any, result: ExportResult, retrain: bool) -> ExportResult:
@@ -221,14 +265,23 @@ def _log(source: _Source, model: Any, result: ExportResult, retrain: bool) -> Ex
     parent_run_id = source.study.user_attrs.get(PARENT_RUN_ATTR)
     if not parent_run_id:
         return dataclasses.replace(result, mlflow_error="the study has no parent run")
+    metadata = {"study_name": source.study.study_name,
+                "trial_number": _search_trial_number(source), "spec_id": source.spec.spec_id,
+                "retrained": retrain, "final_model": source.final}
+    if source.final:
+        metadata.update(final_trial_number=source.trial.number,
+                        baseline=source.trial.user_attrs.get(BASELINE_ATTR))
     try:
-        uri = log_to_mlflow(
-            model, source.tracker.tracking_uri, parent_run_id, source.trial.number,
-            metadata={"study_name": source.study.study_name, "trial_number": source.trial.number,
-                      "spec_id": source.spec.spec_id, "retrained": retrain},
-        )
+        uri = log_to_mlflow(model, source.tracker.tracking_uri, parent_run_id,
+                            _tag(source), metadata=metadata)
     except Exception as exc:  # MLflow raises many types; the export itself is done
         logger.warning("logging the export to MLflow run %s failed: %s", parent_run_id, exc)
         return dataclasses.replace(result, parent_run_id=parent_run_id, mlflow_error=str(exc))
     return dataclasses.replace(result, parent_run_id=parent_run_id, mlflow_model_uri=uri,
                                tracking_uri=source.tracker.tracking_uri)
+
+
+def _tag(source: _Source) -> str:
+    """The parent run's ``best_trial`` tag: the search trial's number, or ``final:<number>``
+    for a final model (its number in ``<study>/final``)."""
+    return f"final:{source.trial.number}" if source.final else str(source.trial.number)

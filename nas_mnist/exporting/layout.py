@@ -1,4 +1,5 @@
-"""Export the best trial of a study as a TensorFlow SavedModel, and prove it is the same model.
+"""Export a study's champion or best trial as a TensorFlow SavedModel, and prove it is the same
+model.
 
 The export folder ``DIR`` is itself a SavedModel (written by Keras 3's ``model.export``), so TF
 Serving, ``tf.saved_model.load(DIR)`` and ``tf.lite.TFLiteConverter.from_saved_model(DIR)`` read
@@ -12,7 +13,11 @@ it directly; SavedModel loaders ignore the extra files next to ``saved_model.pb`
       model.keras          the same model in Keras' own format (keras.saving.load_model)
       spec.json            the architecture spec (ArchitectureSpec.from_json); an ensemble
                            (export --ensemble K) has ensemble.json instead: its member trials
-      metrics.json         the trial's metrics and the export's own checks (see below)
+      metrics.json         the trial's metrics and the export's own checks; "final_model"
+                           says whether it is a final model (the champion of ``nas-mnist
+                           retrain``), and then "final" holds its recipe (epochs, training
+                           images, augmentation, lr_schedule, seed) and its source trial or
+                           baseline (``nas_mnist.exporting.final``)
       manifest.json        {relative path: SHA-256 hex digest} of every other file in DIR
 
 The signature ``serving_default`` (endpoint ``serve``) takes one input ``image``: float32
@@ -64,7 +69,8 @@ class ExportResult:
         manifest: {relative POSIX path: SHA-256 hex digest} of every file but ``manifest.json``.
         verification: what the ``check`` passed to ``export_savedmodel`` returned, if any.
         removed_partials: partial folders of killed earlier exports that were cleaned up.
-        trial_number: the exported trial (``nas_mnist.export``).
+        trial_number: the exported search trial (``nas_mnist.export``), or the one the
+            exported final model retrains (None when it retrains a baseline).
         expected_test_accuracy: the trial's recorded test_accuracy that the export reproduced
             (``None`` for a retrained model).
         parent_run_id, tracking_uri: the MLflow run the model was logged to.
@@ -72,6 +78,9 @@ class ExportResult:
         mlflow_error: why the model could not be logged to MLflow (the export itself is done).
         members: for an ensemble (``nas_mnist.export(ensemble=K)``): one dict per member trial,
             best first (trial_number, val_accuracy, test_accuracy, model_uri, ...); else empty.
+        final: for a final model (the champion): what ``metrics.json`` says of it under
+            ``"final"`` (``nas_mnist.exporting.final.final_facts``: its number in
+            ``<study>/final``, source trial or baseline, seed, recipe); None for a search trial.
     """
 
     path: Path
@@ -85,3 +94,4 @@ class ExportResult:
     mlflow_model_uri: str | None = None
     mlflow_error: str | None = None
     members: tuple[dict[str, Any], ...] = ()
+    final: dict[str, Any] | None = None

@@ -26,7 +26,7 @@ def log_to_mlflow(
     model: keras.Model,
     tracking_uri: str,
     parent_run_id: str,
-    trial_number: int,
+    trial_number: int | str,
     metadata: Mapping[str, Any] | None = None,
 ) -> str:
     """Log ``model`` to the study's parent run as an ``mlflow.keras`` model named ``best_model``.
@@ -39,7 +39,8 @@ def log_to_mlflow(
         model: the exported model.
         tracking_uri: the study's MLflow tracking URI.
         parent_run_id: the study's parent run.
-        trial_number: the exported trial's number.
+        trial_number: the exported trial's number, or ``"final:<n>"`` for the champion (final
+            model ``n`` of ``<study>/final``).
         metadata: extra JSON-serialisable facts stored in the MLmodel file.
 
     Returns:

@@ -78,8 +78,10 @@ def render_page(
     best: Any,
     evaluation: Mapping[str, float],
     source: str,
+    final_models: Mapping[str, Any] | None = None,
 ) -> str:
-    """The text of ``report.html``: leaderboard first, then the plots and the best model.
+    """The text of ``report.html``: the final models (if any) and the leaderboard first, then
+    the plots and the best model.
 
     Args:
         study: the ``optuna.Study``.
@@ -89,6 +91,8 @@ def render_page(
         best: the best complete trial with a kept model (``FrozenTrial``), or None.
         evaluation: {"test_accuracy": fraction} recomputed from the best model, or empty.
         source: where the study lives, e.g. the storage URL.
+        final_models: the "Final models" section
+            (``nas_mnist.reporting.final_models.final_models_context``), or None: no section.
 
     Raises:
         jinja2.TemplateError: the template is missing or broken (a packaging error).
@@ -101,6 +105,7 @@ def render_page(
         figures=search_figures(study, out_dir),
         best_model=best_model_context(out_dir, best, evaluation),
         skipped=list(skipped.items()),
+        final_models=final_models,
     )
 
 

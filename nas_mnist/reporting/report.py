@@ -3,20 +3,28 @@ model's mistakes in one folder, with a one-page ``report.html`` showing them tog
 
 The pieces are shared with the search: the leaderboard (``nas_mnist.study.leaderboard``), the
 study plots (``nas_mnist.study.plots``); this module adds the best model's confusion
-matrix and misclassified test images (reporting only: the best model is chosen on val_accuracy).
-The page itself is rendered by ``nas_mnist.reporting.page`` from a Jinja2 template.
+matrix and misclassified test images (reporting only: the best model is chosen on val_accuracy)
+and, once ``nas-mnist retrain`` made some, the final models with their champion
+(``nas_mnist.reporting.final_models``). The page itself is rendered by
+``nas_mnist.reporting.page`` from a Jinja2 template.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nas_mnist.console import format_cell
 from nas_mnist.errors import InputError
+from nas_mnist.reporting.final_models import (
+    final_models_context,
+    final_records,
+    write_final_files,
+)
 from nas_mnist.reporting.page import render_page
 from nas_mnist.study.defaults import DEFAULT_STORAGE, DEFAULT_STUDY_NAME
 from nas_mnist.study.leaderboard import NUMERIC_COLUMNS, VIEWS, best_trial, leaderboard, view
@@ -59,6 +67,8 @@ class Report:
         skipped: {part: why it is missing} for plots or figures that could not be made.
         best_trial: number of the best complete trial (by val_accuracy), or None.
         leaderboard: the leaderboard's ``records`` view (``nas_mnist.study.leaderboard``).
+        final_models: one row per final model (``nas_mnist.reporting.final_models
+            .FINAL_COLUMNS``), the champion first; empty when the study has none.
     """
 
     out_dir: Path
@@ -66,6 +76,7 @@ class Report:
     skipped: dict[str, str] = field(default_factory=dict)
     best_trial: int | None = None
     leaderboard: Any = None
+    final_models: list[dict[str, Any]] = field(default_factory=list)
 
 
 def evaluate_best_model(
@@ -141,22 +152,24 @@ def report(
             bad data; nothing is written.
     """
     from nas_mnist.data import load_splits
+    from nas_mnist.study.final_models import final_models, load_final_study
     from nas_mnist.study.memory import study_data
     from nas_mnist.study.storage import load_existing_study
 
     folder = check_report_dir(out, force)
     study = load_existing_study(storage, study_name)
+    final_trials = final_models(load_final_study(study._storage, study_name))
     tracking_uri = tracking_uri or study.user_attrs.get(TRACKING_URI_ATTR)
     test_data = None
     if best_trial(study, with_model=True) is not None:
         splits = load_splits(study_data(study, data))
         test_data = (splits.x_test, splits.y_test)
     return _write_atomically(study, folder, test_data, tracking_uri,
-                             f"study {study_name!r} in {storage}")
+                             f"study {study_name!r} in {storage}", final_trials)
 
 
 def _write_atomically(study: Any, folder: Path, test_data: Any, tracking_uri: str | None,
-                      source: str) -> Report:
+                      source: str, final_trials: list[Any]) -> Report:
     """``write_report`` into a hidden partial folder, then rename it to ``folder``."""
     import shutil
     import tempfile
@@ -175,7 +188,7 @@ def _write_atomically(study: Any, folder: Path, test_data: Any, tracking_uri: st
     try:
         os.chmod(partial, 0o777 & ~current_umask())  # mkdtemp makes it private (0o700)
         written = write_report(study, partial, test_data=test_data, tracking_uri=tracking_uri,
-                               source=source)
+                               source=source, final_trials=final_trials)
         move_into_place(partial, folder)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
@@ -233,16 +246,19 @@ def write_report(
     test_data: tuple[Any, Any] | None = None,
     tracking_uri: str | None = None,
     source: str = "",
+    final_trials: Sequence[Any] = (),
 ) -> Report:
-    """Write a study's report: leaderboard, plots, the best model's mistakes, ``report.html``.
+    """Write a study's report: leaderboard, plots, the best model's mistakes, the final models,
+    ``report.html``.
 
     Files: ``leaderboard.csv`` (the ``records`` view and ``note``), ``leaderboard.md``,
     ``<plot>.png`` and ``<plot>.html`` for Optuna's plots (with one shared ``plotly.min.js``),
     ``param_importances.json``, ``confusion_matrix.png`` and ``misclassified.png`` (best complete
     trial by val_accuracy, on the test split: reporting only, nothing is selected by it) and
-    ``report.html``. Only trials that ran are listed (``RAN_STATES``; waiting trials are
-    counted on the page). Parts that cannot be made are listed in ``Report.skipped`` and on the
-    page.
+    ``report.html``; with final models, ``final_models.csv`` and ``final_models.md``
+    (``nas_mnist.reporting.final_models``). Only trials that ran are listed (``RAN_STATES``;
+    waiting trials are counted on the page). Parts that cannot be made are listed in
+    ``Report.skipped`` and on the page.
 
     Args:
         study: the ``optuna.Study`` (finished or still running).
@@ -251,6 +267,8 @@ def write_report(
             no confusion matrix.
         tracking_uri: the MLflow store with the trials' models.
         source: where the study lives (shown on the page), e.g. the storage URL.
+        final_trials: the complete trials of ``<study>/final``, best first
+            (``nas_mnist.study.final_models.final_models``); the first is the champion.
 
     Returns:
         A ``Report``.
@@ -268,11 +286,14 @@ def write_report(
     report.skipped.update(skipped)
     if (out_dir / "plotly.min.js").exists():
         report.files.append(out_dir / "plotly.min.js")
+    report.final_models = final_records(final_trials, study)
+    report.files += write_final_files(report.final_models, out_dir)
     best = best_trial(study, with_model=True)
     evaluation = _best_model_figures(report, best, test_data, tracking_uri)
     page = out_dir / "report.html"
     page.write_text(
-        render_page(study, frame, out_dir, report.skipped, best, evaluation, source)
+        render_page(study, frame, out_dir, report.skipped, best, evaluation, source,
+                    final_models=final_models_context(report.final_models))
     )
     report.files.append(page)
     return report

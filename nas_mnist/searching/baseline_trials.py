@@ -7,8 +7,9 @@ params; the objective trains its catalog spec as is. Both carry the user attribu
 
 Which baselines, in which order, and how many (``--baselines``):
 
-- ``auto`` (the default): the baselines that are points of the active space, strongest first
-  (``seeding_order``), taking at most half of ``--trials`` (``AUTO_SHARE``); the other half is
+- ``auto`` (the default): the baselines that are points of the active space, in tiers of equal
+  reported accuracy, strongest tier first and cheapest first within a tier (``seeding_order``),
+  taking at most half of ``--trials`` (``AUTO_SHARE``); the other half is
   left to the sampler.
 - ``all``: every baseline, in the same order, as many as the budget allows.
 - ``none``: no baseline. ``NAME,NAME``: those, in the given order, as many as the budget allows.
@@ -42,20 +43,36 @@ AUTO_SHARE = 0.5
 _BUDGET_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 
 
-def seeding_order(baselines: Sequence[Baseline] = BASELINES) -> tuple[Baseline, ...]:
-    """Baselines in the order a search seeds them: strongest reported test accuracy first.
+EQUIVALENT_ACCURACY = 0.002
+"""Reported test accuracies within this of the best (0.2 points) count as one tier.
 
-    Ties go to the smaller model (fewer parameters trains faster), then to catalog order.
+Two test accuracies near 0.995 on MNIST's 10,000 test images each carry a binomial standard error
+of sqrt(0.995 * 0.005 / 10,000) = 0.0007, so their difference carries 0.001: 0.002 is two
+standard errors, the smallest gap that the notebooks' single runs can tell apart (and they used
+different epochs and protocols besides)."""
+
+
+def seeding_order(baselines: Sequence[Baseline] = BASELINES) -> tuple[Baseline, ...]:
+    """Baselines in the order a search seeds them: strong tiers first, cheapest first in a tier.
+
+    The first tier is every baseline whose reported test accuracy is within
+    ``EQUIVALENT_ACCURACY`` (0.2 points) of the best one; within it, the fewest forward FLOPs
+    (``nas_mnist.model.cost.forward_flops``) go first, ties to the higher accuracy, then catalog
+    order. The next tier is formed the same way from the baselines left, and so on. In the
+    catalog's default space this seeds ``s002_m1`` (8.7 MFLOPs, 0.9936) and ``s002_m5``
+    (13.6 MFLOPs, 0.9938) first, and ``s002_m9`` (104 MFLOPs, the best reported, 0.9954) seventh.
 
     Why this order: TPE (Bergstra et al. 2011) models the best trials so far (its "good" group)
     against the rest, so the first completed trials decide where it starts to look. Starting from
     the designs with the best evidence (the accuracies the notebooks printed,
     ``shared/baselines.md``) warm-starts the search near proven architectures, as meta-learned
     initial designs do for Bayesian optimisation (Feurer et al. 2015, AAAI, "Initializing Bayesian
-    hyperparameter optimization via meta-learning"); and when the budget holds only a few
-    baselines, those are the ones most worth their training time. The notebooks measured with
-    different protocols and epochs, so the order is a prior, not a ranking: the search re-measures
-    every baseline at its own budget.
+    hyperparameter optimization via meta-learning"). But accuracies within a tier are not
+    distinguishable (``EQUIVALENT_ACCURACY``), while their training costs differ by a factor of
+    up to 40 (seconds per image follow FLOPs, ``scripts/bench_seed_cost.py``): seeding the cheap
+    ones of a tier first gives the sampler as much evidence per hour, and on a CPU many finished
+    trials within the first hour instead of one or two large ones. The search re-measures every
+    baseline at its own budget, so the order is a prior, not a ranking.
 
     Args:
         baselines: the baselines to order.
@@ -63,13 +80,19 @@ def seeding_order(baselines: Sequence[Baseline] = BASELINES) -> tuple[Baseline, 
     Returns:
         The same baselines, reordered.
     """
+    from nas_mnist.model.cost import forward_flops
+
     index = {b.name: i for i, b in enumerate(BASELINES)}
-    return tuple(
-        sorted(
-            baselines,
-            key=lambda b: (-b.reported_test_accuracy, b.documented_params, index.get(b.name, 0)),
-        )
-    )
+    left = list(baselines)
+    ordered: list[Baseline] = []
+    while left:
+        floor = max(b.reported_test_accuracy for b in left) - EQUIVALENT_ACCURACY - 1e-9
+        tier = [b for b in left if b.reported_test_accuracy >= floor]
+        tier.sort(key=lambda b: (forward_flops(b.spec), -b.reported_test_accuracy,
+                                 index.get(b.name, 0)))
+        ordered.extend(tier)
+        left = [b for b in left if b.reported_test_accuracy < floor]
+    return tuple(ordered)
 
 
 @dataclass(frozen=True)
@@ -95,9 +118,9 @@ def seeding_plan(selection: str) -> SeedingPlan:
     """The plan for a ``--baselines`` value.
 
     Args:
-        selection: "auto" (in-space baselines, strongest first, at most ``AUTO_SHARE`` of the
-            trials), "all" (every baseline, strongest first), "none", or comma-separated names
-            (in the given order). Keywords are case-insensitive.
+        selection: "auto" (in-space baselines in ``seeding_order``, at most ``AUTO_SHARE`` of
+            the trials), "all" (every baseline, in ``seeding_order``), "none", or
+            comma-separated names (in the given order). Keywords are case-insensitive.
 
     Returns:
         The ``SeedingPlan``.

@@ -99,20 +99,31 @@ class SurplusTrialError(TrialFailure):
 
 class _TrialReporter(keras.callbacks.Callback):
     """Tells the listener each epoch ended and, if ``prune``, reports val_accuracy to Optuna
-    and prunes the trial when its pruner says so (raises ``optuna.TrialPruned``)."""
+    (step = the epoch, from 0) and prunes the trial when its pruner says so (raises
+    ``optuna.TrialPruned``).
 
-    def __init__(self, trial: optuna.Trial, listener: SearchListener, prune: bool) -> None:
+    The last epoch is reported (later trials compare against it) but the pruner is not asked:
+    the training is finished, so pruning would save nothing and lose its result, its test
+    evaluation and its model. This holds for every pruner. The last epoch is ``epochs - 1``, or
+    Keras' own count of the ``fit`` when ``epochs`` is None.
+    """
+
+    def __init__(self, trial: optuna.Trial, listener: SearchListener, prune: bool,
+                 epochs: int | None = None) -> None:
         super().__init__()
-        self.trial, self.listener, self.prune = trial, listener, prune
+        self.trial, self.listener, self.prune, self.epochs = trial, listener, prune, epochs
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        """Hear the epoch's metrics; report and maybe prune."""
+        """Hear the epoch's metrics; report and, before the last epoch, maybe prune."""
         logs = {k: float(v) for k, v in (logs or {}).items()}
         self.listener.epoch_ended(self.trial.number, epoch, logs)
         value = logs.get("val_accuracy")
         if value is None or not self.prune:
             return
         self.trial.report(value, epoch)
+        epochs = self.epochs or (self.params or {}).get("epochs")
+        if epochs is not None and epoch + 1 >= epochs:
+            return
         if self.trial.should_prune():
             raise optuna.TrialPruned(
                 f"pruned after epoch {epoch + 1}: val_accuracy {value:.4f} is below the median "
@@ -264,7 +275,8 @@ class Objective:
             measure_latency="latency" in self.config.objectives, title=_run_name(trial),
             model_metadata={"study_name": trial.study.study_name, "trial_number": trial.number},
         )
-        reporter = _TrialReporter(trial, self.listener, prune=len(self.config.objectives) == 1)
+        reporter = _TrialReporter(trial, self.listener, prune=len(self.config.objectives) == 1,
+                                  epochs=self.config.epochs)
         return train_trial(spec, self.data, plan, TrialRun(self.tracker, run_id),
                            callbacks=[reporter], started=trial_start)
 

@@ -2,11 +2,13 @@
 
 The steps, in order: validate every setting (``settings.validate_search_settings``) and prepare
 this process (``prepare``: the search space, the data, Keras; nothing created yet); open or resume
-the study, recover trials of dead workers, seed the baselines and attach the MLflow parent run;
-run trials until the study holds ``trials`` finished ones, here or in ``--jobs`` worker
-processes (``workers``, supervised by ``processes.supervisor``); close the parent run and return
-a ``SearchResult``. Status lines go to the ``nas_mnist`` logger (the CLI shows them); progress
-bars are drawn with rich, in a terminal or in Jupyter, unless ``progress=False``.
+the study (refused if its trials trained at another fidelity, ``check_resumed_fidelity``),
+recover trials of dead workers, seed the baselines and attach the MLflow parent run; log the
+projection of what is left (``projection``); run trials until the study holds ``trials``
+finished ones, here or in ``--jobs`` worker processes (``workers``, supervised by
+``processes.supervisor``); close the parent run and return a ``SearchResult``. Status lines go
+to the ``nas_mnist`` logger (the CLI shows them); progress bars are drawn with rich, in a
+terminal or in Jupyter, unless ``progress=False``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,11 @@ from typing import Any
 
 from nas_mnist.errors import InputError
 from nas_mnist.searching.result import SearchResult
-from nas_mnist.searching.settings import SearchSettings, validate_search_settings
+from nas_mnist.searching.settings import (
+    SearchSettings,
+    check_resumed_fidelity,
+    validate_search_settings,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +58,7 @@ def search(settings: SearchSettings | None = None, /, **kwargs: Any) -> SearchRe
         KeyboardInterrupt: Ctrl-C (or SIGTERM in the CLI); the running trial is closed first.
     """
     from nas_mnist.searching.prepare import prepare
+    from nas_mnist.searching.projection import log_projection
 
     if settings is None:
         settings = SearchSettings.from_mapping(kwargs)
@@ -71,10 +78,13 @@ def search(settings: SearchSettings | None = None, /, **kwargs: Any) -> SearchRe
     with one_search_per_storage(settings.storage, settings.study_name):
         prepared = prepare(settings)
         study, runs = _open(settings, prepared, baselines)
+        # Seconds after the start: the projection of the seeds, the sampled trials (and the
+        # final stage) from each spec's FLOPs, with the CPU-sized advice.
+        advised = log_projection(settings, prepared, study) is not None
         if settings.jobs > 1:
             stopped = _run_workers(settings, study, runs)
         else:
-            stopped = _run(settings, prepared, study, runs)
+            stopped = _run(settings, prepared, study, runs, advised=advised)
     return _result(settings, study, runs, stopped)
 
 
@@ -108,13 +118,17 @@ def _open_study(settings: SearchSettings, tracker: Any) -> tuple[Any, bool]:
     """The study, opened by this search's process, with its dead workers' trials recovered.
 
     Raises:
-        InputError: another worker runs this SQLite study, or the study has other objectives.
+        InputError: another worker runs this SQLite study, the study has other objectives, or
+            its finished trials trained at another fidelity (``check_resumed_fidelity``).
     """
     from nas_mnist.searching.prepare import open_search_study
     from nas_mnist.study.recovery import live_workers, recover_dead_trials
     from nas_mnist.study.storage_url import StorageURL
 
     study, created = open_search_study(settings, tracker)
+    mixed = check_resumed_fidelity(settings, study)  # refuses before anything is written
+    if mixed:
+        logger.warning("%s", mixed)
     others = live_workers(study)
     if others and StorageURL.parse(settings.storage).one_writer:
         raise InputError(
@@ -172,8 +186,13 @@ def _log_start(settings: SearchSettings, prepared: Any, study: Any, seeded: Any)
                 settings.resolved_pruner, ",".join(settings.objectives))
 
 
-def _run(settings: SearchSettings, prepared: Any, study: Any, runs: Any) -> bool:
+def _run(settings: SearchSettings, prepared: Any, study: Any, runs: Any,
+         advised: bool = False) -> bool:
     """Run trials until the study holds ``settings.trials`` finished ones; close the parent run.
+
+    Unless the projection before the first trial gave the CPU-sized advice already
+    (``advised``), the progress bars give it once the first epoch's time projects past
+    ``timing.CPU_PROJECTION_LIMIT_SECONDS``.
 
     Returns:
         Whether the search stopped because too many trials failed in a row.
@@ -191,7 +210,7 @@ def _run(settings: SearchSettings, prepared: Any, study: Any, runs: Any) -> bool
     budget_hint = partial(suggest_cpu_budget, epochs=settings.epochs,
                           max_train_samples=settings.max_train_samples, on_gpu=gpu_available())
     with RichProgress(settings.trials, done, disable=not settings.progress,
-                      budget_hint=budget_hint,
+                      budget_hint=None if advised else budget_hint,
                       study_best=partial(best_val_accuracy, study)) as progress:
         objective = make_objective(settings, prepared, runs, listener=progress)
         try:

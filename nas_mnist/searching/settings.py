@@ -102,8 +102,9 @@ class SearchSettings:
             default ``sqlite:///mlflow.db``.
         max_params: specs with more parameters are pruned before training.
         baselines: documented baselines to seed, within ``trials``: "auto" (those inside the
-            search space, strongest reported first, at most half of ``trials``), "all",
-            "none" or "NAME,NAME" (``nas_mnist.searching.baseline_trials``).
+            search space, strong tiers first and the fewest FLOPs first within a tier,
+            ``seeding_order``; at most half of ``trials``), "all", "none" or "NAME,NAME"
+            (``nas_mnist.searching.baseline_trials``).
         sampler: Optuna sampler, one of ``SAMPLERS``.
         pruner: Optuna pruner, one of ``PRUNERS``; ``None``: median, or none with several
             objectives (Optuna cannot prune those).
@@ -127,6 +128,8 @@ class SearchSettings:
             ``None``: every worker sees what this process sees.
         worker_threads: with ``jobs`` > 1, TensorFlow intra- and inter-op threads per worker;
             ``None``: TensorFlow's default (all cores).
+        allow_mixed_fidelity: resume a study whose finished trials trained with other
+            ``epochs`` or ``max_train_samples`` (``check_resumed_fidelity`` refuses otherwise).
 
     Raises:
         InputError: a value out of range or of the wrong type; the message names the flag.
@@ -157,6 +160,7 @@ class SearchSettings:
     trials_per_worker: int = DEFAULT_TRIALS_PER_WORKER
     gpus: str | Sequence[str | int] | None = None
     worker_threads: int | None = None
+    allow_mixed_fidelity: bool = False
 
     def __post_init__(self) -> None:
         _check_numbers(self)
@@ -300,3 +304,51 @@ def validate_search_settings(settings: SearchSettings) -> SeedingPlan:
         except ValueError as exc:
             raise InputError(f"--sampler: {exc}") from None
     return baselines
+
+
+def _fidelity(epochs: Any, max_train_samples: Any) -> str:
+    """``--epochs E --max-train-samples N`` as a search's flags say it."""
+    images = ("all training images" if max_train_samples is None
+              else f"--max-train-samples {max_train_samples}")
+    return f"--epochs {epochs}, {images}"
+
+
+def check_resumed_fidelity(settings: SearchSettings, study: Any) -> str | None:
+    """Refuse to resume a study at another fidelity than its finished trials trained at.
+
+    A trial's val_accuracy depends on its epochs and training images: trials of mixed
+    fidelities are not comparable, yet the leaderboard, the sampler and the pruner would rank
+    them together. The fidelity of the study's trials is the one its latest search recorded
+    (``study.memory.remember_search``, the ``search_settings`` study attribute); a study without
+    finished trials, or without that record (made before it existed), is not checked.
+
+    Args:
+        settings: the search about to resume the study.
+        study: the opened ``optuna.Study``, before this search records its settings.
+
+    Returns:
+        None when the fidelities agree (or nothing is recorded); with
+        ``settings.allow_mixed_fidelity``, the line to log as a warning.
+
+    Raises:
+        InputError: the fidelities differ and ``allow_mixed_fidelity`` is off; one line naming
+            both fidelities and ``--allow-mixed-fidelity``. Nothing of this search is in the
+            study yet.
+    """
+    from nas_mnist.study.trial_counts import count_finished
+    from nas_mnist.trial_attributes import SETTINGS_ATTR
+
+    recorded = study.user_attrs.get(SETTINGS_ATTR) or {}
+    if "epochs" not in recorded or not count_finished(study):
+        return None
+    before = (recorded["epochs"], recorded.get("max_train_samples"))
+    now = (settings.epochs, settings.max_train_samples)
+    if before == now:
+        return None
+    line = (f"study {settings.study_name!r} holds {count_finished(study)} finished trial(s) "
+            f"trained with {_fidelity(*before)}, and this search asks for {_fidelity(*now)}: "
+            "trials of mixed fidelities are not comparable")
+    if settings.allow_mixed_fidelity:
+        return f"{line} (--allow-mixed-fidelity: going on)"
+    raise InputError(f"{line}; pass the same --epochs and --max-train-samples, a new "
+                     "--study-name, or --allow-mixed-fidelity to go on")

@@ -6,7 +6,7 @@ trial records what it retrains (``trial_attributes.SOURCE_TRIAL_ATTR`` or ``BASE
 ``FINAL_KEY_ATTR`` and ``FINAL_SEED_ATTR``), the recipe (``RECIPE_ATTR``), its spec, metrics and
 MLflow model like a search trial. The champion is the complete final model with the highest
 val_accuracy (ties: fewer parameters, then the lower trial number), never chosen on test. This
-module only reads: export and report use it; ``nas_mnist.searching.retrain`` writes.
+module only reads: export and report use it; ``nas_mnist.searching.final.retrain`` writes.
 """
 
 from __future__ import annotations

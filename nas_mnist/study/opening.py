@@ -15,7 +15,7 @@ from nas_mnist.study.defaults import (
     check_pruner,
 )
 from nas_mnist.study.storage import StorageError, make_storage
-from nas_mnist.trial_attributes import OBJECTIVE_ATTR
+from nas_mnist.trial_attributes import OBJECTIVE_ATTR, RETRY_OF_ATTR
 
 # Median pruner on per-epoch val_accuracy (Optuna's MedianPruner). The first 5 trials always run
 # in full to give the median something to stand on (Optuna's default n_startup_trials).
@@ -59,7 +59,9 @@ def make_pruner(name: str = DEFAULT_PRUNER, epochs: int = 15) -> optuna.pruners.
 
     median: ``MedianPruner``; the first ``PRUNER_STARTUP_TRIALS`` trials always run in full.
     hyperband: ``HyperbandPruner`` from 1 to ``epochs`` epochs (reduction factor 3, Optuna's
-    default). none: ``NopPruner``.
+    default). none: ``NopPruner``. Whichever it is, a trial's last epoch is reported but never
+    pruned: the objective does not ask the pruner then (``searching.objective``), since a
+    finished training has nothing left to save.
     """
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS,
@@ -69,6 +71,39 @@ def make_pruner(name: str = DEFAULT_PRUNER, epochs: int = 15) -> optuna.pruners.
     if name == "none":
         return optuna.pruners.NopPruner()
     raise ValueError(f"unknown pruner {name!r}; choose from {', '.join(PRUNERS)}")
+
+
+class RetriesFirstStudy(optuna.Study):
+    """An ``optuna.Study`` whose queue gives out retries first: an interrupted or killed trial's
+    retry (a WAITING trial with ``retry_of``, ``study.recovery.requeue_trial``) runs before the
+    other queued trials (seeded baselines), not after all of them.
+
+    Optuna starts the lowest-numbered WAITING trial (``Study._pop_waiting_trial_id``), and a retry
+    is enqueued behind what already waits. This study takes the WAITING trials with
+    ``retry_of`` first (lowest number first), then the others by number; each is claimed as
+    Optuna claims it (the storage's WAITING -> RUNNING update succeeds for one worker only), so
+    several workers never start one trial twice. Rewriting the queued trials' fixed params and
+    user attributes instead (which Optuna allows on WAITING trials) could not remove an
+    attribute, and a worker popping a trial while it is rewritten would train a mixed
+    configuration.
+
+    Made by ``open_study``; the arguments are ``optuna.Study``'s.
+    """
+
+    def _pop_waiting_trial_id(self) -> int | None:
+        """The id of the queued trial this process claimed (now RUNNING), or None."""
+        waiting = self._storage.get_all_trials(self._study_id, deepcopy=False,
+                                               states=(optuna.trial.TrialState.WAITING,))
+        for trial in sorted(waiting, key=lambda t: (RETRY_OF_ATTR not in t.user_attrs,
+                                                    t.number)):
+            try:
+                if self._storage.set_trial_state_values(
+                    trial._trial_id, state=optuna.trial.TrialState.RUNNING
+                ):
+                    return trial._trial_id
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # another worker finished it
+        return None
 
 
 def open_study(
@@ -93,6 +128,8 @@ def open_study(
 
     Optuna's metric names are the objectives' names (``val_accuracy``, ``params``, ``latency``),
     so Optuna's CLI and optuna-dashboard label values by them.
+
+    The study is a ``RetriesFirstStudy``: a queued retry runs before the other queued trials.
 
     Returns:
         (study, created): ``created`` is True for exactly one caller, even when several workers
@@ -131,6 +168,8 @@ def open_study(
     existing_trials = len(study.get_trials(deepcopy=False))
     if seed is not None and existing_trials:
         study.sampler = make_sampler(seed + existing_trials, sampler)
+    study = RetriesFirstStudy(study_name=study.study_name, storage=study._storage,
+                              sampler=study.sampler, pruner=study.pruner)
     return study, created
 
 

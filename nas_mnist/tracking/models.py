@@ -106,7 +106,7 @@ def log_trial_model(
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     try:
         # The fluent run is what files the logged model under the run's experiment.
-        with _global_tracking_uri(tracking_uri), \
+        with global_tracking_uri(tracking_uri), \
                 mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
             info = mlflow.keras.log_model(
                 model, name=TRIAL_MODEL_NAME, signature=model_signature(),
@@ -119,7 +119,7 @@ def log_trial_model(
 
 
 @contextlib.contextmanager
-def _global_tracking_uri(tracking_uri: str) -> Iterator[None]:
+def global_tracking_uri(tracking_uri: str) -> Iterator[None]:
     """MLflow's process-wide tracking URI set to ``tracking_uri`` for a block, then restored
     (MLflow's fluent API and its ``models:/`` resolution read only that one)."""
     import mlflow
@@ -163,7 +163,7 @@ def load_logged_model(model_uri: str, tracking_uri: str) -> Any:
         try:
             # models:/<model_id> is resolved against the global tracking URI, whatever
             # download_artifacts is told: set it for the call.
-            with temporary_environ(**QUIET_DOWNLOADS), _global_tracking_uri(tracking_uri):
+            with temporary_environ(**QUIET_DOWNLOADS), global_tracking_uri(tracking_uri):
                 local = mlflow.artifacts.download_artifacts(
                     artifact_uri=model_uri, dst_path=tmp, tracking_uri=tracking_uri
                 )

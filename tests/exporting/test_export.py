@@ -1,7 +1,9 @@
-"""Tests of ``nas-mnist export``: the SavedModel, its manifest, MLflow, and the refusals.
+"""Tests of ``nas-mnist export``: the SavedModel, its manifest, MLflow, the refusals, and the
+champion once the study has final models.
 
 The slow tests share one small study (3 trials, 1 epoch, 500 training images) built once per
-module, and one export of its best trial.
+module, and one export of its best trial. The final models are made by hand (a final study whose
+trials reuse the search trials' logged models), not by ``nas-mnist retrain``.
 """
 
 from __future__ import annotations
@@ -140,6 +142,7 @@ def test_export_is_a_savedmodel_that_predicts_as_the_keras_file(study, exported)
 
     metrics = json.loads((exported / "metrics.json").read_text())
     assert metrics["trial_number"] == trial.number and metrics["retrained"] is False
+    assert metrics["final_model"] is False and "final" not in metrics  # no final study
     assert metrics["val_accuracy"] == trial.user_attrs["val_accuracy"]
     assert metrics["export"]["test_accuracy"] == pytest.approx(accuracy, abs=1e-9)
     assert metrics["export"]["max_abs_difference"] < 1e-5
@@ -501,3 +504,143 @@ def test_bad_ensemble_requests_exit_2_and_write_nothing(study, capsys):
         assert main(study.export_args("--out", str(out), *extra)) == 2
         assert message in capsys.readouterr().err
     assert study.listing() == before
+
+
+# --- final models (the champion) ---------------------------------------------------------------
+
+RECIPE = {"epochs": 30, "augmentation": True, "cosine": True, "max_train_samples": None,
+          "batch_size": None, "seed": 7, "augmentation_factors": {"translation": 0.1},
+          "lr_schedule": "cosine", "num_train_images": 50_000, "precise_bn": True,
+          "selection": "best epoch by val_accuracy"}
+"""The recipe the hand-made final models claim (``FinalRecipe.record``'s keys; their models
+are the search's)."""
+
+
+def _final_trial(trial: optuna.trial.FrozenTrial, value: float, seed: int
+                 ) -> optuna.trial.FrozenTrial:
+    """A complete final trial retraining ``trial`` whose model is ``trial``'s kept model."""
+    attrs = trial.user_attrs
+    spec = {**attrs["spec"], "augmentation": RECIPE["augmentation_factors"],
+            "lr_schedule": "cosine"}
+    return optuna.trial.create_trial(value=value, user_attrs={
+        "spec": spec, "model_uri": attrs["model_uri"], "mlflow_run_id": attrs["mlflow_run_id"],
+        "val_accuracy": value, "test_accuracy": attrs["test_accuracy"],
+        "num_params": attrs["num_params"], "best_epoch": 0, "recipe": RECIPE,
+        "source_trial": trial.number, "final_seed": seed,
+        "final_key": f"trial:{trial.number}/seed:{seed}"})
+
+
+@pytest.fixture(scope="module")
+def with_finals(study: Study) -> dict:
+    """A copy of the study (own storage, own MLflow parent run) with two final models: the
+    champion (final 0, val_accuracy 0.99) has the search's lowest test_accuracy, final 1
+    (val_accuracy 0.98) the highest."""
+    import mlflow
+
+    storage = f"sqlite:///{study.root / 'finals.db'}"
+    optuna.copy_study(from_study_name="demo", from_storage=study.storage, to_storage=storage)
+    copy = optuna.load_study(study_name="demo", storage=storage)
+    client = mlflow.MlflowClient(study.tracking_uri)
+    experiment = client.get_run(copy.user_attrs["mlflow_parent_run_id"]).info.experiment_id
+    parent = client.create_run(experiment, run_name="finals parent").info.run_id
+    client.set_terminated(parent)
+    copy.set_user_attr("mlflow_parent_run_id", parent)
+    complete = sorted((t for t in copy.trials if t.state.name == "COMPLETE"),
+                      key=lambda t: (t.user_attrs["test_accuracy"], t.number))
+    low, high = complete[0], complete[-1]
+    if low.user_attrs["test_accuracy"] == high.user_attrs["test_accuracy"]:
+        pytest.skip("the search's trials have equal test_accuracy")
+    final = optuna.create_study(study_name="demo/final", storage=storage, direction="maximize")
+    final.add_trial(_final_trial(low, 0.99, 0))
+    final.add_trial(_final_trial(high, 0.98, 0))
+    return {"storage": storage, "low": low, "high": high, "parent": parent,
+            "num_search": len(complete)}
+
+
+def _final_args(study: Study, with_finals: dict, *extra: str) -> list[str]:
+    return ["export", "--storage", with_finals["storage"], "--study-name", "demo",
+            "--data", str(study.data), *extra]
+
+
+@pytest.mark.slow
+def test_export_takes_the_champion_by_val_accuracy_and_says_its_recipe(study, with_finals,
+                                                                       capsys):
+    import mlflow
+
+    low, high = with_finals["low"], with_finals["high"]
+    out = study.root / "champion"
+    assert main(_final_args(study, with_finals, "--out", str(out))) == 0
+    printed = capsys.readouterr().out
+    assert f"the champion (final model 0: search trial {low.number}, seed 0)" in printed
+    assert "final recipe: 30 epochs, 50,000 training images, augmentation translation 0.1, " \
+        "learning-rate schedule cosine, training seed 7" in printed
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    # The champion is the best val_accuracy (0.99), not the best test_accuracy (final 1's).
+    assert metrics["final_model"] is True and metrics["val_accuracy"] == 0.99
+    assert metrics["test_accuracy"] == low.user_attrs["test_accuracy"] \
+        < high.user_attrs["test_accuracy"]
+    assert metrics["trial_number"] == low.number
+    assert metrics["source_model_uri"] == low.user_attrs["model_uri"]
+    assert metrics["final"] == {
+        "study_name": "demo/final", "trial_number": 0, "final_key": f"trial:{low.number}/seed:0",
+        "source_trial": low.number, "baseline": None, "seed": 0, "training_seed": 7,
+        "epochs": 30,
+        "num_train_images": 50_000, "augmentation": {"translation": 0.1},
+        "lr_schedule": "cosine", "recipe": RECIPE}
+    # Verified as any export: reloaded, and the final trial's test_accuracy reproduced.
+    check = metrics["export"]
+    assert check["expected_test_accuracy"] == low.user_attrs["test_accuracy"]
+    assert abs(check["test_accuracy"] - low.user_attrs["test_accuracy"]) <= 0.001
+    assert check["max_abs_difference"] < 1e-5
+    assert json.loads((out / "spec.json").read_text())["lr_schedule"] == "cosine"
+    assert verify_manifest(out) == []
+    tags = mlflow.MlflowClient(study.tracking_uri).get_run(with_finals["parent"]).data.tags
+    assert tags["best_trial"] == "final:0"
+
+
+@pytest.mark.slow
+def test_from_search_exports_the_best_search_trial_despite_a_champion(study, with_finals):
+    out = study.root / "from_search"
+    assert main(_final_args(study, with_finals, "--out", str(out), "--from-search")) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["final_model"] is False and "final" not in metrics
+    assert metrics["trial_number"] == _best_trial(study).number
+
+
+@pytest.mark.slow
+def test_ensemble_takes_final_models_when_there_are_k_of_them(study, with_finals, capsys):
+    out = study.root / "final_ensemble"
+    assert main(_final_args(study, with_finals, "--out", str(out), "--ensemble", "2")) == 0
+    assert "ensemble of 2 final models" in capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["members_from"] == "final models"
+    assert [(m["trial_number"], m["source_trial"]) for m in metrics["members"]] == [
+        (0, with_finals["low"].number), (1, with_finals["high"].number)]
+    assert all(m["final_model"] and m["seed"] == 0 for m in metrics["members"])
+    assert verify_manifest(out) == []
+    # More members than final models: the search trials, as without final models.
+    k = with_finals["num_search"] + 1
+    assert main(_final_args(study, with_finals, "--out", str(study.root / "x"), "--ensemble",
+                            str(k))) == 2
+    assert f"only {with_finals['num_search']} complete trial(s)" in capsys.readouterr().err
+
+
+def test_pick_champion_is_the_best_final_val_accuracy_with_a_model():
+    from nas_mnist.exporting.final import final_label, pick_champion
+
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, study_name="demo", direction="maximize")
+    assert pick_champion(study) is None  # no final study: the best search trial is exported
+    final = optuna.create_study(storage=storage, study_name="demo/final", direction="maximize")
+    for value, test, attrs in (
+        (0.995, 0.990, {"model_uri": "models:/a", "source_trial": 4, "final_seed": 0}),
+        (0.994, 0.999, {"model_uri": "models:/b", "source_trial": 7, "final_seed": 0}),
+        (0.999, 0.999, {"source_trial": 9}),  # kept no model: never exported
+        (0.996, 0.990, {"model_uri": "models:/c", "baseline": "s002_m9", "final_seed": 1}),
+    ):
+        final.add_trial(optuna.trial.create_trial(
+            value=value, user_attrs={"test_accuracy": test, "num_params": 10, **attrs}))
+    champion = pick_champion(study)
+    assert champion.number == 3 and final_label(champion) == "baseline s002_m9, seed 1"
+    assert final_label(final.trials[0]) == "search trial 4, seed 0"

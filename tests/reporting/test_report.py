@@ -449,3 +449,78 @@ def test_report_force_replaces_an_earlier_report_only(tmp_path, monkeypatch):
     assert main(["report", "--storage", storage, "--study-name", "demo", "--out", str(mine),
                  "--force"]) == 2
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
+# ---------------------------------------------------------------------------------------------
+# fast: the "Final models" section, with a final study made by hand (no retrain)
+# ---------------------------------------------------------------------------------------------
+
+
+def _final(value: float, test: float, seed: int, source: int | None = None,
+           baseline: str = "") -> optuna.trial.FrozenTrial:
+    """A complete final trial retraining search trial ``source`` or ``baseline``."""
+    what = {"baseline": baseline} if baseline else {"source_trial": source}
+    key = f"baseline:{baseline}" if baseline else f"trial:{source}"
+    return optuna.trial.create_trial(value=value, user_attrs={
+        "val_accuracy": value, "test_accuracy": test, "num_params": 1000 + seed,
+        "best_epoch": 18, "recipe": {"epochs": 20}, "final_seed": seed,
+        "final_key": f"{key}/seed:{seed}", "mlflow_run_id": f"run{seed}", **what})
+
+
+@pytest.fixture
+def final_storage(tmp_path) -> str:
+    """A stored ``_small_study`` as ``demo`` with ``demo/final``: search trial 5 retrained with
+    seeds 0 and 1 and baseline s002_m9; the champion (final 0) has not the best test_accuracy."""
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    study = _small_study()
+    optuna.copy_study(from_study_name=study.study_name, from_storage=study._storage,
+                      to_storage=storage, to_study_name="demo")
+    final = optuna.create_study(study_name="demo/final", storage=storage, direction="maximize")
+    for trial in (_final(0.9950, 0.9948, 0, source=5), _final(0.9940, 0.9962, 1, source=5),
+                  _final(0.9930, 0.9941, 0, baseline="s002_m9")):
+        final.add_trial(trial)
+    return storage
+
+
+def test_report_has_final_models_with_the_champion_and_the_reported_accuracies(
+        final_storage, tmp_path, capsys):
+    out = tmp_path / "rep"
+    assert main(["report", "--storage", final_storage, "--study-name", "demo", "--out",
+                 str(out)]) == 0
+    assert "3 final model(s); champion: final model 0 (trial 5), val_accuracy 0.9950, " \
+        "test_accuracy 0.9948" in capsys.readouterr().out
+    with open(out / "final_models.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["final_trial"], r["champion"], r["retrains"], r["seed"]) for r in rows] == [
+        ("0", "True", "trial 5", "0"), ("1", "False", "trial 5", "1"),
+        ("2", "False", "baseline s002_m9", "0")]
+    assert float(rows[0]["search_val_accuracy"]) == pytest.approx(0.95)  # 0.9 + 0.01 * 5
+    assert rows[0]["epochs"] == "20" and rows[0]["reported_test_accuracy"] == ""
+    assert float(rows[2]["reported_test_accuracy"]) == \
+        get_baseline("s002_m9").reported_test_accuracy == 0.9954
+    markdown = (out / "final_models.md").read_text().splitlines()
+    assert markdown[2].startswith("| champion | 0 | trial 5 | 0 | 0.9950 | 0.9948 | 1,000 | 20 |")
+
+    page = (out / "report.html").read_text()
+    headings = re.findall(r"<h2>([^<]+)</h2>", page)
+    assert headings[:2] == ["Final models", "Leaderboard"]
+    section = page.split("<h2>Final models</h2>")[1].split("<h2>Leaderboard</h2>")[0]
+    champion_rows = re.findall(r'<tr class="champion">\s*<td class="text">champion</td>\s*'
+                               r"<td>(\d+)</td>", section)
+    assert champion_rows == ["0"] and section.count("champion</td>") == 1
+    assert '<tr class="baseline">' in section and "0.9954" in section  # reported, beside it
+    assert ("Best retrained baseline (by val_accuracy): s002_m9, test_accuracy 0.9941 "
+            "(champion +0.0007)") in section
+    assert ("The seeds&#39; best reported test_accuracy: 0.9954 (s002_m9, chosen on the test "
+            "set by its notebook; champion -0.0006)") in section
+    # Seed 0 and 1 of trial 5: mean and spread over the seeds.
+    assert re.search(r"<td class=\"text\">trial 5</td><td>2</td><td>0\.9945</td>\s*"
+                     r"<td>0\.9955</td><td>0\.0010</td>", section)
+
+
+def test_report_without_final_models_has_no_final_section(tmp_path):
+    from nas_mnist.reporting.report import write_report
+
+    written = write_report(_small_study(3), tmp_path)
+    assert written.final_models == [] and not (tmp_path / "final_models.csv").exists()
+    assert "Final models" not in (tmp_path / "report.html").read_text()

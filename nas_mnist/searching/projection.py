@@ -1,0 +1,208 @@
+"""The projection a search logs before its first trial: how long its seeds, its sampled trials
+and its final stage will take on this device, and the CPU-sized advice.
+
+Every queued trial's spec is known before it runs (a seeded baseline's catalog spec, a retry's
+fixed params); the sampled trials are stood in for by ``SAMPLED_SPECS`` specs drawn at random
+from the search space (what TPE's start-up trials are). Seconds per image follow forward FLOPs
+(``nas_mnist.model.cost.forward_flops``) through a ``timing.CostModel``: measured on this
+device on two specs, the cheapest and the median one by FLOPs, when the search is large enough
+that a few seconds of measuring are worth it (``timing.CALIBRATE_ABOVE_SECONDS``); else this
+project's CPU numbers (``timing.CPU_COST_MODEL``), so that quick searches start as fast as
+before. Pruned trials end early, so the sampled trials' time is an upper bound.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from nas_mnist.architecture.baselines import get_baseline
+from nas_mnist.architecture.spec import ArchitectureSpec, SpecError
+from nas_mnist.model.cost import forward_flops
+from nas_mnist.search_space.space import SearchSpace
+from nas_mnist.timing import (
+    CALIBRATE_ABOVE_SECONDS,
+    CPU_COST_MODEL,
+    CPU_EPOCHS,
+    CPU_TRAIN_SAMPLES,
+    FULL_TRAIN_SAMPLES,
+    CostModel,
+    SearchProjection,
+    StageWork,
+    suggest_cpu_budget,
+)
+from nas_mnist.trial_attributes import BASELINE_ATTR
+
+logger = logging.getLogger(__name__)
+
+SAMPLED_SPECS = 64
+"""Specs drawn at random from the space to stand in for the sampled trials (a few ms each)."""
+
+
+def queued_specs(study: Any, space: SearchSpace) -> list[tuple[ArchitectureSpec | None, bool]]:
+    """(spec, is a seed) of each WAITING trial: a baseline's catalog spec, or the spec of its
+    fixed params (a retry); None where the params give no valid spec (pruned at once)."""
+    from optuna.trial import FixedTrial, TrialState
+
+    out = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        name = trial.user_attrs.get(BASELINE_ATTR)
+        try:
+            spec = (get_baseline(name).spec if name
+                    else space.suggest(FixedTrial(trial.system_attrs.get("fixed_params", {}))))
+        except (SpecError, ValueError):
+            spec = None
+        out.append((spec, bool(name)))
+    return out
+
+
+def sampled_specs(space: SearchSpace, count: int = SAMPLED_SPECS,
+                  seed: int = 0) -> list[ArchitectureSpec | None]:
+    """``count`` specs drawn by Optuna's ``RandomSampler`` (None: an impossible one)."""
+    import optuna
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    out = []
+    for _ in range(count):
+        try:
+            out.append(space.suggest(study.ask()))
+        except SpecError:
+            out.append(None)
+    return out
+
+
+def _flops(spec: ArchitectureSpec | None, max_params: int | None) -> float:
+    """A trial's forward FLOPs; 0 for one pruned before training (impossible or too large)."""
+    if spec is None or (max_params is not None and spec.num_params > max_params):
+        return 0.0
+    return float(forward_flops(spec))
+
+
+def measure_cost_model(specs: list[ArchitectureSpec], data: Any) -> CostModel:
+    """A ``CostModel`` fitted to the cheapest and the median spec by FLOPs, measured on this
+    process's device (``model.cost.measure_step_cost``) on ``data``'s training images; Keras'
+    state is cleared afterwards."""
+    from nas_mnist.model.cost import measure_step_cost
+    from nas_mnist.model.training import EVAL_BATCH_SIZE, release_memory
+
+    ranked = sorted(specs, key=forward_flops)
+    picked = [ranked[0]] + ([ranked[len(ranked) // 2]] if len(ranked) > 1 else [])
+    points = []
+    for spec in picked:
+        cost = measure_step_cost(spec, data.x_train, data.y_train,
+                                 eval_batch_size=EVAL_BATCH_SIZE)
+        points.append((cost.flops, cost.train, cost.evaluate))
+    release_memory()
+    flops = " and ".join(f"{p[0] / 1e6:.1f}" for p in points)
+    return CostModel.fit(points, f"measured on specs of {flops} MFLOPs")
+
+
+@dataclass(frozen=True)
+class QueuedWork:
+    """The forward FLOPs of the trials a search has left, and their specs (to measure).
+
+    Attributes:
+        seeds: each queued seed's FLOPs (0: pruned before training).
+        sampled: each other trial's FLOPs: queued retries, then the trials the sampler will
+            propose (each the mean of the drawn specs).
+        specs: the queued and drawn specs that train (the candidates to measure).
+    """
+
+    seeds: tuple[float, ...]
+    sampled: tuple[float, ...]
+    specs: tuple[ArchitectureSpec, ...]
+
+    def stages(self, data: Any, epochs: int, train_images: int) -> list[StageWork]:
+        """The seeds and the sampled trials as ``StageWork`` of ``epochs`` epochs on
+        ``train_images`` images (at most ``data``'s), without empty ones."""
+        from nas_mnist.model.precise_bn import PRECISE_BN_IMAGES
+
+        work = dict(epochs=epochs, train_images=min(train_images, data.num_train),
+                    eval_images=data.num_val + PRECISE_BN_IMAGES, test_images=data.num_test)
+        stages = [StageWork("seed", self.seeds, **work),
+                  StageWork("sampled trial", self.sampled, **work, note="less when pruned")]
+        return [stage for stage in stages if stage.flops]
+
+
+def queued_work(settings: Any, space: SearchSpace, study: Any) -> QueuedWork:
+    """What ``study`` has left to train under ``settings`` (``--trials``, ``--max-params``)."""
+    from nas_mnist.study.trial_counts import count_finished
+
+    queued = queued_specs(study, space)
+    sampled = max(0, settings.trials - count_finished(study) - len(queued))
+    drawn = sampled_specs(space, seed=settings.seed) if sampled else []
+    drawn_flops = [_flops(s, settings.max_params) for s in drawn]
+    mean = statistics.fmean(drawn_flops) if drawn_flops else 0.0
+    return QueuedWork(
+        seeds=tuple(_flops(s, settings.max_params) for s, seed in queued if seed),
+        sampled=(*[_flops(s, settings.max_params) for s, seed in queued if not seed],
+                 *[mean] * sampled),
+        specs=tuple(s for s in [*(s for s, _ in queued), *drawn] if s is not None),
+    )
+
+
+def final_stage(models: int, epochs: int, flops: float, data: Any) -> StageWork:
+    """The final stage's work: ``models`` trainings of ``epochs`` epochs on every training image
+    (``timing.FULL_TRAIN_SAMPLES``) of a spec of ``flops`` forward FLOPs (the best specs are not
+    known before the search: pass e.g. the mean of the seeds')."""
+    from nas_mnist.model.precise_bn import PRECISE_BN_IMAGES
+
+    return StageWork("final model", (flops,) * models, epochs, FULL_TRAIN_SAMPLES,
+                     data.num_val + PRECISE_BN_IMAGES, data.num_test)
+
+
+def project_search(settings: Any, prepared: Any, study: Any,
+                   final: StageWork | None = None) -> tuple[SearchProjection, str | None]:
+    """The projection of what the search has left, and the CPU-sized advice (or None).
+
+    Args:
+        settings: the validated ``SearchSettings``.
+        prepared: what ``prepare.prepare`` loaded (space, data).
+        study: the opened, seeded study.
+        final: the final stage's work (``final_stage``), None when there is none.
+
+    Returns:
+        (projection, advice): the advice is ``timing.suggest_cpu_budget``'s line.
+    """
+    from nas_mnist.model.devices import gpu_available
+
+    on_gpu = gpu_available()
+    work = queued_work(settings, prepared.space, study)
+    last = [final] if final is not None and final.flops else []
+    stages = work.stages(prepared.data, settings.epochs, prepared.data.num_train) + last
+    cost, measured = CPU_COST_MODEL, 0.0
+    if work.specs and (on_gpu or SearchProjection(tuple(stages), cost).total_seconds
+                       >= CALIBRATE_ABOVE_SECONDS):
+        start = time.perf_counter()
+        cost = measure_cost_model(list(work.specs), prepared.data)
+        measured = time.perf_counter() - start
+    projection = SearchProjection(tuple(stages), cost, "GPU" if on_gpu else "CPU", measured,
+                                  settings.jobs)
+    small = work.stages(prepared.data, min(settings.epochs, CPU_EPOCHS), CPU_TRAIN_SAMPLES)
+    advice = suggest_cpu_budget(
+        projection.total_seconds, epochs=settings.epochs,
+        max_train_samples=settings.max_train_samples, on_gpu=on_gpu,
+        cpu_sized_seconds=SearchProjection(tuple(small + last), cost).total_seconds)
+    return projection, advice
+
+
+def log_projection(settings: Any, prepared: Any, study: Any,
+                   final: StageWork | None = None) -> str | None:
+    """Log the projection line and the CPU-sized advice (``project_search``); never fails the
+    search (a projection that cannot be made is logged at debug level).
+
+    Returns:
+        The advice line, or None.
+    """
+    try:
+        projection, advice = project_search(settings, prepared, study, final)
+    except Exception:  # a projection is a courtesy: never stop a search for it
+        logger.debug("no projection", exc_info=True)
+        return None
+    logger.info("%s", projection.describe())
+    if advice:
+        logger.info("%s", advice)
+    return advice

@@ -1,0 +1,60 @@
+"""The objective's per-epoch reports to Optuna's pruner (in-memory studies, nothing trains)."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.trial import TrialState, create_trial
+
+from nas_mnist.searching.objective import _NoListener, _TrialReporter
+from nas_mnist.study.opening import make_pruner
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+PRUNERS = {
+    "median": lambda: make_pruner("median", epochs=3),
+    # Prunes every value below 1.0: a pruner that would prune at any step.
+    "threshold": lambda: optuna.pruners.ThresholdPruner(lower=1.0),
+}
+
+
+def study_with_strong_trials(pruner: optuna.pruners.BasePruner) -> optuna.Study:
+    """Five finished trials at val_accuracy 0.99 after each of 3 epochs: the median's start-up
+    is over, and a trial at 0.5 is below the median at every step."""
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    for _ in range(5):
+        study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.99,
+                                     intermediate_values={0: 0.99, 1: 0.99, 2: 0.99}))
+    return study
+
+
+def reporter(trial: optuna.Trial, keras_params: bool) -> _TrialReporter:
+    """A reporter for a 3-epoch training: told by the objective, or by Keras' ``params``."""
+    if keras_params:
+        callback = _TrialReporter(trial, _NoListener(), prune=True)
+        callback.set_params({"epochs": 3, "verbose": 0, "steps": 1})
+        return callback
+    return _TrialReporter(trial, _NoListener(), prune=True, epochs=3)
+
+
+@pytest.mark.parametrize("keras_params", [False, True])
+@pytest.mark.parametrize("pruner", sorted(PRUNERS))
+def test_a_trial_is_never_pruned_at_its_last_epoch(pruner, keras_params):
+    study = study_with_strong_trials(PRUNERS[pruner]())
+    last = study.ask()
+    reporter(last, keras_params).on_epoch_end(2, {"val_accuracy": 0.5})  # no TrialPruned
+    frozen = study._storage.get_trial(last._trial_id)
+    assert frozen.intermediate_values == {2: 0.5}  # reported: later trials compare with it
+    assert study.pruner.prune(study, frozen)  # the pruner would have pruned it there
+
+    earlier = study.ask()
+    with pytest.raises(optuna.TrialPruned, match="pruned after epoch 2: val_accuracy 0.5000"):
+        reporter(earlier, keras_params).on_epoch_end(1, {"val_accuracy": 0.5})
+
+
+def test_without_pruning_nothing_is_reported():
+    study = study_with_strong_trials(make_pruner("median", epochs=3))
+    trial = study.ask()
+    _TrialReporter(trial, _NoListener(), prune=False, epochs=3).on_epoch_end(
+        0, {"val_accuracy": 0.5})
+    assert study._storage.get_trial(trial._trial_id).intermediate_values == {}
