@@ -9,6 +9,10 @@ The search's projection is the running trial's remaining time plus the trials st
 times the mean duration of the finished trials (complete or pruned; pruned ones are shorter, so
 the mean carries the pruning rate); before a trial has finished, the running trial's projected
 duration stands in for that mean.
+
+Before the first trial, the projection comes from each trial's forward FLOPs instead
+(``CostModel``, ``StageWork``, ``SearchProjection``; ``nas_mnist.searching.projection`` gathers
+the specs and measures the device).
 """
 
 from __future__ import annotations
@@ -223,17 +227,26 @@ def _line(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
 
 
 CPU_COST_MODEL = CostModel(
-    train_fixed=2.3e-4, train_per_gflop=2.2e-2, eval_fixed=0.0, eval_per_gflop=7.9e-3,
+    train_fixed=2e-4, train_per_gflop=2e-2, eval_fixed=2e-5, eval_per_gflop=7e-3,
     source="FLOPs at this project's 2-core CPU's speed, not measured here",
 )
-"""This project's shared 2-core CPU (``scripts/bench_seed_cost.py``, the fastest of 2 rounds over
-the 20 seeds of ``--baselines auto``: ``docs/benchmarks.md``). Used when a search is small
-enough that measuring the device would cost a sizeable share of it (``CALIBRATE_ABOVE_SECONDS``)."""
+"""This project's shared 2-core CPU, rounded from four fits (``scripts/bench_seed_cost.py`` over the
+20 seeds of ``--baselines auto``, twice, and two projections' measurements): 0.12 to 0.48 ms per
+training image plus 14 to 31 ms per GFLOP, 0 to 0.12 ms per evaluated image plus 3 to 9 ms per
+GFLOP, as the machine's other load varied. Used when a search is small enough that measuring the
+device would cost a sizeable share of it (``CALIBRATE_ABOVE_SECONDS``)."""
 
 CALIBRATE_ABOVE_SECONDS = 600.0
 """A search whose ``CPU_COST_MODEL`` projection is above this is measured on its device first
 (a few seconds); below it, the projection comes from ``CPU_COST_MODEL`` alone, so that quick
 searches start as fast as before."""
+
+FIT_LOOP_FACTOR = 1.2
+"""A trial's ``fit`` and ``evaluate`` over bare training and evaluation steps (the input pipeline,
+callbacks, metrics, precise BN's probe). On this project's CPU, 3-epoch trials of 10,000 images
+took 1.06 (``s002_m9``, 156 s) to 1.30 (``s002_m1``, 22 s) times what ``measure_step_cost``
+measured just before them in the same process; with this factor the projections were 176 s and
+20 s."""
 
 TRIAL_OVERHEAD_SECONDS = 1.0
 """Seconds a trial costs besides its images: building the model, its MLflow run, logging the
@@ -264,11 +277,14 @@ class StageWork:
     note: str = ""
 
     def seconds(self, cost: CostModel) -> float:
-        """Projected seconds of all its trials, one after another, under ``cost``."""
+        """Projected seconds of all its trials, one after another, under ``cost``: each trial's
+        images at ``cost``'s seconds per image times ``FIT_LOOP_FACTOR``, plus
+        ``TRIAL_OVERHEAD_SECONDS``."""
         return sum(
-            self.epochs * (self.train_images * cost.train_seconds(f)
-                           + self.eval_images * cost.eval_seconds(f))
-            + self.test_images * cost.eval_seconds(f) + TRIAL_OVERHEAD_SECONDS
+            FIT_LOOP_FACTOR * (self.epochs * (self.train_images * cost.train_seconds(f)
+                                              + self.eval_images * cost.eval_seconds(f))
+                               + self.test_images * cost.eval_seconds(f))
+            + TRIAL_OVERHEAD_SECONDS
             for f in self.flops
         )
 

@@ -9,8 +9,9 @@ warm-up step each (``nas_mnist.model.cost.measure_step_cost``; not whole trainin
 forward FLOPs and parameters. Then the old order (strongest reported first) and the new one
 (``seeding_order``) are compared: the projected minutes of the first seeds of a CPU-sized search
 (``--epochs 3 --max-train-samples 10000``: per epoch 10,000 training images and 12,000 evaluated
-ones, validation and precise BN, then 10,000 test images), and how many seeds finish within the
-first hour; and the ``CostModel`` fitted to all of them (``nas_mnist.timing.CPU_COST_MODEL``).
+ones, validation and precise BN, then 10,000 test images) and of the default job (15 epochs of
+50,000 images), and how many seeds finish within the first hour; and the ``CostModel`` fitted
+to all of them (``nas_mnist.timing.CPU_COST_MODEL``).
 The load average before and after says how busy the machine was.
 """
 
@@ -39,24 +40,34 @@ def _minutes(order: list, costs: dict, epochs: int, samples: int) -> list[float]
     return out
 
 
-def _print_order(title: str, order: list, seconds: dict, args: argparse.Namespace) -> None:
-    cumulative = _minutes(order, seconds, args.epochs, args.samples)
-    within = sum(m <= 60 for m in cumulative)
-    print(f"\n{title}: {within} seed(s) within the first hour")
-    for baseline, minutes in list(zip(order, cumulative, strict=True))[: args.first]:
-        print(f"  {baseline.name:10s} {baseline.reported_test_accuracy:.4f}  done at "
-              f"{minutes:6.1f} min")
+def _print_orders(baselines: list, costs: dict, budget: str, first: int) -> None:
+    """The old and the new order at one budget ("EPOCHS:IMAGES")."""
+    from nas_mnist.searching.baseline_trials import seeding_order
+
+    epochs, samples = (int(v) for v in budget.split(":"))
+    print(f"\n--epochs {epochs}, {samples} training images:")
+    for title, order in (("old order (strongest reported first)", _old_order(baselines)),
+                         ("new order (seeding_order)", list(seeding_order(baselines)))):
+        cumulative = _minutes(order, costs, epochs, samples)
+        within = sum(m <= 60 for m in cumulative)
+        print(f"{title}: {within} seed(s) within the first hour, all {len(order)} in "
+              f"{cumulative[-1]:.0f} min")
+        for baseline, minutes in list(zip(order, cumulative, strict=True))[:first]:
+            print(f"  {baseline.name:10s} {baseline.reported_test_accuracy:.4f}  done at "
+                  f"{minutes:6.1f} min")
 
 
 def _measure(baselines: list, data: object, args: argparse.Namespace) -> dict:
     """The fastest of ``--repeats`` rounds of ``measure_step_cost`` per baseline, printed."""
     from nas_mnist.model.cost import measure_step_cost
+    from nas_mnist.model.training import release_memory
 
     best: dict = {}
     for _ in range(args.repeats):  # rounds over all models, so that a busy moment hits each once
         for b in baselines:
             cost = measure_step_cost(b.spec, data.x_val, data.y_val, steps=args.steps,
                                      eval_batch_size=args.eval_batch_size)
+            release_memory()  # Keras' global state would keep every model
             old = best.get(b.name)
             best[b.name] = cost if old is None else type(cost)(
                 cost.flops, min(cost.train, old.train), min(cost.evaluate, old.evaluate))
@@ -77,15 +88,16 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=3, help="timed steps per model (default 3)")
     parser.add_argument("--repeats", type=int, default=2, help="rounds; the fastest counts")
     parser.add_argument("--eval-batch-size", type=int, default=1024, help="default 1024")
-    parser.add_argument("--epochs", type=int, default=3, help="search epochs (default 3)")
-    parser.add_argument("--samples", type=int, default=10_000, help="training images per epoch")
+    parser.add_argument("--budgets", default="3:10000,15:50000",
+                        help="EPOCHS:IMAGES of the searches to project (default: the CPU-sized "
+                        "and the default job)")
     parser.add_argument("--first", type=int, default=6, help="seeds shown per order (default 6)")
     args = parser.parse_args()
 
     from nas_mnist.architecture.baselines import select_baselines
     from nas_mnist.data import load_splits
     from nas_mnist.search_space.space import load_search_space
-    from nas_mnist.searching.baseline_trials import seeding_order, seeding_plan
+    from nas_mnist.searching.baseline_trials import seeding_plan
     from nas_mnist.timing import CostModel
 
     if args.models:
@@ -102,8 +114,8 @@ def main() -> int:
           f"{os.getloadavg()}")
     fitted = CostModel.fit([(c.flops, c.train, c.evaluate) for c in costs.values()], "fit")
     print(f"fitted: {fitted}")
-    _print_order("old order (strongest reported first)", _old_order(baselines), costs, args)
-    _print_order("new order (seeding_order)", list(seeding_order(baselines)), costs, args)
+    for budget in args.budgets.split(","):
+        _print_orders(baselines, costs, budget, args.first)
     return 0
 
 

@@ -9,8 +9,7 @@ Which baselines, in which order, and how many (``--baselines``):
 
 - ``auto`` (the default): the baselines that are points of the active space, in tiers of equal
   reported accuracy, strongest tier first and cheapest first within a tier (``seeding_order``),
-  taking at most half of ``--trials`` (``AUTO_SHARE``); the other half is
-  left to the sampler.
+  taking at most half of ``--trials`` (``AUTO_SHARE``); the other half is left to the sampler.
 - ``all``: every baseline, in the same order, as many as the budget allows.
 - ``none``: no baseline. ``NAME,NAME``: those, in the given order, as many as the budget allows.
 

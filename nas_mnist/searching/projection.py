@@ -64,7 +64,13 @@ def sampled_specs(space: SearchSpace, count: int = SAMPLED_SPECS,
     """``count`` specs drawn by Optuna's ``RandomSampler`` (None: an impossible one)."""
     import optuna
 
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    quiet = logging.getLogger("optuna.storages._in_memory")  # "A new study created in memory"
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)
+    try:
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    finally:
+        quiet.setLevel(level)
     out = []
     for _ in range(count):
         try:
@@ -146,23 +152,25 @@ def queued_work(settings: Any, space: SearchSpace, study: Any) -> QueuedWork:
 
 def final_stage(models: int, epochs: int, flops: float, data: Any) -> StageWork:
     """The final stage's work: ``models`` trainings of ``epochs`` epochs on every training image
-    (``timing.FULL_TRAIN_SAMPLES``) of a spec of ``flops`` forward FLOPs (the best specs are not
-    known before the search: pass e.g. the mean of the seeds')."""
+    (``timing.FULL_TRAIN_SAMPLES``) of a spec of ``flops`` forward FLOPs (the specs it retrains
+    are not known before the search)."""
     from nas_mnist.model.precise_bn import PRECISE_BN_IMAGES
 
     return StageWork("final model", (flops,) * models, epochs, FULL_TRAIN_SAMPLES,
                      data.num_val + PRECISE_BN_IMAGES, data.num_test)
 
 
-def project_search(settings: Any, prepared: Any, study: Any,
-                   final: StageWork | None = None) -> tuple[SearchProjection, str | None]:
+def project_search(settings: Any, prepared: Any, study: Any, *, final_models: int = 0,
+                   final_epochs: int | None = None) -> tuple[SearchProjection, str | None]:
     """The projection of what the search has left, and the CPU-sized advice (or None).
 
     Args:
         settings: the validated ``SearchSettings``.
         prepared: what ``prepare.prepare`` loaded (space, data).
         study: the opened, seeded study.
-        final: the final stage's work (``final_stage``), None when there is none.
+        final_models: models the final stage will train after the search (0: no final stage),
+            each projected at the mean FLOPs of the search's trials that train.
+        final_epochs: their epochs (None: ``settings.epochs``).
 
     Returns:
         (projection, advice): the advice is ``timing.suggest_cpu_budget``'s line.
@@ -171,7 +179,11 @@ def project_search(settings: Any, prepared: Any, study: Any,
 
     on_gpu = gpu_available()
     work = queued_work(settings, prepared.space, study)
-    last = [final] if final is not None and final.flops else []
+    training = [f for f in (*work.seeds, *work.sampled) if f > 0]
+    last = []
+    if final_models and training:
+        last = [final_stage(final_models, final_epochs or settings.epochs,
+                            statistics.fmean(training), prepared.data)]
     stages = work.stages(prepared.data, settings.epochs, prepared.data.num_train) + last
     cost, measured = CPU_COST_MODEL, 0.0
     if work.specs and (on_gpu or SearchProjection(tuple(stages), cost).total_seconds
@@ -189,16 +201,17 @@ def project_search(settings: Any, prepared: Any, study: Any,
     return projection, advice
 
 
-def log_projection(settings: Any, prepared: Any, study: Any,
-                   final: StageWork | None = None) -> str | None:
-    """Log the projection line and the CPU-sized advice (``project_search``); never fails the
-    search (a projection that cannot be made is logged at debug level).
+def log_projection(settings: Any, prepared: Any, study: Any, *, final_models: int = 0,
+                   final_epochs: int | None = None) -> str | None:
+    """Log the projection line and the CPU-sized advice (``project_search``, same arguments);
+    never fails the search (a projection that cannot be made is logged at debug level).
 
     Returns:
         The advice line, or None.
     """
     try:
-        projection, advice = project_search(settings, prepared, study, final)
+        projection, advice = project_search(settings, prepared, study,
+                                            final_models=final_models, final_epochs=final_epochs)
     except Exception:  # a projection is a courtesy: never stop a search for it
         logger.debug("no projection", exc_info=True)
         return None

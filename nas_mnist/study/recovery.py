@@ -15,7 +15,8 @@ recorded PID but another start time is not the worker. A worker that dies withou
 Either way, the trial's MLflow run is closed as KILLED and its configuration is enqueued once more
 (a retry of a retry is not retried). A trial interrupted by SIGINT or SIGTERM, or failed because
 the tracking server went away, is retried the same way (``requeue_trial``): its configuration did
-nothing wrong.
+nothing wrong. The retry runs before the other queued trials (seeded baselines): a study opened
+by ``opening.open_study`` gives out queued retries first.
 """
 
 from __future__ import annotations
@@ -141,7 +142,8 @@ def requeue_trial(
     """Enqueue a failed trial's configuration once more, unless it is itself a retry.
 
     The new trial gets the same params and the same baseline attributes (so a retried baseline
-    stays that baseline in the comparison), plus ``retry_of`` = ``number``.
+    stays that baseline in the comparison), plus ``retry_of`` = ``number``, by which
+    ``opening.RetriesFirstStudy`` starts it before the trials queued ahead of it.
 
     Args:
         study: the ``optuna.Study``.

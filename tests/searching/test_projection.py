@@ -66,11 +66,12 @@ def test_a_large_search_measures_the_device_and_advises_a_cpu_sized_budget(monke
 
     monkeypatch.setattr(projection, "measure_cost_model", measure)
     settings = SearchSettings(trials=100, epochs=15)
-    final = projection.final_stage(3, 20, 1e7, random_splits())
-    result, advice = projection.project_search(settings, prepared(space), study, final)
+    result, advice = projection.project_search(settings, prepared(space), study, final_models=3,
+                                               final_epochs=20)
     assert measured and result.cost.source == "measured"
     assert [s.name for s in result.stages] == ["sampled trial", "final model"]
-    assert "3 final models ~" in result.describe()
+    assert "3 final models ~" in result.describe() and result.stages[1].epochs == 20
+    assert result.stages[1].train_images == 50_000  # every training image
     assert "a CPU-sized budget is --epochs 3 --max-train-samples 10000" in advice
 
 

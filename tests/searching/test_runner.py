@@ -50,3 +50,25 @@ def test_a_notebook_runs_search_twice_then_exports_and_reports(workdir, real_mni
                                data=real_mnist_path)
     assert written.best_trial == second.best_trial.number
     assert (Path("rep") / "report.html").is_file() and len(written.leaderboard) == 3
+
+
+def test_resuming_at_another_fidelity_exits_2_in_one_line_before_anything_is_written(
+        workdir, real_mnist_path, capsys):
+    from optuna.trial import TrialState, create_trial
+    from support import search_args
+
+    from nas_mnist.cli.main import main
+    from nas_mnist.study.opening import open_study
+    from nas_mnist.trial_attributes import SETTINGS_ATTR
+
+    study, _ = open_study("sqlite:///s.db", "demo")  # searched before at 3 epochs of 10,000
+    record = {"epochs": 3, "max_train_samples": 10_000}
+    study.set_user_attr(SETTINGS_ATTR, record)
+    study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.98))
+    assert main(search_args(real_mnist_path, 4)) == 2  # --epochs 1, 500 images
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "trained with --epochs 3, --max-train-samples 10000" in line
+    assert "asks for --epochs 1, --max-train-samples 500" in line
+    assert "--allow-mixed-fidelity" in line
+    after = optuna.load_study(study_name="demo", storage="sqlite:///s.db")
+    assert len(after.trials) == 1 and after.user_attrs[SETTINGS_ATTR] == record  # no seeds
