@@ -66,11 +66,11 @@ def run(args: argparse.Namespace) -> int:
         baselines=args.baselines, data=args.data, max_train_samples=args.max_train_samples,
         jobs=args.jobs, augmentation=not args.no_augmentation, cosine=not args.no_cosine,
         tracking_uri=args.tracking_uri, progress=not args.no_progress, seed=args.seed)
-    _print_result(result)
+    print_result(result)
     return EXIT_FAILURE if result.missing else EXIT_OK
 
 
-def _print_result(result: Any) -> None:
+def print_result(result: Any) -> None:
     """The final models' table, the spread per spec, the champion and ensemble lines."""
     from nas_mnist.console import console, table_from_frame
 

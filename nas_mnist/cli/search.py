@@ -11,6 +11,7 @@ from nas_mnist.cli.arguments import (
     EXIT_OK,
     add_data_arguments,
     add_study_arguments,
+    non_negative_int,
     positive_float,
     positive_int,
 )
@@ -70,6 +71,20 @@ def _add_budget_arguments(group: Any) -> None:
         type=positive_int,
         metavar="N",
         help="prune specs with more than N parameters before training",
+    )
+    group.add_argument(
+        "--final-top-k",
+        type=non_negative_int,
+        metavar="K",
+        help="once the trials are done, retrain the K best specs (and the best baseline) at "
+        "full budget and register the champion (default: 3 on all training images, 0 with "
+        "--max-train-samples; see nas-mnist retrain)",
+    )
+    group.add_argument(
+        "--final-epochs",
+        type=positive_int,
+        metavar="E",
+        help="epochs per final model of the final stage (default: nas-mnist retrain's)",
     )
     group.add_argument(
         "--allow-mixed-fidelity",
@@ -222,6 +237,11 @@ def run(args: argparse.Namespace) -> int:
     if result.stopped_for_failures:
         console.print("[red]stopped: too many trials failed in a row; see the note column[/]")
         return EXIT_FAILURE
+    if result.final is not None:
+        from nas_mnist.cli.retrain import print_result
+
+        print_result(result.final)
+        return EXIT_FAILURE if result.final.missing else EXIT_OK
     return EXIT_OK
 
 

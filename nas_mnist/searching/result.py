@@ -29,6 +29,8 @@ class SearchResult:
         stopped_for_failures: the search stopped because too many trials failed in a row.
         tracking_unavailable: why the search stopped early because the tracking server stopped
             answering (the interrupted trial is queued for one retry), else None.
+        final: the final stage's ``RetrainResult`` (the champion and the final models), or
+            None when the search had no final stage (``final_top_k`` 0, or trials missing).
     """
 
     study: Any
@@ -41,3 +43,4 @@ class SearchResult:
     queued: int = 0
     stopped_for_failures: bool = False
     tracking_unavailable: str | None = None
+    final: Any = None

@@ -57,6 +57,11 @@ def search(settings: SearchSettings | None = None, /, **kwargs: Any) -> SearchRe
             created before these checks pass.
         KeyboardInterrupt: Ctrl-C (or SIGTERM in the CLI); the running trial is closed first.
     """
+    from nas_mnist.searching.final.stage import (
+        final_stage_epochs,
+        final_stage_models,
+        run_final_stage,
+    )
     from nas_mnist.searching.prepare import prepare
     from nas_mnist.searching.projection import log_projection
 
@@ -80,12 +85,15 @@ def search(settings: SearchSettings | None = None, /, **kwargs: Any) -> SearchRe
         study, runs = _open(settings, prepared, baselines)
         # Seconds after the start: the projection of the seeds, the sampled trials (and the
         # final stage) from each spec's FLOPs, with the CPU-sized advice.
-        advised = log_projection(settings, prepared, study) is not None
+        advised = log_projection(settings, prepared, study,
+                                 final_models=final_stage_models(settings),
+                                 final_epochs=final_stage_epochs(settings)) is not None
         if settings.jobs > 1:
             stopped = _run_workers(settings, study, runs)
         else:
             stopped = _run(settings, prepared, study, runs, advised=advised)
-    return _result(settings, study, runs, stopped)
+        final = run_final_stage(settings, study, stopped)
+    return _result(settings, study, runs, stopped, final)
 
 
 def _open(settings: SearchSettings, prepared: Any, baselines: Any) -> tuple[Any, Any]:
@@ -299,7 +307,8 @@ def _recover_workers(study: Any, tracker: Any) -> None:
                        "its configuration queued for one retry", number)
 
 
-def _result(settings: SearchSettings, study: Any, runs: Any, stopped: bool) -> SearchResult:
+def _result(settings: SearchSettings, study: Any, runs: Any, stopped: bool,
+            final: Any = None) -> SearchResult:
     from nas_mnist.study.leaderboard import best_trial, leaderboard
 
     frame = leaderboard(study)
@@ -316,4 +325,5 @@ def _result(settings: SearchSettings, study: Any, runs: Any, stopped: bool) -> S
         stopped_for_failures=stopped,
         tracking_unavailable=(None if runs.tracker.unavailable is None
                               else str(runs.tracker.unavailable)),
+        final=final,
     )

@@ -57,6 +57,9 @@ def parse_objectives(text: str | Sequence[str]) -> tuple[str, ...]:
     return names
 
 
+FINAL_TOP_K = 3
+"""Specs that the final stage of a search on all training images retrains by default (as
+``nas-mnist retrain --top-k``'s default); a quick look (``--max-train-samples``) retrains none."""
 DEFAULT_TRIALS_PER_WORKER = 4
 """Trials a ``--jobs`` worker process runs before it is replaced: a fresh process costs a few
 seconds (start-up, TensorFlow import, data), and a few small trials add a few MiB of memory each
@@ -130,6 +133,13 @@ class SearchSettings:
             ``None``: TensorFlow's default (all cores).
         allow_mixed_fidelity: resume a study whose finished trials trained with other
             ``epochs`` or ``max_train_samples`` (``check_resumed_fidelity`` refuses otherwise).
+        final_top_k: the final stage once the trials are done: retrain the ``final_top_k`` best
+            distinct specs (and the best baseline) at full budget and register the champion
+            (``nas_mnist.retrain``). ``None``: 3 for a search on all training images, 0 for a
+            quick look with ``max_train_samples`` (which then logs the ``retrain`` command),
+            for several objectives and for the KerasTuner engine.
+        final_epochs: epochs per final model (``None``: the recipe's default,
+            ``nas_mnist.searching.final.recipe.DEFAULT_FINAL_EPOCHS``).
 
     Raises:
         InputError: a value out of range or of the wrong type; the message names the flag.
@@ -161,6 +171,8 @@ class SearchSettings:
     gpus: str | Sequence[str | int] | None = None
     worker_threads: int | None = None
     allow_mixed_fidelity: bool = False
+    final_top_k: int | None = None
+    final_epochs: int | None = None
 
     def __post_init__(self) -> None:
         _check_numbers(self)
@@ -183,6 +195,16 @@ class SearchSettings:
         if self.pruner is not None:
             return self.pruner
         return DEFAULT_PRUNER if len(parse_objectives(self.objective)) == 1 else "none"
+
+    @property
+    def resolved_final_top_k(self) -> int:
+        """``final_top_k``, or its default: ``FINAL_TOP_K`` for a single-objective Optuna search
+        on all training images, else 0 (a quick look, several objectives, KerasTuner)."""
+        if self.final_top_k is not None:
+            return self.final_top_k
+        quick = self.max_train_samples is not None
+        single = len(parse_objectives(self.objective)) == 1
+        return FINAL_TOP_K if self.engine == "optuna" and single and not quick else 0
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> SearchSettings:
@@ -212,9 +234,12 @@ def _check_numbers(settings: SearchSettings) -> None:
     """The integer and number fields, the seed and the study name."""
     for name in ("trials", "epochs", "jobs", "trials_per_worker"):
         _check_int(name, getattr(settings, name), minimum=1)
-    for name in ("batch_size", "max_params", "max_train_samples", "worker_threads"):
+    for name in ("batch_size", "max_params", "max_train_samples", "worker_threads",
+                 "final_epochs"):
         if getattr(settings, name) is not None:
             _check_int(name, getattr(settings, name), minimum=1)
+    if settings.final_top_k is not None:
+        _check_int("final_top_k", settings.final_top_k, minimum=0)
     _check_int("seed", settings.seed, minimum=None)
     validate_seed(settings.seed)
     validate_study_name(settings.study_name)
@@ -252,6 +277,10 @@ def _check_combinations(settings: SearchSettings) -> None:
         check_pruner(settings.resolved_pruner, objectives)
     except ValueError as exc:
         raise InputError(str(exc)) from None
+    if settings.final_top_k and (len(objectives) > 1 or settings.engine != "optuna"):
+        raise InputError("--final-top-k: the final stage retrains the best specs by "
+                         "val_accuracy of a single-objective Optuna search; drop it, or run "
+                         "nas-mnist retrain on such a study")
     if settings.engine == "keras-tuner" and (
         len(objectives) > 1 or settings.sampler != DEFAULT_SAMPLER or settings.pruner
     ):

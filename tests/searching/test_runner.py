@@ -72,3 +72,25 @@ def test_resuming_at_another_fidelity_exits_2_in_one_line_before_anything_is_wri
     assert "--allow-mixed-fidelity" in line
     after = optuna.load_study(study_name="demo", storage="sqlite:///s.db")
     assert len(after.trials) == 1 and after.user_attrs[SETTINGS_ATTR] == record  # no seeds
+
+
+@pytest.mark.slow
+def test_a_search_with_a_final_stage_ends_with_a_registered_champion(workdir, real_mnist_path):
+    from mlflow import MlflowClient
+    from support import search_args
+
+    from nas_mnist.cli.main import main
+
+    Path("tiny.yaml").write_text(yaml.safe_dump(TINY))
+    args = search_args(real_mnist_path, 4, "--space", "tiny.yaml", "--baselines", "s004_linear",
+                       "--final-top-k", "1", "--final-epochs", "1")
+    assert main(args) == 0
+    final = optuna.load_study(study_name="demo/final", storage="sqlite:///s.db")
+    keys = sorted(t.user_attrs["final_key"] for t in final.trials
+                  if t.state == optuna.trial.TrialState.COMPLETE)
+    assert len(keys) == 2 and keys[0].startswith("baseline:s004_linear/")  # top 1 + the seed
+    version = MlflowClient(mlflow_uri()).get_model_version_by_alias("demo", "champion")
+    assert int(version.version) == 1
+    # The same command again: trials and final models are done, nothing new is trained.
+    assert main(args) == 0
+    assert len(optuna.load_study(study_name="demo/final", storage="sqlite:///s.db").trials) == 2

@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 
 import nas_mnist
+from nas_mnist.errors import InputError
 from nas_mnist.searching.settings import SearchSettings, check_resumed_fidelity
 
 
@@ -85,3 +86,15 @@ def test_the_same_fidelity_or_a_study_without_finished_trials_or_record_goes_on(
     unrecorded = study_searched_with(3, 10_000)
     unrecorded.set_user_attr("search_settings", {})
     assert check_resumed_fidelity(other, unrecorded) is None
+
+
+def test_the_final_stage_runs_by_default_only_on_all_training_images_and_one_objective():
+    assert SearchSettings().resolved_final_top_k == 3
+    assert SearchSettings(max_train_samples=1000).resolved_final_top_k == 0
+    assert SearchSettings(max_train_samples=1000, final_top_k=1).resolved_final_top_k == 1
+    assert SearchSettings(objective="val_accuracy,params").resolved_final_top_k == 0
+    assert SearchSettings(engine="keras-tuner").resolved_final_top_k == 0
+    with pytest.raises(InputError, match="--final-top-k"):
+        SearchSettings(objective="val_accuracy,params", final_top_k=2)
+    with pytest.raises(InputError, match="--final-epochs"):
+        SearchSettings(final_epochs=0)
