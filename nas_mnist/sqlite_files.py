@@ -23,7 +23,7 @@ def check_sqlite_file(
     """Check that SQLite can create or open ``path`` as a database, without creating it.
 
     Args:
-        path: the database file (``~`` is expanded).
+        path: the database file, as the URL gives it (SQLAlchemy opens it as written).
         what: how to name it in messages, e.g. ``"--storage sqlite:///s.db"``.
         must_exist: the file must exist already (commands that read a study).
         error: the exception type to raise (``StorageError`` for ``--storage``,
@@ -33,11 +33,16 @@ def check_sqlite_file(
         The absolute path.
 
     Raises:
-        error: the folder does not exist or is not writable, the path is a folder, the
+        error: the path starts with ``~`` (SQLAlchemy does not expand it: the search would
+            fail on a folder named ``~``), the folder does not exist or is not writable, the
+            path is a folder, the
             file is not a SQLite database or cannot be read or written, or (``must_exist``) it
             does not exist. ``os.access`` decides writability, so a root user passes.
     """
-    file = Path(path).expanduser().absolute()
+    if os.fspath(path).startswith("~"):
+        raise error(f"{what}: SQLAlchemy does not expand '~' in a sqlite:/// URL; write the "
+                    f"path out: sqlite:///{Path(path).expanduser().absolute()}")
+    file = Path(path).absolute()
     folder = file.parent
     if file.is_dir():
         raise error(f"{what}: {file} is a folder, not a database file; name a file in it, "

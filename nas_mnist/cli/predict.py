@@ -1,8 +1,10 @@
 """``nas-mnist predict MODEL_DIR FILE...``: classify your own digit images with an exported model.
 
 Prints one line per file (or, with ``--format json``, a JSON list of ``{"file", "label",
-"probability"}``). A file that is not an image is named on stderr; the other files are still
-classified and printed, and the command exits with status 2 at the end.
+"probability"}``). A file that is not an image, or is too large (``images.MAX_IMAGE_PIXELS``),
+is named on stderr in one line; the other files are still classified and printed, and the
+command exits with status 2 at the end. An export whose files differ from its
+``manifest.json`` is refused before it is loaded (exit 2, one line).
 """
 
 from __future__ import annotations

@@ -96,7 +96,10 @@ def _spread(mean: float, std: float) -> str:
 
 
 def champion_lines(result: Any) -> list[str]:
-    """The champion line and, when there is one, the ensemble line."""
+    """The champion line and, when there is one, the ensemble line (the tracking URI without
+    its password)."""
+    from nas_mnist.tracking.tracker import redact_uri
+
     champion = result.champion
     if champion is None:
         return ["no champion: no final model completed"]
@@ -105,7 +108,7 @@ def champion_lines(result: Any) -> list[str]:
     lines = [f"champion: {result.champion_key} (final trial {champion.number}): val_accuracy "
              f"{champion.value:.4f}" + (f", test_accuracy {test:.4f}" if test is not None else "")
              + (f"; registered as {result.champion_uri} (version {result.champion_version}) "
-                f"in {result.tracking_uri}" if result.champion_uri else "")]
+                f"in {redact_uri(result.tracking_uri)}" if result.champion_uri else "")]
     if result.ensemble_version is not None:
         val, test = result.ensemble_val_accuracy, result.ensemble_test_accuracy
         lines.append(

@@ -216,6 +216,7 @@ def run(args: argparse.Namespace) -> int:
     from nas_mnist.console import console
     from nas_mnist.searching.runner import search
     from nas_mnist.study.trial_counts import count_finished
+    from nas_mnist.tracking.tracker import redact_uri
 
     result = search(settings_from_args(args))
     if result.study is None:  # the KerasTuner engine
@@ -223,11 +224,12 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK if result.leaderboard["state"].eq("complete").any() else EXIT_FAILURE
     _print_leaderboard(result.leaderboard, result.queued)
     settings = result.settings
-    console.print(f"study:  {settings.study_name!r} in {settings.storage} "
+    tracking_uri = redact_uri(result.tracking_uri)  # no password on the screen or in logs
+    console.print(f"study:  {settings.study_name!r} in {redact_uri(settings.storage)} "
                   f"({count_finished(result.study)} finished trials)")
     console.print(f"MLflow: experiment {settings.study_name!r} (id {result.experiment_id}), "
-                  f"parent run {result.parent_run_id} in {result.tracking_uri}")
-    console.print(f"        browse with: nas-mnist ui --tracking-uri {result.tracking_uri} "
+                  f"parent run {result.parent_run_id} in {tracking_uri}")
+    console.print(f"        browse with: nas-mnist ui --tracking-uri {tracking_uri} "
                   f"--study-name {settings.study_name}")
     if result.tracking_unavailable is not None:
         console.print(f"[red]stopped: {result.tracking_unavailable}[/]. The trial it interrupted "
@@ -257,9 +259,11 @@ def _print_keras_tuner_result(result: object) -> None:
                "train_seconds", "reason")
     console.print(table_from_frame(frame, columns, title=f"{len(frame)} KerasTuner trials "
                                    "(by val_accuracy)", limit=10))
+    from nas_mnist.tracking.tracker import redact_uri
+
     console.print(f"MLflow: experiment {result.settings.study_name!r} (id "
                   f"{result.experiment_id}), parent run {result.parent_run_id} in "
-                  f"{result.tracking_uri}")
+                  f"{redact_uri(result.tracking_uri)}")
 
 
 def _print_leaderboard(frame: object, queued: int, limit: int = 10) -> None:

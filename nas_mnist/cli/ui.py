@@ -7,6 +7,10 @@ the foreground until Ctrl-C (or SIGTERM), then stops the child and everything it
 The MLflow UI has no login: anyone who can reach it can read, edit and delete runs. So it binds
 to the loopback address only; another address is refused unless ``--allow-remote`` is given,
 and then a warning says so.
+
+The store's URI is shown without its password (``redact_uri``) and handed to ``mlflow server``
+in its environment (``MLFLOW_BACKEND_STORE_URI``), never on its command line, which every user
+of the machine can read (``ps``).
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nas_mnist.tracking.tracker import Tracker, resolve_tracking_uri
+    from nas_mnist.tracking.tracker import Tracker, redact_uri, resolve_tracking_uri
 
     # 1. Validate every input before anything is started (or created: MLflow's client creates
     # a missing SQLite store, so the store is checked before a client is made).
@@ -64,10 +68,11 @@ def run(args: argparse.Namespace) -> int:
     _check_store(uri)
     tracker = Tracker(uri)
     tracker.check()  # TrackingError: exit 2
-    experiments = _experiments(tracker.client, args.study_name, uri)
+    shown = redact_uri(uri)  # the URI to print: no password
+    experiments = _experiments(tracker.client, args.study_name, shown)
     check_port_free(args.host, args.port)
     if remote:
-        print(REMOTE_WARNING.format(host=args.host, port=args.port, uri=uri), file=sys.stderr)
+        print(REMOTE_WARNING.format(host=args.host, port=args.port, uri=shown), file=sys.stderr)
 
     # 2. The server, in the foreground until Ctrl-C.
     base = f"http://{url_host(args.host)}:{args.port}"
@@ -86,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_FAILURE
-        print(f"MLflow UI for {uri} at {base} (Ctrl-C to stop)", flush=True)
+        print(f"MLflow UI for {shown} at {base} (Ctrl-C to stop)", flush=True)
         for experiment in experiments:
             print(
                 f"  experiment {experiment.name!r}: {base}/#/experiments/"
@@ -107,11 +112,13 @@ def _check_store(uri: str) -> None:
     """Refuse URIs that are not a local store this command can serve."""
     from sqlalchemy.engine import make_url
 
+    from nas_mnist.tracking.tracker import redact_uri
+
     scheme = uri.split(":", 1)[0].lower() if ":" in uri else "file"
     if scheme in ("http", "https", "databricks"):
         raise UsageError(
-            f"the tracking URI {uri} is already served by a tracking server; open it in a "
-            "browser instead, or pass --tracking-uri with the store that search wrote to "
+            f"the tracking URI {redact_uri(uri)} is already served by a tracking server; open "
+            "it in a browser instead, or pass --tracking-uri with the store that search wrote to "
             "(e.g. sqlite:///mlflow.db)"
         )
     if scheme.startswith("sqlite"):
@@ -141,16 +148,18 @@ def _experiments(client: object, study_name: str | None, uri: str) -> list:
 
 
 def _start_server(uri: str, host: str, port: int) -> subprocess.Popen:
-    """``mlflow server`` on ``host:port`` in its own process group (stopped as a whole)."""
+    """``mlflow server`` on ``host:port`` in its own process group (stopped as a whole), given
+    the store ``uri`` in its environment (``MLFLOW_BACKEND_STORE_URI``, MLflow's variable for
+    ``--backend-store-uri``): a password on the command line would show in ``ps``."""
     command = [
         sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", uri,
         "--host", host,
         "--port", str(port),
         "--workers", "1",
     ]  # fmt: skip
     # MLflow's background job runner (GenAI jobs) adds six processes that browsing never uses.
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+           "MLFLOW_BACKEND_STORE_URI": uri}
     return subprocess.Popen(command, env=env, start_new_session=True)
 
 

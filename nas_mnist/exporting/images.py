@@ -6,8 +6,8 @@ way, so a model trained on MNIST sees what it was trained on:
 
 1. grayscale: Pillow's ``convert("L")`` (ITU-R 601-2 luma, L = 0.299 R + 0.587 G + 0.114 B); a
    transparent background is first laid on white (a drawing exported with alpha);
-2. scale to float32 in [0, 1] (``uint8`` / 255; float ``.npy`` arrays already in [0, 1] are
-   kept, larger ones divided by 255);
+2. scale to float32 in [0, 1] (``uint8`` / 255, 16-bit grayscale PNG / 65535; float ``.npy``
+   arrays already in [0, 1] are kept, larger ones divided by 255);
 3. polarity (``BORDER_INVERT_THRESHOLD``): if the mean of the outermost ring of pixels is above
    0.5 the background is light, i.e. a dark digit on paper, and the image is inverted
    (``1 - x``), since MNIST's background is dark;
@@ -31,6 +31,7 @@ thin strokes that vanish when a large image is shrunk to 20 pixels.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,15 @@ MNIST_CENTRE = 14.0
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".npy")
 
+MAX_IMAGE_PIXELS = 4096 * 4096
+"""The most pixels (width x height) of an image file; larger ones are refused before they are
+decoded. Pillow's own limit (``PIL.Image.MAX_IMAGE_PIXELS``, 89 million, an error from 179
+million) lets a 10,000 x 10,000 image through, which costs about 2 GB to prepare; a digit needs
+far fewer pixels."""
+
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+"""Pillow's modes of 16-bit grayscale images (a 16-bit PNG opens as "I;16")."""
+
 
 class ImageError(InputError):
     """A file that cannot be read as an image (the message names it)."""
@@ -74,8 +84,11 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         float32 array (h, w), values in [0, 1].
 
     Raises:
-        ImageError: the file is missing, unreadable, not an image, or an array of another shape.
+        ImageError: the file is missing, unreadable, not an image, an array of another shape,
+            or over ``MAX_IMAGE_PIXELS`` (refused from its header, before it is decoded).
     """
+    import warnings
+
     file = Path(path)
     if not file.is_file():
         raise ImageError(f"{file}: no such file")
@@ -84,21 +97,57 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(file) as image:
-            image.load()
-            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-                image = image.convert("RGBA")
-                background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-                image = Image.alpha_composite(background, image)
-            gray = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(file) as image:
+                _check_pixels(image.size, file)  # from the header, before decoding
+                image.load()
+                gray = _to_gray(image)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        found = re.search(r"\((\d+) pixels\)", str(exc))  # Pillow: "Image size (N pixels)"
+        pixels = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+        raise _too_large(file, pixels) from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise ImageError(f"{file}: not a readable image ({exc})") from None
     return _check_size(gray, file)
 
 
+def _to_gray(image: Any) -> np.ndarray:
+    """A decoded Pillow image as float32 (h, w) in [0, 1]: 16-bit grayscale divided by 65535
+    (Pillow's ``convert("L")`` would clip it to 255), the others through ``convert("L")``, a
+    transparent background laid on white first."""
+    from PIL import Image
+
+    if image.mode in _SIXTEEN_BIT_MODES:
+        gray = np.asarray(image, dtype=np.float32) / 65535.0
+        transparent = image.info.get("transparency")
+        if isinstance(transparent, int):  # a tRNS grey level: laid on white
+            gray[np.asarray(image) == transparent] = 1.0
+        return gray
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image)
+    return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+
+
+def _check_pixels(size: tuple[int, int], file: Path) -> None:
+    """Refuse an image of more than ``MAX_IMAGE_PIXELS``; ``size`` is (width, height)."""
+    if size[0] * size[1] > MAX_IMAGE_PIXELS:
+        raise _too_large(file, f"{size[0]}x{size[1]} pixels")
+
+
+def _too_large(file: Path, pixels: str) -> ImageError:
+    return ImageError(f"{file}: {pixels}; an image has at most {MAX_IMAGE_PIXELS:,} pixels "
+                      "(e.g. 4096x4096); shrink it first")
+
+
 def _load_array(file: Path) -> np.ndarray:
     try:
-        array = np.load(file, allow_pickle=False)
+        array = np.load(file, allow_pickle=False, mmap_mode="r")  # the shape, not the data
+        if array.ndim >= 2:
+            _check_pixels((array.shape[1], array.shape[0]), file)
+        array = np.array(array)
     except (OSError, ValueError) as exc:
         raise ImageError(f"{file}: not a readable .npy array ({exc})") from None
     if array.ndim == 3 and array.shape[-1] in (1, 3, 4):

@@ -19,6 +19,7 @@ from typing import Any
 from nas_mnist.errors import InputError
 from nas_mnist.exporting.images import ImageError, prepare_file
 from nas_mnist.exporting.layout import SAVED_MODEL_NAME
+from nas_mnist.exporting.manifest import MANIFEST_NAME, verify_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +70,9 @@ def predict(
         One ``Prediction`` per file, in the order given.
 
     Raises:
-        InputError: ``model_dir`` is not a SavedModel folder with the expected signature, or
-            ``files`` is empty.
+        InputError: ``model_dir`` is not a SavedModel folder with the expected signature, its
+            files differ from its ``manifest.json`` (checked before TensorFlow loads it), the
+            SavedModel cannot be loaded, or ``files`` is empty.
         ImageError: a file is missing or not an image (unless ``skip_bad``); raised before the
             model is loaded.
     """
@@ -112,10 +114,30 @@ def _fill(results: list[Prediction], probabilities: Any) -> list[Prediction]:
 
 
 def _check_model_dir(model_dir: str | os.PathLike) -> None:
+    """Refuse a folder without a SavedModel, or an export whose files differ from its
+    ``manifest.json`` (as ``nas-mnist export --verify`` checks): TensorFlow would fail on a
+    changed variables file with a ``DataLossError``, or load a model that is not the one
+    exported. A SavedModel without a manifest (not written by ``nas_mnist.export``) is loaded
+    as it is.
+
+    Raises:
+        InputError: no ``saved_model.pb``, or files that differ from the manifest (the first
+            problem named, with their number).
+    """
     folder = Path(model_dir)
     if not (folder / SAVED_MODEL_NAME).is_file():
         raise InputError(f"{folder} is not an export folder (no {SAVED_MODEL_NAME}); pass the "
                          "folder that 'nas-mnist export --out DIR' wrote")
+    if not (folder / MANIFEST_NAME).exists():
+        logger.warning("%s has no %s: its files are not checked", folder, MANIFEST_NAME)
+        return
+    problems = verify_manifest(folder)
+    if problems:
+        raise InputError(
+            f"{folder}: {len(problems)} problem(s) against {MANIFEST_NAME}: {problems[0]}"
+            f"{'; ...' if len(problems) > 1 else ''}; the export was changed or damaged: run "
+            f"'nas-mnist export --verify {folder}' to list them, and export again"
+        )
 
 
 def _load_signature(model_dir: str | os.PathLike) -> Any:
@@ -130,6 +152,10 @@ def _load_signature(model_dir: str | os.PathLike) -> Any:
         return check_signature(tf.saved_model.load(os.fspath(folder)), folder)
     except VerificationError as exc:
         raise InputError(f"{folder}: {exc}") from None
+    except (tf.errors.OpError, ValueError, OSError) as exc:  # e.g. DataLossError
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise InputError(f"{folder}: TensorFlow cannot load the SavedModel "
+                         f"({type(exc).__name__}: {reason})") from None
 
 
 def _run(signature: Any, images: Any) -> Any:

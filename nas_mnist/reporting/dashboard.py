@@ -81,19 +81,23 @@ class DashboardServer:
 
 
 def _require_optuna_tables(storage: str) -> None:
-    """Refuse a database that holds no Optuna storage (Optuna would create its tables there)."""
+    """Refuse a database that holds no Optuna storage (Optuna would create its tables there).
+    The messages show the URL without its password (``redact_uri``, ``hide_password``)."""
     import sqlalchemy
+
+    from nas_mnist.tracking.tracker import hide_password, redact_uri
 
     engine = sqlalchemy.create_engine(storage)
     try:
         found = sqlalchemy.inspect(engine).has_table("studies")
     except sqlalchemy.exc.SQLAlchemyError as exc:
-        raise StorageError(f"cannot read the storage {storage}: {exc}") from None
+        raise StorageError(f"cannot read the storage {redact_uri(storage)}: "
+                           f"{hide_password(str(exc), storage)}") from None
     finally:
         engine.dispose()
     if not found:
-        raise StorageError(f"{storage} holds no Optuna study (no 'studies' table); pass the "
-                           "--storage that nas-mnist search wrote to")
+        raise StorageError(f"{redact_uri(storage)} holds no Optuna study (no 'studies' table); "
+                           "pass the --storage that nas-mnist search wrote to")
 
 
 def dashboard(storage: str, host: str = "127.0.0.1", port: int = 8080) -> DashboardServer:
@@ -121,6 +125,8 @@ def dashboard(storage: str, host: str = "127.0.0.1", port: int = 8080) -> Dashbo
     import optuna
     import optuna_dashboard
 
+    from nas_mnist.tracking.tracker import redact_uri
+
     validate_storage_url(storage, must_exist=True)
     _require_optuna_tables(storage)
     app = optuna_dashboard.wsgi(optuna.storages.RDBStorage(storage))
@@ -128,5 +134,5 @@ def dashboard(storage: str, host: str = "127.0.0.1", port: int = 8080) -> Dashbo
     server = make_server(host, port, app, server_class=server_class,
                          handler_class=_QuietHandler)
     bound_port = server.server_address[1]
-    logger.debug("optuna-dashboard for %s bound to %s:%d", storage, host, bound_port)
+    logger.debug("optuna-dashboard for %s bound to %s:%d", redact_uri(storage), host, bound_port)
     return DashboardServer(server=server, storage=storage, host=host, port=bound_port)

@@ -51,6 +51,20 @@ class SearchSpaceError(InputError):
     """A search-space file is missing or malformed; the message names the file and the key."""
 
 
+MAX_WIDTH = 4096
+"""The most filters of a conv layer, or units of a dense layer, a space may offer (a bound at
+load: wider layers give parameter counts that overflow the leaderboards' arithmetic)."""
+MAX_KERNEL_SIZE = 28
+"""The largest kernel size, pool size or stride (pixels): the side of an MNIST image."""
+MAX_LAYERS = 64
+"""The most conv blocks, conv layers, dense layers (and the largest ``pooling.every``)."""
+MAX_BATCH_SIZE = 60_000
+"""The largest batch size: the size of MNIST's training set."""
+MAX_QUOTED = 60
+"""Characters of a quoted value in an error message (``_quote``); longer values are cut."""
+MAX_MESSAGE = 500
+"""Characters of an error message at most (``_Checker.fail``)."""
+
 _RANGE_KEYS = {"low", "high", "log", "step", "type"}
 # Optuna's complaint (a snippet of its ValueError) -> our wording, formatted with the key
 # (``where``) and the leaf's own low, high and step.
@@ -59,7 +73,7 @@ _OPTUNA_COMPLAINTS = (
     ("`low <= high`", "{where}: low {low} is above high {high}"),
     ("`low > 0`", "{where}: a log range needs low > 0, got {low}"),
     ("`low >= 1`", "{where}: a log range needs low > 0, got {low}"),
-    ("`step > 0`", "{where}.step: must be a positive number, got {step!r}"),
+    ("`step > 0`", "{where}.step: must be a positive number, got {step}"),
 )
 
 
@@ -70,16 +84,21 @@ class _Checker:
         self.source = source
 
     def fail(self, msg: str) -> SearchSpaceError:
-        return SearchSpaceError(f"{self.source}: {msg}")
+        """The error to raise: ``msg`` after the file's name, cut to ``MAX_MESSAGE`` characters
+        (values quoted in it are already cut by ``_quote``; lists of keys are not)."""
+        text = f"{self.source}: {msg}"
+        if len(text) > MAX_MESSAGE:
+            text = text[: MAX_MESSAGE - 3] + "..."
+        return SearchSpaceError(text)
 
     def leaf_values(self, where: str, leaf: Any) -> list[Any]:
         """Check a leaf's form; return its possible values (a range returns its low and high)."""
         if isinstance(leaf, list):
             for v in leaf:
                 if not isinstance(v, (str, int, float, bool)) or v is None:
-                    raise self.fail(f"{where}: choices must be strings or numbers, got {v!r}")
+                    raise self.fail(f"{where}: choices must be strings or numbers, got {_quote(v)}")
                 if isinstance(v, float) and not math.isfinite(v):
-                    raise self.fail(f"{where}: choices must be finite numbers, got {v!r}")
+                    raise self.fail(f"{where}: choices must be finite numbers, got {_quote(v)}")
             self._distribution(where, leaf, CategoricalDistribution, choices=leaf)
             return list(leaf)
         if isinstance(leaf, Mapping):
@@ -91,7 +110,7 @@ class _Checker:
         if leaf is None:
             raise self.fail(f"{where}: no value")
         if isinstance(leaf, float) and not math.isfinite(leaf):
-            raise self.fail(f"{where}: {leaf!r} is not a finite number")
+            raise self.fail(f"{where}: {_quote(leaf)} is not a finite number")
         return [leaf]
 
     def _distribution(
@@ -107,8 +126,8 @@ class _Checker:
             for snippet, wording in _OPTUNA_COMPLAINTS:
                 if snippet in str(exc):
                     raise self.fail(wording.format(
-                        where=where, low=bounds.get("low"), high=bounds.get("high"),
-                        step=bounds.get("step"),
+                        where=where, low=_quote(bounds.get("low")),
+                        high=_quote(bounds.get("high")), step=_quote(bounds.get("step")),
                     )) from None
             raise self.fail(f"{where}: {exc}") from None
 
@@ -116,40 +135,42 @@ class _Checker:
         """What Optuna's distributions do not check: keys, types, finite numbers, no step in a
         log range (Optuna's ``IntDistribution`` would take step 1), integers for int ranges."""
         if not is_range(leaf):
-            raise self.fail(f"{where}: a range needs 'low' and 'high', got {dict(leaf)!r}")
+            raise self.fail(f"{where}: a range needs 'low' and 'high', got {_quote(dict(leaf))}")
         extra = set(leaf) - _RANGE_KEYS
         if extra:
             raise self.fail(f"{where}: unknown range key(s) {sorted(extra)}")
         low, high = leaf["low"], leaf["high"]
         for key, v in (("low", low), ("high", high)):
             if not _is_number(v):
-                raise self.fail(f"{where}: low and high must be numbers, got {low!r}, {high!r}")
+                raise self.fail(f"{where}: low and high must be numbers, got {_quote(low)}, "
+                                f"{_quote(high)}")
             if not math.isfinite(v):
-                raise self.fail(f"{where}.{key}: {v!r} is not a finite number")
+                raise self.fail(f"{where}.{key}: {_quote(v)} is not a finite number")
         kind = leaf.get("type", "int" if is_int(low) and is_int(high) else "float")
         if kind not in ("int", "float"):
-            raise self.fail(f"{where}.type: must be 'int' or 'float', got {kind!r}")
+            raise self.fail(f"{where}.type: must be 'int' or 'float', got {_quote(kind)}")
         log = leaf.get("log", False)
         if not isinstance(log, bool):
-            raise self.fail(f"{where}.log: must be true or false, got {log!r}")
+            raise self.fail(f"{where}.log: must be true or false, got {_quote(log)}")
         if "step" in leaf:
             step = leaf["step"]
             if log:
                 raise self.fail(f"{where}.step: a log range takes no step (Optuna samples log "
                                 "ranges continuously); drop 'step' or 'log'")
             if not _is_number(step) or not math.isfinite(step):
-                raise self.fail(f"{where}.step: must be a positive number, got {step!r}")
+                raise self.fail(f"{where}.step: must be a positive number, got {_quote(step)}")
             if kind == "int" and not is_int(step):
-                raise self.fail(f"{where}.step: an int range needs an integer step, got {step!r}")
+                raise self.fail(f"{where}.step: an int range needs an integer step, got "
+                                f"{_quote(step)}")
         if kind == "int" and not (is_int(low) and is_int(high)):
-            raise self.fail(f"{where}: an int range needs integer low and high, got {low!r}, "
-                            f"{high!r}")
+            raise self.fail(f"{where}: an int range needs integer low and high, got {_quote(low)}, "
+                            f"{_quote(high)}")
 
     def check(self, where: str, leaf: Any, ok: Callable[[Any], bool], expected: Any) -> None:
         """Check the leaf's form and that ``ok`` holds for each of its values (range bounds)."""
         for v in self.leaf_values(where, leaf):
             if not ok(v):
-                raise self.fail(f"{where}: {v!r} is not valid; expected {expected}")
+                raise self.fail(f"{where}: {_quote(v)} is not valid; expected {expected}")
 
     def check_initializers(self, where: str, leaf: Any) -> None:
         """A leaf of initializers in their text form (``parse_initializer``)."""
@@ -166,16 +187,20 @@ class _Checker:
         self.check(where, leaf, lambda v: isinstance(v, bool), "true or false")
 
 
+def _quote(value: Any) -> str:
+    """``repr(value)``, cut to ``MAX_QUOTED`` characters: a space file's values can be huge."""
+    text = repr(value)
+    return text if len(text) <= MAX_QUOTED else text[: MAX_QUOTED - 3] + "..."
+
+
+def _bounded(high: int, lowest: int = 1) -> tuple[Callable[[Any], bool], str]:
+    """A check for integers from ``lowest`` to ``high``, and its wording for the message."""
+    return (lambda v: is_int(v) and lowest <= v <= high,
+            f"an integer from {lowest} to {high}")
+
+
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _positive_int(v: Any) -> bool:
-    return is_int(v) and v >= 1
-
-
-def _non_negative_int(v: Any) -> bool:
-    return is_int(v) and v >= 0
 
 
 def _rate(v: Any) -> bool:
@@ -235,15 +260,21 @@ _BLOCKS_SCHEMA: dict[str, set[str] | None] = {
 }
 
 
+# The blocks layout's integer keys and their largest values.
+_BLOCKS_BOUNDS = {"num_blocks": MAX_LAYERS, "filters": MAX_WIDTH, "kernel_size": MAX_KERNEL_SIZE,
+                  "pool_size": MAX_KERNEL_SIZE, "pool_strides": MAX_KERNEL_SIZE,
+                  "strides": MAX_KERNEL_SIZE}
+
+
 def _check_blocks_layout(checker: _Checker, data: Mapping[str, Any]) -> None:
     """The ``blocks``, ``initializers`` and ``dense`` sections of the blocks layout."""
     blocks = data["blocks"]
     for key in ("num_blocks", "filters", "kernel_size"):
         if key not in blocks:
             raise checker.fail(f"missing blocks.{key}")
-    for key in ("num_blocks", "filters", "kernel_size", "pool_size", "pool_strides", "strides"):
+    for key, high in _BLOCKS_BOUNDS.items():
         if key in blocks:
-            checker.check(f"blocks.{key}", blocks[key], _positive_int, "a positive integer")
+            checker.check(f"blocks.{key}", blocks[key], *_bounded(high))
     checker.check("blocks.num_convs", blocks.get("num_convs", 1), lambda v: v in (1, 2)
                   and is_int(v), "1 or 2 (conv layers per block)")
     checker.check("blocks.padding", blocks.get("padding", "same"), lambda v: v in PADDINGS,
@@ -258,12 +289,11 @@ def _check_blocks_layout(checker: _Checker, data: Mapping[str, Any]) -> None:
         if key in initializers:
             checker.check_initializers(f"initializers.{key}", initializers[key])
     dense = data.get("dense", {})
-    checker.check("dense.num_layers", dense.get("num_layers", 0), _non_negative_int,
-                  "a number of dense layers >= 0")
+    checker.check("dense.num_layers", dense.get("num_layers", 0), *_bounded(MAX_LAYERS, 0))
     if max(checker.leaf_values("dense.num_layers", dense.get("num_layers", 0))) > 0:
         if "units" not in dense:
             raise checker.fail("missing dense.units")
-        checker.check("dense.units", dense["units"], _positive_int, "a positive integer")
+        checker.check("dense.units", dense["units"], *_bounded(MAX_WIDTH))
     checker.check("dense.activation", dense.get("activation", "relu"),
                   lambda v: v in ACTIVATIONS, list(ACTIVATIONS))
     checker.check_flags("dense.batch_norm", dense.get("batch_norm", False))
@@ -275,11 +305,12 @@ def _check_per_layer_layout(checker: _Checker, data: Mapping[str, Any]) -> None:
     """The ``conv``, ``pooling``, ``batch_norm``, ``dropout`` and ``dense`` sections of the
     per-layer layout."""
     conv, pool = data["conv"], data["pooling"]
-    for key in ("depth", "filters", "kernel_size"):
+    for key, high in (("depth", MAX_LAYERS), ("filters", MAX_WIDTH),
+                      ("kernel_size", MAX_KERNEL_SIZE)):
         if key not in conv:
             raise checker.fail(f"missing conv.{key}")
-        checker.check(f"conv.{key}", conv[key], _positive_int, "a positive integer")
-    checker.check("conv.strides", conv.get("strides", 1), _positive_int, "a positive integer")
+        checker.check(f"conv.{key}", conv[key], *_bounded(high))
+    checker.check("conv.strides", conv.get("strides", 1), *_bounded(MAX_KERNEL_SIZE))
     checker.check("conv.padding", conv.get("padding", "valid"), lambda v: v in PADDINGS,
                   list(PADDINGS))
     checker.check("conv.activation", conv.get("activation", "relu"), lambda v: v in ACTIVATIONS,
@@ -288,9 +319,8 @@ def _check_per_layer_layout(checker: _Checker, data: Mapping[str, Any]) -> None:
                   lambda v: isinstance(v, str), "a Keras initializer name")
     if "every" not in pool:
         raise checker.fail("missing pooling.every (a pool after every k-th conv layer)")
-    checker.check("pooling.every", pool["every"], _positive_int, "a positive integer")
-    checker.check("pooling.pool_size", pool.get("pool_size", 2), _positive_int,
-                  "a positive integer")
+    checker.check("pooling.every", pool["every"], *_bounded(MAX_LAYERS))
+    checker.check("pooling.pool_size", pool.get("pool_size", 2), *_bounded(MAX_KERNEL_SIZE))
     checker.check("pooling.padding", pool.get("padding", "same"), lambda v: v in PADDINGS,
                   list(PADDINGS))
     checker.check("batch_norm", data.get("batch_norm", "none"),
@@ -302,9 +332,9 @@ def _check_per_layer_layout(checker: _Checker, data: Mapping[str, Any]) -> None:
     dense = data.get("dense", {})
     if "dense" in data and "units" not in dense:
         raise checker.fail("missing dense.units")
-    for key in ("num_layers", "units"):
+    for key, high in (("num_layers", MAX_LAYERS), ("units", MAX_WIDTH)):
         if key in dense:
-            checker.check(f"dense.{key}", dense[key], _positive_int, "a positive integer")
+            checker.check(f"dense.{key}", dense[key], *_bounded(high))
     checker.check("dense.activation", dense.get("activation", "relu"),
                   lambda v: v in ACTIVATIONS, list(ACTIVATIONS))
 
@@ -344,16 +374,17 @@ def _check_sections(checker: _Checker, data: Mapping[str, Any], rules: _LayoutRu
                            f"{sorted(schema)}{hint if unknown & foreign else ''}")
     for key in rules.required:
         if key not in data:
-            raise checker.fail(f"missing section {key!r}")
+            raise checker.fail(f"missing section {_quote(key)}")
     for section, keys in schema.items():
         if keys is None or section not in data:
             continue
         if not isinstance(data[section], Mapping):
-            raise checker.fail(f"section {section!r} must be a mapping of {sorted(keys)}")
+            raise checker.fail(f"section {_quote(section)} must be a mapping of {sorted(keys)}")
         bad = set(data[section]) - keys
         if bad:
             raise checker.fail(
-                f"unknown key(s) {sorted(bad)} in {section!r}; expected some of {sorted(keys)}"
+                f"unknown key(s) {sorted(bad)} in {_quote(section)}; expected some of "
+                f"{sorted(keys)}"
             )
 
 
@@ -367,11 +398,11 @@ def _check_optimizer(checker: _Checker, opt: Mapping[str, Any]) -> None:
     names = checker.leaf_values("optimizer.name", opt["name"])
     for name in names:
         if name not in OPTIMIZERS:
-            raise checker.fail(f"optimizer.name: {name!r} is not one of {list(OPTIMIZERS)}")
+            raise checker.fail(f"optimizer.name: {_quote(name)} is not one of {list(OPTIMIZERS)}")
     lr = opt["learning_rate"]
     for name in names:
         if isinstance(lr, Mapping) and not is_range(lr) and name not in lr:
-            raise checker.fail(f"optimizer.learning_rate has no entry for optimizer {name!r}")
+            raise checker.fail(f"optimizer.learning_rate has no entry for optimizer {_quote(name)}")
         checker.check(
             f"optimizer.learning_rate.{name}",
             per_optimizer(lr, name),
@@ -399,7 +430,7 @@ def _check_variants(checker: _Checker, variants: Any) -> None:
     for name, named in variants.items():
         where = f"optimizer.variants.{name}"
         if name not in OPTIMIZERS:
-            raise checker.fail(f"{where}: {name!r} is not one of {list(OPTIMIZERS)}")
+            raise checker.fail(f"{where}: {_quote(name)} is not one of {list(OPTIMIZERS)}")
         if not isinstance(named, Mapping) or not named:
             raise checker.fail(f"{where}: a mapping of variant names to Keras arguments")
         for variant, arguments in named.items():
@@ -457,8 +488,8 @@ def check_space(data: Any, source: str) -> None:
     rules = _LAYOUT_RULES[layout_for(data).name]
     _check_sections(checker, data, rules)
     rules.check(checker, data)
-    checker.check("batch_size", data.get("batch_size", DEFAULT_BATCH_SIZE), _positive_int,
-                  "a positive integer")
+    checker.check("batch_size", data.get("batch_size", DEFAULT_BATCH_SIZE),
+                  *_bounded(MAX_BATCH_SIZE))
     _check_optimizer(checker, data["optimizer"])
     _check_training(checker, data.get("training", {}))
     try:

@@ -3,17 +3,22 @@ and a worker that stops after too many failures in a row (the counts: ``study.tr
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import optuna
 
+from nas_mnist.searching.takeover import TrialTakenOver
 from nas_mnist.study.trial_counts import (
     FINISHED_STATES,
     FailureStreak,
     count_claimed,
     count_finished,
 )
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["count_claimed", "count_finished", "run_trials"]
 
@@ -58,6 +63,8 @@ def run_trials(
     and several workers share them. Failed trials are recorded and do not count; after
     ``max_consecutive_failures`` failures in a row this worker stops. ``max_trials_here`` bounds
     the trials this call starts (a ``--jobs`` worker process runs a few, then is replaced).
+    A trial taken over by recovery while this process was stopped (``searching.takeover``) is
+    logged in one line, counts nothing, and the next trial starts.
 
     Returns:
         {"ran": trials started here, "stopped_for_failures": bool}.
@@ -66,19 +73,32 @@ def run_trials(
         return {"ran": 0, "stopped_for_failures": False}
     before = len(study.get_trials(deepcopy=False))
     failures = _StopAfterFailures(max_consecutive_failures)
-    study.optimize(
-        objective,
-        n_trials=max_trials_here,
-        timeout=timeout,
-        catch=(Exception,),
-        callbacks=[
-            optuna.study.MaxTrialsCallback(n_trials, states=FINISHED_STATES),
-            _stop_when_claimed(n_trials),
-            failures,
-            *callbacks,
-        ],
-        gc_after_trial=True,
-    )
+    end = None if timeout is None else time.monotonic() + timeout
+    while True:
+        ran = len(study.get_trials(deepcopy=False)) - before
+        left = None if max_trials_here is None else max_trials_here - ran
+        seconds = None if end is None else end - time.monotonic()
+        if (left is not None and left <= 0) or (seconds is not None and seconds <= 0):
+            break
+        try:
+            study.optimize(
+                objective,
+                n_trials=left,
+                timeout=seconds,
+                catch=(Exception,),
+                callbacks=[
+                    optuna.study.MaxTrialsCallback(n_trials, states=FINISHED_STATES),
+                    _stop_when_claimed(n_trials),
+                    failures,
+                    *callbacks,
+                ],
+                gc_after_trial=True,
+            )
+            break
+        except TrialTakenOver as exc:  # its result dropped; the study counts the retry
+            logger.warning("%s", exc)
+            if failures.stopped or count_claimed(study) >= n_trials:
+                break
     return {
         "ran": len(study.get_trials(deepcopy=False)) - before,
         "stopped_for_failures": failures.stopped,

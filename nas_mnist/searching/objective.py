@@ -21,6 +21,7 @@ from nas_mnist.errors import TrialFailure
 from nas_mnist.model.training import TrainingOptions
 from nas_mnist.search_space.space import SearchSpace
 from nas_mnist.searching import baseline_trials as seeding
+from nas_mnist.searching.takeover import TrialTakenOver, is_taken_over
 from nas_mnist.searching.trial_training import TrialOutcome, TrialPlan, TrialRun, train_trial
 from nas_mnist.study.recovery import requeue_trial, worker_id
 from nas_mnist.study.trial_counts import count_claimed
@@ -176,7 +177,23 @@ class Objective:
         tracking server stopped answering (``TrackingUnavailableError``; the study is then
         stopped), is re-queued once with the same configuration (``recovery.requeue_trial``):
         the configuration did nothing wrong. Its ``reason`` says which.
+
+        Raises:
+            TrialTakenOver: the trial is no longer RUNNING in the storage when it ends (another
+                process's recovery failed and re-queued it while this one was stopped): its
+                result is dropped, Optuna tells nothing (``searching.takeover``).
         """
+        try:
+            result = self._call(trial)
+        except Exception:
+            if is_taken_over(trial):
+                raise TrialTakenOver(trial.number) from None
+            raise
+        if is_taken_over(trial):
+            raise TrialTakenOver(trial.number)
+        return result
+
+    def _call(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         try:
             return self._run(trial)
         except TrackingUnavailableError as exc:

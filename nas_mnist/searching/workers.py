@@ -22,7 +22,15 @@ TensorFlow or JAX is imported.
 Stopping: a worker turns its first SIGINT/SIGTERM into ``KeyboardInterrupt`` (the objective
 re-queues the trial once, as in one process) and ignores further ones, so that the terminal's
 SIGINT plus the supervisor's SIGTERM do not kill it before its clean-up (the supervisor's side:
-``processes.supervisor``).
+``processes.supervisor``). "Ignores" is a Python handler that does nothing, not ``SIG_IGN``: a
+second signal already pending when the first one's handler runs would otherwise be reported by
+Python as ``OSError: Signal 15 ignored due to race condition``, with a traceback.
+
+A worker never outlives its supervisor (SIGKILL, the out-of-memory killer, the interrupt
+watchdog's ``os._exit``): on Linux the kernel sends it SIGTERM when its parent dies
+(``prctl(PR_SET_PDEATHSIG)``), and a watcher thread checks ``os.getppid()`` every
+``PARENT_CHECK_SECONDS`` elsewhere; either stops it as SIGTERM does (trial re-queued, run closed).
+The parent MLflow run the dead supervisor left RUNNING is closed by the next search's recovery.
 """
 
 from __future__ import annotations
@@ -30,11 +38,18 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from nas_mnist.processes.supervisor import EXIT_INTERRUPTED, EXIT_TRACKING_UNAVAILABLE
+
+PARENT_CHECK_SECONDS = 1.0
+"""How often a worker's watcher thread checks that its supervisor is still its parent."""
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass(frozen=True)
@@ -66,7 +81,7 @@ def start_process(plan: WorkerPlan) -> Any:
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
-    process = context.Process(target=worker_main, args=(plan,), daemon=True,
+    process = context.Process(target=worker_main, args=(plan, os.getpid()), daemon=True,
                               name=f"nas-mnist-worker-{plan.slot}")
     process.start()
     return process
@@ -74,31 +89,67 @@ def start_process(plan: WorkerPlan) -> Any:
 
 def _interrupt_once() -> None:
     """First SIGINT/SIGTERM: ``KeyboardInterrupt``; later ones are ignored (see module doc)."""
+    def ignore(signum: int, frame: Any) -> None:
+        pass  # not SIG_IGN: a signal already pending must find a handler (module doc)
+
     def on_signal(signum: int, frame: Any) -> None:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, ignore)
+        signal.signal(signal.SIGTERM, ignore)
         raise KeyboardInterrupt()
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
 
-def worker_main(plan: WorkerPlan) -> None:
+def tie_to_parent(parent_pid: int | None) -> None:
+    """Stop this process as SIGTERM does when ``parent_pid`` stops being its parent.
+
+    On Linux the kernel sends SIGTERM when the parent dies (``PR_SET_PDEATHSIG``); everywhere a
+    daemon thread compares ``os.getppid()`` with ``parent_pid`` every ``PARENT_CHECK_SECONDS``
+    and sends SIGTERM to this process once they differ (also when the parent died before the
+    ``prctl``). Does nothing when ``parent_pid`` is None.
+    """
+    if parent_pid is None:
+        return
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM),
+                                                     0, 0, 0)
+        except (OSError, AttributeError):  # no prctl: the watcher alone
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="nas-mnist-parent-watch", daemon=True).start()
+
+
+def worker_main(plan: WorkerPlan, parent_pid: int | None = None) -> None:
     """A worker process: up to ``trials_per_worker`` trials of the study, then exit.
+
+    Args:
+        plan: what to run.
+        parent_pid: the supervisor's PID; the worker stops (as on SIGTERM) when it dies
+            (``tie_to_parent``). None: not tied.
 
     Exit status 0 (done), ``EXIT_TRACKING_UNAVAILABLE``, or ``EXIT_INTERRUPTED``.
     """
-    import sys
-
     if plan.gpu is not None:  # before TensorFlow or JAX is imported
         os.environ["CUDA_VISIBLE_DEVICES"] = plan.gpu
     _interrupt_once()
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    for name in ("mlflow", "optuna", "alembic", "absl"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    from nas_mnist.processes.signals import quiet_expected_failures
-
     try:
+        tie_to_parent(parent_pid)
+        from nas_mnist.processes.quiet_start import quiet_worker_start
+        from nas_mnist.processes.signals import quiet_expected_failures
+
+        quiet_worker_start()
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        for name in ("mlflow", "optuna", "alembic", "absl"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         with quiet_expected_failures():
             code = _run_worker(plan)
     except KeyboardInterrupt:

@@ -27,18 +27,27 @@ logger = logging.getLogger(__name__)
 _NOT_RECORDED = ("progress",)
 """Settings that do not change what a search computes."""
 
+_URLS = ("storage", "tracking_uri")
+"""Settings that are URLs: recorded without their password (``redact_uri``)."""
+
 
 def settings_record(settings: Any, data: DataFingerprint) -> dict[str, Any]:
     """The settings of a search (a ``nas_mnist.SearchSettings``) as plain JSON values: every
     field but ``progress``, with the pruner resolved, the objectives as one comma-separated
     string, the space as given (``default`` when None) and the data as its fingerprint
-    (``data`` = the resolved path or ``keras.datasets.mnist``, ``data_sha256``)."""
+    (``data`` = the resolved path or ``keras.datasets.mnist``, ``data_sha256``). The storage
+    and tracking URI are recorded without their password (``***``): the study's attributes and
+    the MLflow params can be read by anyone who reaches the dashboard or the MLflow UI."""
+    from nas_mnist.tracking.tracker import redact_uri
+
     record: dict[str, Any] = {}
     for field in dataclasses.fields(settings):
         if field.name in _NOT_RECORDED:
             continue
         value = getattr(settings, field.name)
         record[field.name] = os.fspath(value) if isinstance(value, os.PathLike) else value
+        if field.name in _URLS and isinstance(value, str):
+            record[field.name] = redact_uri(value)
     record.update(
         pruner=settings.resolved_pruner, objective=",".join(settings.objectives),
         space=os.fspath(settings.space) if settings.space is not None else "default",
@@ -112,6 +121,41 @@ def study_data(study: Any, data: str | os.PathLike | None) -> str | os.PathLike 
     return source
 
 
+def study_tracking_uri(study: Any, tracking_uri: str | None) -> str:
+    """The MLflow tracking URI of a study's runs and models: ``tracking_uri`` if given, else the
+    one the study logged to.
+
+    The study records its URI without the password (``redact_uri``): a recorded URI with
+    ``***`` is completed from ``$MLFLOW_TRACKING_URI`` when that is the same URI with its
+    password; a recorded URI without a password is used as it is.
+
+    Args:
+        study: the ``optuna.Study``.
+        tracking_uri: the command's ``--tracking-uri``, or None.
+
+    Raises:
+        InputError: the study records no URI and none was given, or it records one whose
+            password was hidden and ``$MLFLOW_TRACKING_URI`` is not that URI; the line says to
+            pass ``--tracking-uri`` (it shows no password).
+    """
+    from nas_mnist.tracking.tracker import is_redacted, redact_uri
+
+    if tracking_uri:
+        return tracking_uri
+    recorded = study.user_attrs.get(TRACKING_URI_ATTR)
+    if not recorded:
+        raise InputError(f"study {study.study_name!r} records no MLflow tracking URI; pass "
+                         "--tracking-uri")
+    if not is_redacted(recorded):
+        return recorded
+    environment = os.environ.get("MLFLOW_TRACKING_URI")
+    if environment and redact_uri(environment) == recorded:
+        return environment
+    raise InputError(f"study {study.study_name!r} logged to the MLflow store {recorded}, whose "
+                     "password is not stored; pass --tracking-uri with the password (or set "
+                     "MLFLOW_TRACKING_URI)")
+
+
 def study_tracker(study: Any, tracking_uri: str | None) -> Any:
     """The ``Tracker`` of the MLflow store that holds a study's runs and models, checked.
 
@@ -120,18 +164,14 @@ def study_tracker(study: Any, tracking_uri: str | None) -> Any:
         tracking_uri: the store to use instead of the one the study logged to, or None.
 
     Raises:
-        InputError: the study records no store and none was given, a SQLite store that does
-            not exist, or a store that cannot be reached.
+        InputError: no usable URI (``study_tracking_uri``), a SQLite store that does not exist,
+            or a store that cannot be reached.
     """
     from nas_mnist.sqlite_files import require_existing_sqlite
     from nas_mnist.tracking.tracker import Tracker
 
-    tracking_uri = tracking_uri or study.user_attrs.get(TRACKING_URI_ATTR)
-    if not tracking_uri:
-        raise InputError(f"study {study.study_name!r} records no MLflow tracking URI; pass "
-                         "--tracking-uri")
+    tracking_uri = study_tracking_uri(study, tracking_uri)
     require_existing_sqlite(tracking_uri, "MLflow tracking store", "--tracking-uri")
     tracker = Tracker(tracking_uri)
     tracker.check()
     return tracker
-

@@ -136,7 +136,8 @@ def open_study(
         start at once (the storage's unique study name decides).
 
     Raises:
-        StorageError: the existing study was created with other objectives.
+        StorageError: the existing study was created with other objectives, or its Optuna
+            directions are not theirs (a ``minimize`` study made by plain Optuna).
         ValueError: an unknown sampler or pruner, or a pruner with several objectives.
     """
     objectives = tuple(objectives)
@@ -153,14 +154,9 @@ def open_study(
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(**kwargs)
         created = False
-    # A study created a moment ago by another worker may not have its attribute yet.
-    existing = study.user_attrs.get(OBJECTIVE_ATTR)
-    if len(study.directions) != len(objectives) or (existing and tuple(existing) != objectives):
-        named = ",".join(existing) if existing else f"{len(study.directions)} objective(s)"
-        raise StorageError(
-            f"study {study_name!r} optimizes {named}, not {','.join(objectives)}; pass the "
-            "same --objective to resume it, or choose a new --study-name"
-        )
+    mismatch = _objectives_mismatch(study, objectives)
+    if mismatch:
+        raise StorageError(f"study {study_name!r} {mismatch}")
     if study.metric_names is None:
         with warnings.catch_warnings():  # set_metric_names is marked experimental
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -171,6 +167,29 @@ def open_study(
     study = RetriesFirstStudy(study_name=study.study_name, storage=study._storage,
                               sampler=study.sampler, pruner=study.pruner)
     return study, created
+
+
+def _objectives_mismatch(study: optuna.Study, objectives: tuple[str, ...]) -> str | None:
+    """What differs between the study's objectives and ``objectives``, or None if nothing.
+
+    Both the recorded objective names and Optuna's directions are compared: a study made by
+    plain Optuna (no recorded names) with ``direction="minimize"`` has as many directions as
+    val_accuracy but the wrong one (TPE would look for low accuracy, the median pruner prune good
+    trials).
+    """
+    have = [d.name.lower() for d in study.directions]
+    wanted = directions(objectives)
+    # A study created a moment ago by another worker may not have its attribute yet.
+    existing = study.user_attrs.get(OBJECTIVE_ATTR)
+    if existing and tuple(existing) != objectives:
+        return (f"optimizes {','.join(existing)}, not {','.join(objectives)}; pass the same "
+                "--objective to resume it, or choose a new --study-name")
+    if have != wanted:
+        named = ",".join(existing) if existing else f"{len(have)} objective(s)"
+        return (f"optimizes {named} to {','.join(have)}, not {','.join(objectives)} (to "
+                f"{','.join(wanted)}): it was not made by nas-mnist for these objectives; "
+                "choose a new --study-name")
+    return None
 
 
 def val_accuracy_of(trial: optuna.trial.FrozenTrial) -> float | None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nas_mnist.errors import InputError
-from nas_mnist.sqlite_files import check_sqlite_file
+from nas_mnist.sqlite_files import SQLITE_HEADER, check_sqlite_file
 
 SUPPORTED_KINDS = ("sqlite", "postgresql", "mysql", "journal")
 
@@ -134,7 +134,9 @@ def _journal_file(url: str, must_exist: bool) -> Path:
     """The log file of a ``journal:///FILE`` URL, checked (its folder exists and is writable).
 
     Raises:
-        StorageError: a malformed URL, a missing folder or file, or an unwritable place.
+        StorageError: a malformed URL, a missing folder or file, an unwritable place, or a
+            file that is not an Optuna journal (a SQLite database, or anything that does not
+            start with a JSON record); nothing is created.
     """
     if not url.startswith(JOURNAL_PREFIX) or len(url) == len(JOURNAL_PREFIX):
         raise StorageError(f"cannot parse storage URL {url!r}; use journal:///FILE.log (three "
@@ -146,9 +148,33 @@ def _journal_file(url: str, must_exist: bool) -> Path:
                            "folder the search ran in, or pass the right path")
     if path.exists() and not path.is_file():
         raise StorageError(f"--storage {url}: {path} is not a file")
+    if path.is_file():
+        _check_journal_start(url, path)
     if not folder.is_dir():
         raise StorageError(f"--storage {url}: folder {folder} does not exist; create it first")
     if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise StorageError(f"--storage {url}: {path} or its folder is read-only; the journal "
                            "appends to the file and locks it with a file next to it")
     return path
+
+
+def _check_journal_start(url: str, path: Path) -> None:
+    """Refuse an existing file that is not an Optuna journal: Optuna would fail to decode it
+    (``UnicodeDecodeError`` on a SQLite database) after other stores were created.
+
+    Raises:
+        StorageError: the file is a SQLite database or does not start with ``{`` (a journal is
+            one JSON record per line); an empty file passes.
+    """
+    try:
+        with open(path, "rb") as handle:
+            start = handle.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise StorageError(f"--storage {url}: cannot read {path} ({exc.strerror})") from None
+    if start == SQLITE_HEADER:
+        raise StorageError(f"--storage {url}: {path} is a SQLite database, not an Optuna "
+                           f"journal; pass --storage sqlite:///{path} to use it")
+    if start.strip() and not start.lstrip().startswith(b"{"):
+        raise StorageError(f"--storage {url}: {path} is not an Optuna journal (its first bytes "
+                           f"are {start!r}); point at the .log file a search wrote, or at a "
+                           "new file")

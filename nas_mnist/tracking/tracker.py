@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -143,8 +144,8 @@ class _GuardedClient:
                 if not _is_unreachable(exc):
                     raise
                 tracker.unavailable = TrackingUnavailableError(
-                    f"the MLflow tracking server {tracker.tracking_uri} stopped answering "
-                    f"({_why_unreachable(exc)})"
+                    f"the MLflow tracking server {redact_uri(tracker.tracking_uri)} stopped "
+                    f"answering ({_why_unreachable(exc)})"
                 )
                 raise tracker.unavailable from None
 
@@ -161,6 +162,52 @@ def resolve_tracking_uri(uri: str | None) -> str:
     import mlflow
 
     return mlflow.get_tracking_uri()
+
+
+REDACTED = "***"
+"""What a password becomes in a URI that is shown or recorded (SQLAlchemy's
+``render_as_string(hide_password=True)`` writes the same)."""
+
+_USER_PASSWORD = re.compile(
+    r"^(?P<head>[A-Za-z][\w+.\-]*://[^:/@?#]*):(?P<password>.*)@(?=[^@]*$)")
+_QUERY_PASSWORD = re.compile(r"(?P<key>[?&]password=)[^&#]*", re.IGNORECASE)
+
+
+def redact_uri(uri: str | None) -> str | None:
+    """``uri`` with its password replaced by ``***``, to show or record (print, log, MLflow
+    params, study attributes, another process's command line).
+
+    ``postgresql+psycopg://nas:secret@host/db`` becomes ``postgresql+psycopg://nas:***@host/db``
+    (the user name stays), ``http://u:p@host:5000`` becomes ``http://u:***@host:5000`` and a
+    ``password=`` query parameter is hidden too. The password runs to the last ``@`` of the URI,
+    so one with an unencoded ``@`` is hidden whole. URIs without a password, and None, come back
+    unchanged; redacting twice changes nothing.
+    """
+    if not uri:
+        return uri
+    redacted = _USER_PASSWORD.sub(lambda m: f"{m['head']}:{REDACTED}@", uri, count=1)
+    return _QUERY_PASSWORD.sub(lambda m: f"{m['key']}{REDACTED}", redacted)
+
+
+def is_redacted(uri: str | None) -> bool:
+    """Whether ``uri`` is one that ``redact_uri`` hid a password in (so it cannot be opened)."""
+    if not uri:
+        return False
+    match = _USER_PASSWORD.match(uri)
+    return (match is not None and match["password"] == REDACTED) or (
+        f"password={REDACTED}" in uri.lower())
+
+
+def hide_password(text: str, uri: str | None) -> str:
+    """``text`` (an error message about ``uri``) with ``uri``'s password replaced by ``***``
+    wherever it appears, and ``uri`` itself redacted (``redact_uri``)."""
+    if not uri or redact_uri(uri) == uri:
+        return text
+    match = _USER_PASSWORD.match(uri)
+    text = text.replace(uri, redact_uri(uri))
+    if match is not None and match["password"]:
+        text = text.replace(match["password"], REDACTED)
+    return text
 
 
 def _store_creation_lock(tracking_uri: str) -> Any:
@@ -215,8 +262,9 @@ def validate_tracking_uri(uri: str | None) -> str | None:
     scheme = urlparse(uri).scheme.split("+")[0]
     if scheme not in ("", *TRACKING_SCHEMES) or (len(scheme) == 1 and os.name != "nt"):
         raise TrackingError(
-            f"--tracking-uri {uri}: unknown scheme {scheme!r}; use sqlite:///mlflow.db, "
-            "http://HOST:PORT (an MLflow server) or postgresql://USER:PASSWORD@HOST/DB"
+            f"--tracking-uri {redact_uri(uri)}: unknown scheme {scheme!r}; use "
+            "sqlite:///mlflow.db, http://HOST:PORT (an MLflow server) or "
+            "postgresql://USER:PASSWORD@HOST/DB"
         )
     if scheme in ("", "file", "http", "https", "databricks"):
         return uri
@@ -228,7 +276,8 @@ def validate_tracking_uri(uri: str | None) -> str | None:
     try:
         parsed = make_url(uri)
     except ArgumentError:
-        raise TrackingError(f"--tracking-uri {uri}: cannot parse it as a database URL") from None
+        raise TrackingError(f"--tracking-uri {redact_uri(uri)}: cannot parse it as a database "
+                            "URL") from None
     if scheme == "sqlite":
         if parsed.database in (None, "", ":memory:"):
             raise TrackingError(f"--tracking-uri {uri}: an in-memory store is lost at exit; use "
@@ -292,7 +341,7 @@ class Tracker:
         """
         if self.unavailable is None and _is_unreachable(exc):
             self.unavailable = TrackingUnavailableError(
-                f"the MLflow tracking server {self.tracking_uri} stopped answering "
+                f"the MLflow tracking server {redact_uri(self.tracking_uri)} stopped answering "
                 f"({_why_unreachable(exc)})"
             )
         if self.unavailable is not None and _is_unreachable(exc):
@@ -325,7 +374,8 @@ class Tracker:
                 str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             )
             raise TrackingError(
-                f"cannot reach the MLflow tracking store {self.tracking_uri!r}: {first_line}. "
+                f"cannot reach the MLflow tracking store {redact_uri(self.tracking_uri)!r}: "
+                f"{hide_password(first_line, self.tracking_uri)}. "
                 "Start the tracking server, or pass --tracking-uri sqlite:///mlflow.db"
             ) from None
 
@@ -354,7 +404,8 @@ class Tracker:
         """The study's parent run: reattached from the study's user attributes, or created.
 
         Sets it RUNNING while the search runs; ``finish_parent_run`` closes it. Stores the ids
-        in the study's user attributes.
+        in the study's user attributes, and the tracking URI without its password
+        (``redact_uri``; ``nas_mnist.study.memory.study_tracking_uri`` reads it back).
 
         Args:
             study: the ``optuna.Study``.
@@ -369,7 +420,7 @@ class Tracker:
         run_id = attrs.get(PARENT_RUN_ATTR)
         if (
             run_id
-            and attrs.get(TRACKING_URI_ATTR) == self.tracking_uri
+            and redact_uri(attrs.get(TRACKING_URI_ATTR)) == redact_uri(self.tracking_uri)
             and self._run_exists(run_id)
         ):
             self.client.update_run(run_id, status="RUNNING")
@@ -378,12 +429,12 @@ class Tracker:
             logger.warning(
                 "study %r was logged to another MLflow store (%s); starting a new parent run in %s",
                 study.study_name,
-                attrs.get(TRACKING_URI_ATTR),
-                self.tracking_uri,
+                redact_uri(attrs.get(TRACKING_URI_ATTR)),
+                redact_uri(self.tracking_uri),
             )
         experiment_id, run_id = self.create_parent_run(study.study_name)
         study.set_user_attr(EXPERIMENT_ATTR, experiment_id)
-        study.set_user_attr(TRACKING_URI_ATTR, self.tracking_uri)
+        study.set_user_attr(TRACKING_URI_ATTR, redact_uri(self.tracking_uri))  # no password
         study.set_user_attr(PARENT_RUN_ATTR, run_id)
         return run_id
 
@@ -520,7 +571,7 @@ class Tracker:
     def run_url(self, experiment_id: str, run_id: str | None = None) -> str:
         """Where to look: the tracking URI plus the experiment/run path used by the MLflow UI."""
         path = f"#/experiments/{experiment_id}" + (f"/runs/{run_id}" if run_id else "")
-        return f"{self.tracking_uri} {path}"
+        return f"{redact_uri(self.tracking_uri)} {path}"
 
 
 @dataclass(frozen=True)

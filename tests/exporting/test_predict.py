@@ -108,6 +108,72 @@ def test_files_that_are_not_images_are_named(tmp_path):
             load_image(tmp_path / name)
 
 
+@pytest.fixture(scope="module")
+def huge_png(tmp_path_factory) -> Path:
+    """A 15,000 x 15,000 1-bit PNG (57 kB on disk): Pillow's decompression-bomb limit."""
+    path = tmp_path_factory.mktemp("huge") / "huge.png"
+    Image.new("1", (15_000, 15_000), 1).save(path)
+    return path
+
+
+def test_oversized_images_are_refused_before_they_are_decoded(tmp_path, huge_png):
+    from nas_mnist.exporting.images import MAX_IMAGE_PIXELS
+
+    with pytest.raises(ImageError, match=r"huge.png: 225,000,000 pixels; .* at most"):
+        load_image(huge_png)
+    side = int(MAX_IMAGE_PIXELS**0.5) + 1  # over our cap, under Pillow's
+    Image.new("1", (side, side), 1).save(tmp_path / "big.png")
+    with pytest.raises(ImageError, match=rf"big.png: {side}x{side} pixels"):
+        load_image(tmp_path / "big.png")
+    np.save(tmp_path / "big.npy", np.lib.format.open_memmap(
+        tmp_path / "tmp.npy", mode="w+", dtype=np.uint8, shape=(side, side)))
+    with pytest.raises(ImageError, match=rf"big.npy: {side}x{side} pixels"):
+        load_image(tmp_path / "big.npy")
+
+
+def test_a_16_bit_png_is_scaled_not_clipped(tmp_path):
+    paper = np.full((40, 40), 65535, np.uint16)  # a dark-on-light digit, mid-grey ink
+    paper[8:32, 18:22] = 20000
+    Image.fromarray(paper).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode == "I;16"
+    gray = load_image(tmp_path / "deep.png")
+    np.testing.assert_allclose(gray[0, 0], 1.0)
+    np.testing.assert_allclose(gray[20, 20], 20000 / 65535, rtol=1e-5)
+    image, info = prepare_file(tmp_path / "deep.png")
+    assert info["inverted"] and image.max() > 0.5  # the digit is there, not a blank image
+
+
+def _fake_export(folder: Path) -> Path:
+    """A folder laid out as an export (``saved_model.pb``, variables, a manifest); no model."""
+    from nas_mnist.exporting.layout import SAVED_MODEL_NAME
+    from nas_mnist.exporting.manifest import write_manifest
+
+    (folder / "variables").mkdir(parents=True)
+    (folder / SAVED_MODEL_NAME).write_bytes(b"graph")
+    (folder / "variables" / "variables.data-00000-of-00001").write_bytes(bytes(range(256)))
+    write_manifest(folder)
+    return folder
+
+
+def _flip_bytes(export: Path) -> None:
+    data = next((export / "variables").glob("variables.data-*"))
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    data.write_bytes(bytes(raw))
+
+
+def test_predict_checks_the_manifest_before_loading_the_model(tmp_path):
+    import nas_mnist
+    from nas_mnist.errors import InputError
+
+    export = _fake_export(tmp_path / "model")
+    _flip_bytes(export)
+    np.save(tmp_path / "digit.npy", np.zeros((28, 28), np.uint8))
+    with pytest.raises(InputError, match=r"1 problem\(s\) against manifest.json: changed: "
+                                         r"variables/variables.data-00000-of-00001"):
+        nas_mnist.predict(export, [tmp_path / "digit.npy"])
+
+
 # --- classifying with an exported model (slow) -------------------------------------------------
 
 
@@ -187,3 +253,33 @@ def test_predict_refuses_a_folder_that_is_not_an_export(tmp_path, capsys):
     (tmp_path / "digit.npy").write_bytes(b"")
     assert main(["predict", str(tmp_path), str(tmp_path / "digit.npy")]) == 2
     assert "not an export folder" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_on_a_tampered_export_exits_2_with_one_line(model_dir, paper_digits, tmp_path,
+                                                        capsys):
+    import shutil
+
+    files, _ = paper_digits
+    tampered = tmp_path / "tampered"
+    shutil.copytree(model_dir, tampered)
+    _flip_bytes(tampered)
+    assert main(["predict", str(tampered), str(files[0])]) == 2
+    err = capsys.readouterr().err
+    assert "manifest.json" in err and "variables/variables.data" in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err and "DataLoss" not in err
+    (tampered / "manifest.json").unlink()  # nothing to check against: TensorFlow's error
+    assert main(["predict", str(tampered), str(files[0])]) == 2
+    err = capsys.readouterr().err
+    assert "TensorFlow cannot load the SavedModel" in err and "Traceback" not in err, err
+
+
+@pytest.mark.slow
+def test_cli_refuses_a_huge_image_and_classifies_the_good_one(model_dir, paper_digits,
+                                                              huge_png, capsys):
+    files, expected = paper_digits
+    assert main(["predict", str(model_dir), str(huge_png), str(files[0])]) == 2
+    captured = capsys.readouterr()
+    assert "huge.png: 225,000,000 pixels" in captured.err and captured.err.count("\n") == 1
+    assert "Traceback" not in captured.err
+    assert captured.out.startswith(f"{files[0]}: {expected[0]} (probability ")

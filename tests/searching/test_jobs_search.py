@@ -96,3 +96,60 @@ def test_jobs_share_an_exact_budget_and_survive_a_killed_worker(tmp_path, real_m
     # 9 finished + the killed one, closed as KILLED (surplus trials get no run)
     assert len(children) == 10
     assert all(r.info.status != "RUNNING" for r in parents + children)
+
+
+def _workers_of(pid: int) -> list[int]:
+    """The PIDs of the "spawn" worker processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"spawn_main" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_workers_stop_when_their_supervisor_is_sigkilled(tmp_path, real_mnist_path):
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    search = _search(tmp_path, real_mnist_path, 3)
+    deadline = time.monotonic() + 300
+    victim, workers = None, []
+    while victim is None and time.monotonic() < deadline and search.poll() is None:
+        running = _study(tmp_path).get_trials(states=(TrialState.RUNNING,)) \
+            if (tmp_path / "s.log").exists() else []
+        if running and RUN_ATTR in running[0].user_attrs:
+            workers = _workers_of(search.pid)
+            victim = running[0]
+            search.kill()  # as the out-of-memory killer would
+        time.sleep(0.2)
+    output = search.communicate(timeout=120)[0]  # EOF: the workers, which share its stdout, ended
+    assert victim is not None and _worker_pid(victim) in workers, output
+    assert "Traceback" not in output
+    deadline = time.monotonic() + 60  # a worker's clean-up: re-queue, close its MLflow run
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in workers if _alive(pid)]
+    interrupted = _study(tmp_path).trials[victim.number]
+    assert interrupted.state == TrialState.FAIL  # closed by its own worker, not trained on
+    assert interrupted.user_attrs[REASON_ATTR] == "interrupted"
+
+    search = _search(tmp_path, real_mnist_path, 3)  # the same command finishes the study
+    output = search.communicate(timeout=600)[0]
+    assert search.returncode == 0, output
+    assert "Traceback" not in output
+    study = _study(tmp_path)
+    assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 3
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+    parents, children = mlflow_runs(f"sqlite:///{tmp_path / 'm.db'}", "demo")
+    assert all(r.info.status != "RUNNING" for r in parents + children)  # the dead parent's too

@@ -70,3 +70,42 @@ def test_a_queued_retry_runs_before_the_other_queued_trials_also_on_resume(tmp_p
     assert order == [(3, "a"), (1, "b"), (2, "c")]  # the retry of trial 0 first
     assert resumed.trials[3].user_attrs[RETRY_OF_ATTR] == 0
     assert resumed.ask().number == 4  # the queue is empty: the sampler's turn
+
+
+@pytest.mark.parametrize("with_trials", [False, True])
+def test_a_study_made_for_the_other_direction_is_refused(tmp_path, with_trials):
+    """A ``minimize`` study made by plain Optuna has one direction, as val_accuracy has, but the
+    wrong one: resuming it would make TPE look for low accuracy."""
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    foreign = optuna.create_study(storage=url, study_name="demo", direction="minimize")
+    if with_trials:
+        foreign.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    words = r"optimizes 1 objective\(s\) to minimize, not val_accuracy \(to maximize\)"
+    with pytest.raises(StorageError, match=words):
+        open_study(url, "demo")
+    assert len(optuna.load_study(storage=url, study_name="demo").trials) == 2 * with_trials
+
+
+def test_a_study_with_the_right_direction_but_no_objective_attribute_is_resumed(tmp_path):
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    optuna.create_study(storage=url, study_name="demo", direction="maximize")
+    study, created = open_study(url, "demo")
+    assert not created and study.directions == [optuna.study.StudyDirection.MAXIMIZE]
+
+
+def test_search_on_a_minimize_study_exits_2_with_one_line(workdir, real_mnist_path, capsys):
+    import optuna
+    from support import search_args
+
+    from nas_mnist.cli.main import main
+
+    optuna.create_study(storage="sqlite:///s.db", study_name="demo", direction="minimize")
+    assert main([*search_args(real_mnist_path, 1), "--space", "small.yaml",
+                 "--baselines", "none"]) == 2
+    err = capsys.readouterr().err
+    assert "minimize" in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert optuna.load_study(storage="sqlite:///s.db", study_name="demo").trials == []

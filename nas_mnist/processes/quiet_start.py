@@ -1,0 +1,63 @@
+"""A worker process's quiet start: TensorFlow imported with its C++ start-up lines dropped.
+
+The single-process CLI hides TensorFlow's absl/cudart start-up lines (``cli.main``); a ``--jobs``
+worker is a fresh interpreter that imports TensorFlow itself, so it does the same here, before
+anything imports TensorFlow (``import_tensorflow_quietly``). The CLI's ``cli.quiet`` can import
+these names from here (one list of fragments for both).
+"""
+
+from __future__ import annotations
+
+import os
+
+TENSORFLOW_STARTUP_NOISE = ("All log messages before absl::InitializeLog()", "I0000 ",
+                            "oneDNN custom operations are on", "Could not find cuda drivers",
+                            "This TensorFlow binary is optimized to use available CPU",
+                            "To enable the following instructions", "rebuild TensorFlow with",
+                            "Unable to register cuDNN factory", "Unable to register cuFFT factory",
+                            "Unable to register cuBLAS factory", "computation placer already",
+                            "cuda_dnn.cc", "cuda_fft.cc", "cuda_blas.cc", "cudart stub")
+"""Fragments of the lines TensorFlow's C++ runtime writes to stderr while it is imported.
+
+TensorFlow 2.21 logs through absl before ``absl::InitializeLog()`` runs, so
+``TF_CPP_MIN_LOG_LEVEL`` no longer hides them; ``import_tensorflow_quietly`` drops them."""
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its C++ start-up lines (``TENSORFLOW_STARTUP_NOISE``) dropped from
+    stderr; any other line it writes is passed on. A no-op once TensorFlow is imported.
+
+    Works on the file descriptor (the lines come from C++, not Python's ``sys.stderr``).
+    """
+    import sys
+    import tempfile
+
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().decode(errors="replace").splitlines()
+                    if line.strip() and not any(n in line for n in TENSORFLOW_STARTUP_NOISE)]
+    if kept:
+        print("\n".join(kept), file=sys.stderr)
+
+
+def quiet_worker_start() -> None:
+    """Set up a worker process as the CLI sets up itself without ``--verbose``: TensorFlow's
+    and MLflow's log levels (environment, read when they are imported; a value the parent set,
+    e.g. ``TF_CPP_MIN_LOG_LEVEL=0`` under ``--verbose``, is kept), then TensorFlow imported
+    quietly. Under ``--verbose`` (``TF_CPP_MIN_LOG_LEVEL`` is "0") TensorFlow's lines are kept."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0":
+        return
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import_tensorflow_quietly()

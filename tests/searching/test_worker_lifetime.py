@@ -1,0 +1,84 @@
+"""A ``--jobs`` worker's own process rules: it stops when its supervisor dies (``tie_to_parent``)
+and a second stop signal during its clean-up is ignored without Python's "ignored due to race
+condition" traceback (``_interrupt_once``)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from support import REPO_ROOT
+
+from nas_mnist.searching import workers
+
+# A "supervisor" that starts a "worker" (tied to it, as worker_main ties itself) and prints the
+# worker's PID; the worker prints "stopped" when its KeyboardInterrupt (SIGTERM) arrives.
+SUPERVISOR = textwrap.dedent("""
+    import os, subprocess, sys, time
+    worker = subprocess.Popen([sys.executable, "-c", '''
+    import os, sys, time
+    from nas_mnist.searching.workers import _interrupt_once, tie_to_parent
+    _interrupt_once()
+    tie_to_parent(int(sys.argv[1]))
+    try:
+        print("ready", flush=True)
+        time.sleep(60)
+    except KeyboardInterrupt:
+        print("stopped", flush=True)
+        sys.exit(130)
+    ''', str(os.getpid())])
+    print(worker.pid, flush=True)
+    time.sleep(60)
+""")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_worker_stops_when_its_supervisor_is_sigkilled():
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    supervisor = subprocess.Popen([sys.executable, "-c", SUPERVISOR], env=env,
+                                  stdout=subprocess.PIPE, text=True)
+    try:
+        worker_pid = int(supervisor.stdout.readline())
+        assert supervisor.stdout.readline().strip() == "ready"
+        supervisor.kill()
+        supervisor.wait(10)
+        deadline = time.monotonic() + 10
+        while _alive(worker_pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(worker_pid)
+        assert supervisor.stdout.readline().strip() == "stopped"  # its clean-up ran
+    finally:
+        supervisor.kill()
+        if _alive(worker_pid):
+            os.kill(worker_pid, signal.SIGKILL)
+
+
+def test_a_second_stop_signal_during_the_clean_up_finds_a_python_handler():
+    # Python reports "OSError: Signal 15 ignored due to race condition" (with a traceback) when a
+    # signal already pending finds its handler set to SIG_IGN or SIG_DFL: the worker's later
+    # handler must be a Python function that does nothing.
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        workers._interrupt_once()
+        with pytest.raises(KeyboardInterrupt):
+            signal.getsignal(signal.SIGINT)(signal.SIGINT, None)  # the terminal's Ctrl-C
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            later = signal.getsignal(signum)
+            assert callable(later)  # not SIG_IGN / SIG_DFL
+            assert later(signum, None) is None  # the supervisor's SIGTERM: ignored
+        signal.raise_signal(signal.SIGTERM)  # a real one: nothing happens
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
