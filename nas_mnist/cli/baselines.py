@@ -10,6 +10,7 @@ from nas_mnist.cli.arguments import (
     add_data_arguments,
     positive_int,
 )
+from nas_mnist.tracking.redaction import redact_uri
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -123,6 +124,6 @@ def _baselines_train(args: argparse.Namespace) -> int:
         f"reported {baseline.reported_test_accuracy:.4f}"
         f" ({baseline.epochs} epochs in the notebook)\n"
         f"  MLflow run {attrs['mlflow_run_id']} in experiment '{BASELINES_EXPERIMENT}' at "
-        f"{run.tracking_uri}"
+        f"{redact_uri(run.tracking_uri)}"
     )
     return EXIT_OK

@@ -12,6 +12,7 @@ import sys
 
 from nas_mnist.cli.arguments import EXIT_OK
 from nas_mnist.cli.serving import add_host_arguments, check_host, check_port_free, url_host
+from nas_mnist.tracking.redaction import redact_uri
 
 DEFAULT_PORT = 8080
 """optuna-dashboard's own default port."""
@@ -43,9 +44,10 @@ def run(args: argparse.Namespace) -> int:
     server = dashboard(args.storage, args.host, args.port)  # StorageError: exit 2
     try:
         if remote:
-            print(REMOTE_WARNING.format(host=args.host, port=args.port, storage=args.storage),
+            print(REMOTE_WARNING.format(host=args.host, port=args.port,
+                                        storage=redact_uri(args.storage)),
                   file=sys.stderr)
-        print(f"optuna-dashboard for {args.storage} at "
+        print(f"optuna-dashboard for {redact_uri(args.storage)} at "
               f"http://{url_host(args.host)}:{server.port}/dashboard/ (Ctrl-C to stop)",
               flush=True)
         server.serve_forever()

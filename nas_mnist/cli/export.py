@@ -17,6 +17,7 @@ from nas_mnist.cli.arguments import (
     add_study_arguments,
     positive_int,
 )
+from nas_mnist.tracking.redaction import redact_uri
 
 if TYPE_CHECKING:
     from nas_mnist.exporting.layout import ExportResult
@@ -164,7 +165,7 @@ def _export(args: argparse.Namespace) -> int:
     tag = f"final:{result.final['trial_number']}" if result.final else result.trial_number
     console.print(
         f"MLflow: logged as {result.mlflow_model_uri} on parent run {result.parent_run_id} (tag "
-        f"best_trial={tag}) in {result.tracking_uri}; register it from the MLflow UI"
+        f"best_trial={tag}) in {redact_uri(result.tracking_uri)}; register it from the MLflow UI"
     )
     return EXIT_OK
 

@@ -1,41 +1,6 @@
-"""Quiet output for the CLI: TensorFlow imported with its C++ start-up lines dropped."""
+"""Quiet output for the CLI: TensorFlow imported with its C++ start-up lines dropped (the same
+rules as a ``--jobs`` worker's start, ``nas_mnist.processes.quiet_start``)."""
 
-from __future__ import annotations
+from nas_mnist.processes.quiet_start import TENSORFLOW_STARTUP_NOISE, import_tensorflow_quietly
 
-import os
-
-TENSORFLOW_STARTUP_NOISE = ("All log messages before absl::InitializeLog()", "I0000 ",
-                            "oneDNN custom operations are on", "Could not find cuda drivers",
-                            "This TensorFlow binary is optimized to use available CPU",
-                            "To enable the following instructions", "rebuild TensorFlow with")
-"""Fragments of the lines TensorFlow's C++ runtime writes to stderr while it is imported.
-
-TensorFlow 2.21 logs through absl before ``absl::InitializeLog()`` runs, so
-``TF_CPP_MIN_LOG_LEVEL`` no longer hides them; ``import_tensorflow_quietly`` drops them."""
-
-
-def import_tensorflow_quietly() -> None:
-    """Import TensorFlow with its C++ start-up lines (``TENSORFLOW_STARTUP_NOISE``) dropped from
-    stderr; any other line it writes is passed on. A no-op once TensorFlow is imported.
-
-    Works on the file descriptor (the lines come from C++, not Python's ``sys.stderr``).
-    """
-    import sys
-    import tempfile
-
-    if "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            import tensorflow  # noqa: F401
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            kept = [line for line in captured.read().decode(errors="replace").splitlines()
-                    if line.strip() and not any(n in line for n in TENSORFLOW_STARTUP_NOISE)]
-    if kept:
-        print("\n".join(kept), file=sys.stderr)
+__all__ = ["TENSORFLOW_STARTUP_NOISE", "import_tensorflow_quietly"]

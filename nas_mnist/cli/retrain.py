@@ -98,7 +98,7 @@ def _spread(mean: float, std: float) -> str:
 def champion_lines(result: Any) -> list[str]:
     """The champion line and, when there is one, the ensemble line (the tracking URI without
     its password)."""
-    from nas_mnist.tracking.tracker import redact_uri
+    from nas_mnist.tracking.redaction import redact_uri
 
     champion = result.champion
     if champion is None:

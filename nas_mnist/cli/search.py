@@ -216,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
     from nas_mnist.console import console
     from nas_mnist.searching.runner import search
     from nas_mnist.study.trial_counts import count_finished
-    from nas_mnist.tracking.tracker import redact_uri
+    from nas_mnist.tracking.redaction import redact_uri
 
     result = search(settings_from_args(args))
     if result.study is None:  # the KerasTuner engine
@@ -259,7 +259,7 @@ def _print_keras_tuner_result(result: object) -> None:
                "train_seconds", "reason")
     console.print(table_from_frame(frame, columns, title=f"{len(frame)} KerasTuner trials "
                                    "(by val_accuracy)", limit=10))
-    from nas_mnist.tracking.tracker import redact_uri
+    from nas_mnist.tracking.redaction import redact_uri
 
     console.print(f"MLflow: experiment {result.settings.study_name!r} (id "
                   f"{result.experiment_id}), parent run {result.parent_run_id} in "

@@ -59,7 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nas_mnist.tracking.tracker import Tracker, redact_uri, resolve_tracking_uri
+    from nas_mnist.tracking.redaction import redact_uri
+    from nas_mnist.tracking.tracker import Tracker, resolve_tracking_uri
 
     # 1. Validate every input before anything is started (or created: MLflow's client creates
     # a missing SQLite store, so the store is checked before a client is made).
@@ -112,7 +113,7 @@ def _check_store(uri: str) -> None:
     """Refuse URIs that are not a local store this command can serve."""
     from sqlalchemy.engine import make_url
 
-    from nas_mnist.tracking.tracker import redact_uri
+    from nas_mnist.tracking.redaction import redact_uri
 
     scheme = uri.split(":", 1)[0].lower() if ":" in uri else "file"
     if scheme in ("http", "https", "databricks"):

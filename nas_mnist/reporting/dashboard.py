@@ -85,7 +85,7 @@ def _require_optuna_tables(storage: str) -> None:
     The messages show the URL without its password (``redact_uri``, ``hide_password``)."""
     import sqlalchemy
 
-    from nas_mnist.tracking.tracker import hide_password, redact_uri
+    from nas_mnist.tracking.redaction import hide_password, redact_uri
 
     engine = sqlalchemy.create_engine(storage)
     try:
@@ -125,7 +125,7 @@ def dashboard(storage: str, host: str = "127.0.0.1", port: int = 8080) -> Dashbo
     import optuna
     import optuna_dashboard
 
-    from nas_mnist.tracking.tracker import redact_uri
+    from nas_mnist.tracking.redaction import redact_uri
 
     validate_storage_url(storage, must_exist=True)
     _require_optuna_tables(storage)

@@ -29,6 +29,7 @@ from nas_mnist.reporting.page import render_page
 from nas_mnist.study.defaults import DEFAULT_STORAGE, DEFAULT_STUDY_NAME
 from nas_mnist.study.leaderboard import NUMERIC_COLUMNS, VIEWS, best_trial, leaderboard, view
 from nas_mnist.study.plots import write_study_plots
+from nas_mnist.tracking.redaction import redact_uri
 from nas_mnist.trial_attributes import MODEL_URI_ATTR, TRACKING_URI_ATTR
 
 logger = logging.getLogger(__name__)
@@ -153,19 +154,20 @@ def report(
     """
     from nas_mnist.data import load_splits
     from nas_mnist.study.final_models import final_models, load_final_study
-    from nas_mnist.study.memory import study_data
+    from nas_mnist.study.memory import study_data, study_tracking_uri
     from nas_mnist.study.storage import load_existing_study
 
     folder = check_report_dir(out, force)
     study = load_existing_study(storage, study_name)
     final_trials = final_models(load_final_study(study._storage, study_name))
-    tracking_uri = tracking_uri or study.user_attrs.get(TRACKING_URI_ATTR)
+    if tracking_uri is None and study.user_attrs.get(TRACKING_URI_ATTR):
+        tracking_uri = study_tracking_uri(study, None)  # the password from the environment
     test_data = None
     if best_trial(study, with_model=True) is not None:
         splits = load_splits(study_data(study, data))
         test_data = (splits.x_test, splits.y_test)
     return _write_atomically(study, folder, test_data, tracking_uri,
-                             f"study {study_name!r} in {storage}", final_trials)
+                             f"study {study_name!r} in {redact_uri(storage)}", final_trials)
 
 
 def _write_atomically(study: Any, folder: Path, test_data: Any, tracking_uri: str | None,
@@ -320,6 +322,6 @@ def _best_model_figures(report: Report, best: Any, test_data: tuple[Any, Any] | 
             logger.warning("could not evaluate trial %d's model: %s", best.number, exc)
             report.skipped["best model"] = (
                 f"trial {best.number}'s model {best.user_attrs['model_uri']} could not be "
-                f"loaded from {tracking_uri}: {type(exc).__name__}: {exc}"
+                f"loaded from {redact_uri(tracking_uri)}: {type(exc).__name__}: {exc}"
             )
     return {}

@@ -101,9 +101,11 @@ def _study_context(
     """(data, tracking_uri) for a baseline trained in the context of a study: the given ones,
     else the study's (its checked data file, its MLflow store)."""
     from nas_mnist.study.defaults import DEFAULT_STORAGE, DEFAULT_STUDY_NAME
-    from nas_mnist.study.memory import study_data
+    from nas_mnist.study.memory import study_data, study_tracking_uri
     from nas_mnist.study.storage import load_existing_study
     from nas_mnist.trial_attributes import TRACKING_URI_ATTR
 
     study = load_existing_study(storage or DEFAULT_STORAGE, study_name or DEFAULT_STUDY_NAME)
-    return study_data(study, data), tracking_uri or study.user_attrs.get(TRACKING_URI_ATTR)
+    if tracking_uri is None and study.user_attrs.get(TRACKING_URI_ATTR):
+        tracking_uri = study_tracking_uri(study, None)
+    return study_data(study, data), tracking_uri

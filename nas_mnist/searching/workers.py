@@ -44,7 +44,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from nas_mnist.processes.supervisor import EXIT_INTERRUPTED, EXIT_TRACKING_UNAVAILABLE
+from nas_mnist.processes.supervisor import (
+    EXIT_INTERRUPTED,
+    EXIT_TRACKING_UNAVAILABLE,
+    STOP_GRACE_SECONDS,
+)
 
 PARENT_CHECK_SECONDS = 1.0
 """How often a worker's watcher thread checks that its supervisor is still its parent."""
@@ -88,7 +92,13 @@ def start_process(plan: WorkerPlan) -> Any:
 
 
 def _interrupt_once() -> None:
-    """First SIGINT/SIGTERM: ``KeyboardInterrupt``; later ones are ignored (see module doc)."""
+    """First SIGINT/SIGTERM: ``KeyboardInterrupt``; later ones are ignored (see module doc).
+
+    A ``KeyboardInterrupt`` raised while Python runs a garbage-collection callback or a
+    ``__del__`` (JAX's, TensorFlow's) is swallowed by Python as "Exception ignored in", with a
+    traceback: then the handler is re-armed and the signal sent again, quietly, so that the
+    interrupt reaches the trial after all.
+    """
     def ignore(signum: int, frame: Any) -> None:
         pass  # not SIG_IGN: a signal already pending must find a handler (module doc)
 
@@ -97,6 +107,18 @@ def _interrupt_once() -> None:
         signal.signal(signal.SIGTERM, ignore)
         raise KeyboardInterrupt()
 
+    previous_hook = sys.unraisablehook
+
+    def on_unraisable(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            signal.signal(signal.SIGINT, on_signal)
+            signal.signal(signal.SIGTERM, on_signal)
+            # Sent from a thread, a moment later: raised here, it would be swallowed again.
+            threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM)).start()
+            return
+        previous_hook(unraisable)
+
+    sys.unraisablehook = on_unraisable
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
@@ -107,7 +129,8 @@ def tie_to_parent(parent_pid: int | None) -> None:
     On Linux the kernel sends SIGTERM when the parent dies (``PR_SET_PDEATHSIG``); everywhere a
     daemon thread compares ``os.getppid()`` with ``parent_pid`` every ``PARENT_CHECK_SECONDS``
     and sends SIGTERM to this process once they differ (also when the parent died before the
-    ``prctl``). Does nothing when ``parent_pid`` is None.
+    ``prctl``). A worker whose clean-up has not ended ``STOP_GRACE_SECONDS`` later exits
+    (the next search recovers its trial). Does nothing when ``parent_pid`` is None.
     """
     if parent_pid is None:
         return
@@ -124,6 +147,8 @@ def tie_to_parent(parent_pid: int | None) -> None:
         while os.getppid() == parent_pid:
             time.sleep(PARENT_CHECK_SECONDS)
         os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(STOP_GRACE_SECONDS)  # as the supervisor's stop: its clean-up had its time
+        os._exit(EXIT_INTERRUPTED)  # its trial is recovered by the next search
 
     threading.Thread(target=watch, name="nas-mnist-parent-watch", daemon=True).start()
 

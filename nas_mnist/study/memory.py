@@ -38,7 +38,7 @@ def settings_record(settings: Any, data: DataFingerprint) -> dict[str, Any]:
     (``data`` = the resolved path or ``keras.datasets.mnist``, ``data_sha256``). The storage
     and tracking URI are recorded without their password (``***``): the study's attributes and
     the MLflow params can be read by anyone who reaches the dashboard or the MLflow UI."""
-    from nas_mnist.tracking.tracker import redact_uri
+    from nas_mnist.tracking.redaction import redact_uri
 
     record: dict[str, Any] = {}
     for field in dataclasses.fields(settings):
@@ -138,7 +138,7 @@ def study_tracking_uri(study: Any, tracking_uri: str | None) -> str:
             password was hidden and ``$MLFLOW_TRACKING_URI`` is not that URI; the line says to
             pass ``--tracking-uri`` (it shows no password).
     """
-    from nas_mnist.tracking.tracker import is_redacted, redact_uri
+    from nas_mnist.tracking.redaction import is_redacted, redact_uri
 
     if tracking_uri:
         return tracking_uri

@@ -21,6 +21,7 @@ from typing import Any
 from nas_mnist.architecture.spec import INPUT_SHAPE, NUM_CLASSES
 from nas_mnist.environment import temporary_environ
 from nas_mnist.errors import RuntimeFailure
+from nas_mnist.tracking.redaction import redact_uri
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +170,8 @@ def load_logged_model(model_uri: str, tracking_uri: str) -> Any:
                 )
         except Exception as exc:  # MlflowException, OSError, ...: all mean "not there"
             raise ModelUnavailableError(
-                f"cannot download {model_uri} from {tracking_uri}: {_first_line(exc)}"
+                f"cannot download {model_uri} from {redact_uri(tracking_uri)}: "
+                f"{_first_line(exc)}"
             ) from None
         try:
             model = keras.saving.load_model(_keras_file(Path(local)))

@@ -20,6 +20,7 @@ from typing import Any
 
 from nas_mnist.errors import RuntimeFailure
 from nas_mnist.tracking.models import global_tracking_uri, model_id_of
+from nas_mnist.tracking.redaction import redact_uri
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ def register_alias(tracker: Any, name: str, alias: str, model_uri: str, run_id: 
     except MlflowException as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise RegistryError(f"could not register {model_uri} as {name}@{alias} in "
-                            f"{tracker.tracking_uri}: {first}") from None
+                            f"{redact_uri(tracker.tracking_uri)}: {first}") from None
     logger.info("registered %s as models:/%s@%s (version %s)", model_uri, name, alias,
                 version.version)
     return RegisteredVersion(name, alias, str(version.version), model_uri, run_id, created=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 
 from nas_mnist.environment import temporary_environ
 from nas_mnist.errors import InputError, TrialFailure
+from nas_mnist.tracking.redaction import hide_password, redact_uri
 from nas_mnist.trial_attributes import (
     EXPERIMENT_ATTR,
     PARENT_RUN_ATTR,
@@ -162,52 +162,6 @@ def resolve_tracking_uri(uri: str | None) -> str:
     import mlflow
 
     return mlflow.get_tracking_uri()
-
-
-REDACTED = "***"
-"""What a password becomes in a URI that is shown or recorded (SQLAlchemy's
-``render_as_string(hide_password=True)`` writes the same)."""
-
-_USER_PASSWORD = re.compile(
-    r"^(?P<head>[A-Za-z][\w+.\-]*://[^:/@?#]*):(?P<password>.*)@(?=[^@]*$)")
-_QUERY_PASSWORD = re.compile(r"(?P<key>[?&]password=)[^&#]*", re.IGNORECASE)
-
-
-def redact_uri(uri: str | None) -> str | None:
-    """``uri`` with its password replaced by ``***``, to show or record (print, log, MLflow
-    params, study attributes, another process's command line).
-
-    ``postgresql+psycopg://nas:secret@host/db`` becomes ``postgresql+psycopg://nas:***@host/db``
-    (the user name stays), ``http://u:p@host:5000`` becomes ``http://u:***@host:5000`` and a
-    ``password=`` query parameter is hidden too. The password runs to the last ``@`` of the URI,
-    so one with an unencoded ``@`` is hidden whole. URIs without a password, and None, come back
-    unchanged; redacting twice changes nothing.
-    """
-    if not uri:
-        return uri
-    redacted = _USER_PASSWORD.sub(lambda m: f"{m['head']}:{REDACTED}@", uri, count=1)
-    return _QUERY_PASSWORD.sub(lambda m: f"{m['key']}{REDACTED}", redacted)
-
-
-def is_redacted(uri: str | None) -> bool:
-    """Whether ``uri`` is one that ``redact_uri`` hid a password in (so it cannot be opened)."""
-    if not uri:
-        return False
-    match = _USER_PASSWORD.match(uri)
-    return (match is not None and match["password"] == REDACTED) or (
-        f"password={REDACTED}" in uri.lower())
-
-
-def hide_password(text: str, uri: str | None) -> str:
-    """``text`` (an error message about ``uri``) with ``uri``'s password replaced by ``***``
-    wherever it appears, and ``uri`` itself redacted (``redact_uri``)."""
-    if not uri or redact_uri(uri) == uri:
-        return text
-    match = _USER_PASSWORD.match(uri)
-    text = text.replace(uri, redact_uri(uri))
-    if match is not None and match["password"]:
-        text = text.replace(match["password"], REDACTED)
-    return text
 
 
 def _store_creation_lock(tracking_uri: str) -> Any:
@@ -405,7 +359,7 @@ class Tracker:
 
         Sets it RUNNING while the search runs; ``finish_parent_run`` closes it. Stores the ids
         in the study's user attributes, and the tracking URI without its password
-        (``redact_uri``; ``nas_mnist.study.memory.study_tracking_uri`` reads it back).
+        (``redact_uri``; ``study.memory.study_tracking_uri`` reads it back).
 
         Args:
             study: the ``optuna.Study``.

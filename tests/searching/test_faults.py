@@ -259,7 +259,7 @@ def test_second_worker_on_sqlite_is_refused(tmp_path, monkeypatch, capsys, real_
     from nas_mnist.study.recovery import WORKER_ATTR
 
     monkeypatch.chdir(tmp_path)
-    study = optuna.create_study(study_name="demo", storage="sqlite:///s.db")
+    study = optuna.create_study(study_name="demo", storage="sqlite:///s.db", direction="maximize")
     trial = study.ask()  # a RUNNING trial of a live worker on this host (the parent process)
     study._storage.set_trial_user_attr(trial._trial_id, WORKER_ATTR,
                                        f"{os.uname().nodename}:{os.getppid()}")

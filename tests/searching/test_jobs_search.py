@@ -16,6 +16,7 @@ import yaml
 from optuna.trial import TrialState
 from support import REPO_ROOT, mlflow_runs
 
+from nas_mnist.processes.quiet_start import TENSORFLOW_STARTUP_NOISE
 from nas_mnist.study.storage import make_storage
 from nas_mnist.trial_attributes import REASON_ATTR, RUN_ATTR, WORKER_ATTR
 
@@ -148,6 +149,8 @@ def test_workers_stop_when_their_supervisor_is_sigkilled(tmp_path, real_mnist_pa
     output = search.communicate(timeout=600)[0]
     assert search.returncode == 0, output
     assert "Traceback" not in output
+    # The workers hide TensorFlow's C++ start-up lines, as the single process does.
+    assert not [n for n in TENSORFLOW_STARTUP_NOISE if n in output]
     study = _study(tmp_path)
     assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 3
     assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))

@@ -82,3 +82,24 @@ def test_a_second_stop_signal_during_the_clean_up_finds_a_python_handler():
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def test_an_interrupt_swallowed_by_a_finalizer_is_raised_again():
+    # JAX's garbage-collection callback ran when SIGTERM came: Python swallowed the
+    # KeyboardInterrupt ("Exception ignored in", a traceback) and the worker trained on.
+    class Finalized:
+        def __del__(self):
+            signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    hook = sys.unraisablehook
+    try:
+        workers._interrupt_once()
+        with pytest.raises(KeyboardInterrupt):
+            Finalized()  # dropped at once: its __del__ runs
+            for _ in range(100):
+                time.sleep(0.01)
+    finally:
+        sys.unraisablehook = hook
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

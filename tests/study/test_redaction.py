@@ -22,7 +22,7 @@ from nas_mnist.data import DataFingerprint
 from nas_mnist.errors import InputError
 from nas_mnist.searching.settings import SearchSettings
 from nas_mnist.study.memory import settings_record, study_tracking_uri
-from nas_mnist.tracking.tracker import hide_password, is_redacted, redact_uri
+from nas_mnist.tracking.redaction import hide_password, is_redacted, redact_uri
 from nas_mnist.trial_attributes import TRACKING_URI_ATTR
 
 SECRET = "s3cr3t-pw"
