@@ -160,6 +160,7 @@ def _attach_parent_run(settings: SearchSettings, tracker: Any, study: Any,
         The ``StudyRuns`` that trial runs go under.
     """
     from nas_mnist.data import data_fingerprint
+    from nas_mnist.study.locks import storage_lock
     from nas_mnist.study.memory import record_parent_params, remember_search
     from nas_mnist.study.recovery import close_orphan_runs
     from nas_mnist.tracking.tracker import StudyRuns
@@ -167,9 +168,12 @@ def _attach_parent_run(settings: SearchSettings, tracker: Any, study: Any,
 
     parent_run_id = tracker.attach_parent_run(study, wait_seconds=0 if created else 30)
     runs = StudyRuns(tracker, study.user_attrs[EXPERIMENT_ATTR], parent_run_id)
-    # The study remembers its data and settings; the parent run records them as params.
-    record_parent_params(tracker, parent_run_id,
-                         remember_search(study, settings, data_fingerprint(settings.data)))
+    # The study remembers its data and settings; the parent run records them as params. Workers
+    # started together take turns: each reads the params logged before it, then logs the others
+    # (MLflow refuses a param logged twice).
+    with storage_lock(settings.storage, f"params:{settings.study_name}"):
+        record_parent_params(tracker, parent_run_id,
+                             remember_search(study, settings, data_fingerprint(settings.data)))
     closed = close_orphan_runs(study, tracker, parent_run_id)
     if closed:
         logger.warning("closed %d MLflow run(s) an earlier search left running", len(closed))

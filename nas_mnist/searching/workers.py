@@ -175,6 +175,9 @@ def worker_main(plan: WorkerPlan, parent_pid: int | None = None) -> None:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         for name in ("mlflow", "optuna", "alembic", "absl"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        # A stop signal that lands inside a database read makes SQLAlchemy's pool log "Error
+        # closing cursor" with a traceback while the trial is closed; nothing is lost there.
+        logging.getLogger("sqlalchemy.pool").setLevel(logging.CRITICAL)
         with quiet_expected_failures():
             code = _run_worker(plan)
     except KeyboardInterrupt:
