@@ -25,14 +25,19 @@ TensorFlow 2.21 logs through absl before ``absl::InitializeLog()`` runs, so
 
 def import_tensorflow_quietly() -> None:
     """Import TensorFlow with its C++ start-up lines (``TENSORFLOW_STARTUP_NOISE``) dropped from
-    stderr; any other line it writes is passed on. A no-op once TensorFlow is imported.
+    stderr; any other line it writes is passed on. A no-op once TensorFlow is imported, when
+    ``KERAS_BACKEND`` names another backend (e.g. ``jax`` on a GPU host without TensorFlow), or
+    when TensorFlow is not installed.
 
     Works on the file descriptor (the lines come from C++, not Python's ``sys.stderr``).
     """
+    import importlib.util
     import sys
     import tempfile
 
-    if "tensorflow" in sys.modules:
+    if "tensorflow" in sys.modules or os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+        return
+    if importlib.util.find_spec("tensorflow") is None:
         return
     sys.stderr.flush()
     saved = os.dup(2)

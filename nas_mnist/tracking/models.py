@@ -64,11 +64,17 @@ def model_signature() -> Any:
 
 def pip_requirements() -> list[str]:
     """The model's requirements, given explicitly: MLflow would otherwise spend seconds per
-    model inferring them (it loads the model in a subprocess)."""
-    import keras
-    import tensorflow as tf
+    model inferring them (it loads the model in a subprocess): Keras and the backend that trained
+    it (``tensorflow``, or e.g. ``jax`` on a GPU host without TensorFlow)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    return [f"keras=={keras.__version__}", f"tensorflow=={tf.__version__}"]
+    import keras
+
+    backend = keras.backend.backend()
+    try:
+        return [f"keras=={keras.__version__}", f"{backend}=={version(backend)}"]
+    except PackageNotFoundError:  # a backend without a distribution of its own name
+        return [f"keras=={keras.__version__}"]
 
 
 def log_trial_model(

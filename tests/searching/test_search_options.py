@@ -219,8 +219,15 @@ def test_bench_training_prints_both_speeds_and_the_ratio_last(real_mnist_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
-def test_search_runs_on_the_jax_backend(workdir, real_mnist_path):
-    env = {**os.environ, "KERAS_BACKEND": "jax"}
+def test_search_runs_on_the_jax_backend_without_tensorflow(workdir, real_mnist_path):
+    # As on a GPU host that has JAX but no TensorFlow (scripts/gpu_check.sh): a package named
+    # tensorflow that cannot be imported shadows the installed one, so any import of it fails.
+    blocker = workdir / "no_tensorflow" / "tensorflow"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'tensorflow'\", name='tensorflow')\n")
+    path = os.pathsep.join(filter(None, [str(blocker.parent), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": path}
     command = [sys.executable, "-m", "nas_mnist",
                *search_args(real_mnist_path, 3, "--space", "small.yaml", "--baselines", "none")]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900,
@@ -232,3 +239,4 @@ def test_search_runs_on_the_jax_backend(workdir, real_mnist_path):
     assert complete and all(0 <= t.value <= 1 and t.user_attrs["model_uri"] for t in complete)
     _, children = mlflow_runs(mlflow_uri(), "demo")
     assert len(children) == len(study.trials)
+    assert "tensorflow" not in done.stderr.lower(), done.stderr[-3000:]
