@@ -4,6 +4,12 @@ Runs ``mlflow server`` (same Python, ``sys.executable -m mlflow``) as a child pr
 127.0.0.1, waits until it answers, prints the address of the study's experiment and stays in
 the foreground until Ctrl-C (or SIGTERM), then stops the child and everything it started.
 
+MLflow 3.17's UI opens an experiment in its GenAI view (traces, judges, agent versions) unless
+the address asks for the classic one: it reads ``workflowType=machine_learning`` from the query
+of the route after ``#`` (React Router's hash history; a query before ``#`` is ignored), not
+the ``mlflow.experimentKind`` tag. So every address printed here carries it (the experiments
+list, and ``experiment_url``).
+
 The MLflow UI has no login: anyone who can reach it can read, edit and delete runs. So it binds
 to the loopback address only; another address is refused unless ``--allow-remote`` is given,
 and then a warning says so.
@@ -36,6 +42,9 @@ STARTUP_SECONDS = 180.0
 """How long to wait for the MLflow server to answer (it takes ~20 s on a busy 2-core machine)."""
 STOP_SECONDS = 10.0
 """How long the server may take to stop after SIGTERM before it is killed."""
+
+ML_VIEW_QUERY = "workflowType=machine_learning"
+"""The MLflow UI's query parameter for the classic ML view (runs, models, model registry)."""
 
 REMOTE_WARNING = (
     "warning: the MLflow UI has no login; anyone who can reach {host}:{port} can read, change "
@@ -92,13 +101,11 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_FAILURE
-        print(f"MLflow UI for {shown} at {base} (Ctrl-C to stop)", flush=True)
+        print(f"MLflow UI for {shown} at {base}/#/experiments?{ML_VIEW_QUERY} (Ctrl-C to stop)",
+              flush=True)
         for experiment in experiments:
-            print(
-                f"  experiment {experiment.name!r}: {base}/#/experiments/"
-                f"{experiment.experiment_id}/runs",
-                flush=True,
-            )
+            print(f"  experiment {experiment.name!r}: "
+                  f"{experiment_url(base, experiment.experiment_id)}", flush=True)
         status = child.wait()
         print(f"nas-mnist ui: the MLflow server exited with status {status}", file=sys.stderr)
         return EXIT_FAILURE
@@ -107,6 +114,20 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
     finally:
         _stop(child)
+
+
+def experiment_url(base: str, experiment_id: str) -> str:
+    """The MLflow UI's address of an experiment's runs table, in the classic ML view.
+
+    Args:
+        base: the server's address, ``http://HOST:PORT`` (no trailing slash).
+        experiment_id: the MLflow experiment id.
+
+    Returns:
+        ``BASE/#/experiments/ID/runs?workflowType=machine_learning``: the query goes after the
+        hash route, where MLflow 3.17's UI reads it (``ML_VIEW_QUERY``).
+    """
+    return f"{base}/#/experiments/{experiment_id}/runs?{ML_VIEW_QUERY}"
 
 
 def _check_store(uri: str) -> None:

@@ -136,6 +136,40 @@ def test_missing_store_unknown_study_and_busy_port_exit_2(small_store, tmp_path,
     assert main(["ui", "--port", "70000"]) == 2
 
 
+def test_printed_urls_open_the_classic_ml_view(small_store, monkeypatch, capsys):
+    """The experiments list and the experiment's runs table, each with workflowType after the
+    '#' route (MLflow 3.17's UI reads the query of its hash route; it opens GenAI without it)."""
+    from mlflow import MlflowClient
+
+    import nas_mnist.cli.ui
+
+    class RunningServer:  # answers at once; Ctrl-C arrives while the CLI waits on it
+        pid = -1
+        stopped = False
+
+        def poll(self):
+            return 0 if self.stopped else None
+
+        def wait(self, timeout=None):
+            self.stopped = True
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(nas_mnist.cli.ui, "_start_server", lambda *a: RunningServer())
+    monkeypatch.setattr(nas_mnist.cli.ui, "wait_until_up", lambda *a, **k: True)
+    experiment_id = MlflowClient(small_store).get_experiment_by_name("demo").experiment_id
+    port = free_port()
+    assert main(["ui", "--tracking-uri", small_store, "--port", str(port),
+                 "--study-name", "demo"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    base = f"http://127.0.0.1:{port}"
+    assert lines == [
+        f"MLflow UI for {small_store} at {base}/#/experiments?workflowType=machine_learning "
+        "(Ctrl-C to stop)",
+        f"  experiment 'demo': {base}/#/experiments/{experiment_id}/runs"
+        "?workflowType=machine_learning",
+    ]
+
+
 # ---------------------------------------------------------------------------------------------
 # slow: a real search and a real server
 # ---------------------------------------------------------------------------------------------
@@ -192,8 +226,8 @@ def test_ui_serves_the_study_on_127_0_0_1_only(ui_server):
 
     port = ui_server["port"]
     experiment = MlflowClient(ui_server["tracking"]).get_experiment_by_name("demo")
-    assert ui_server["url"] == (
-        f"http://127.0.0.1:{port}/#/experiments/{experiment.experiment_id}/runs")
+    assert ui_server["url"] == (f"http://127.0.0.1:{port}/#/experiments/"
+                                f"{experiment.experiment_id}/runs?workflowType=machine_learning")
     assert answers("127.0.0.1", port)
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
         assert response.status == 200 and b"<html" in response.read().lower()
@@ -233,7 +267,10 @@ def test_ui_experiment_page_in_headless_chromium(ui_server, tmp_path):
     # The runs table of the study's experiment, rendered by the React app: the study's parent
     # run (its nested trial runs are collapsed under it) and the count of all three runs.
     text = re.sub(r"<[^>]+>", "", dom)  # "<strong>3</strong> matching runs" -> "3 matching runs"
-    assert "Training runs" in text
+    # In the classic ML view (the URL's workflowType): the sidebar has Models and the Model
+    # registry; the GenAI view has "Training runs", Judges and Agent versions instead.
+    assert "Model registry" in text and "Models" in text
+    assert "Training runs" not in text and "Judges" not in text and "Agent versions" not in text
     assert ">demo<" in dom
     assert "3 matching runs" in text
     shot = tmp_path / "mlflow_ui.png"
