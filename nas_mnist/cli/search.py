@@ -60,12 +60,11 @@ def _add_budget_arguments(group: Any) -> None:
     group.add_argument(
         "--seed", type=int, default=DEFAULTS.seed, help="sampler and training seed (default: 0)"
     )
-    group.add_argument(
-        "--timeout",
-        type=positive_float,
-        metavar="SECONDS",
-        help="stop starting new trials after this many seconds",
-    )
+    group.add_argument("--timeout", type=positive_float, metavar="SECONDS",
+                       help="stop starting new trials after this many seconds")
+    group.add_argument("--time-budget", metavar="DURATION",
+                       help="wall-clock budget of the whole job, final stage included, e.g. 2h, "
+                       "45m, 1h30m: no trial starts that the projection says cannot finish in it")
     group.add_argument(
         "--max-params",
         type=positive_int,

@@ -202,20 +202,20 @@ def project_search(settings: Any, prepared: Any, study: Any, *, final_models: in
 
 
 def log_projection(settings: Any, prepared: Any, study: Any, *, final_models: int = 0,
-                   final_epochs: int | None = None) -> str | None:
+                   final_epochs: int | None = None) -> tuple[str | None, SearchProjection | None]:
     """Log the projection line and the CPU-sized advice (``project_search``, same arguments);
     never fails the search (a projection that cannot be made is logged at debug level).
 
     Returns:
-        The advice line, or None.
+        (advice line or None, the projection or None when none could be made).
     """
     try:
         projection, advice = project_search(settings, prepared, study,
                                             final_models=final_models, final_epochs=final_epochs)
     except Exception:  # a projection is a courtesy: never stop a search for it
         logger.debug("no projection", exc_info=True)
-        return None
+        return None, None
     logger.info("%s", projection.describe())
     if advice:
         logger.info("%s", advice)
-    return advice
+    return advice, projection

@@ -14,6 +14,7 @@ terminal or in Jupyter, unless ``progress=False``.
 from __future__ import annotations
 
 import logging
+import time
 from functools import partial
 from typing import Any
 
@@ -64,7 +65,9 @@ def search(settings: SearchSettings | None = None, /, **kwargs: Any) -> SearchRe
     )
     from nas_mnist.searching.prepare import prepare
     from nas_mnist.searching.projection import log_projection
+    from nas_mnist.searching.time_budget import plan_time_budget
 
+    started = time.monotonic()  # a --time-budget counts from here
     if settings is None:
         settings = SearchSettings.from_mapping(kwargs)
     elif kwargs:
@@ -85,9 +88,14 @@ def search(settings: SearchSettings | None = None, /, **kwargs: Any) -> SearchRe
         study, runs = _open(settings, prepared, baselines)
         # Seconds after the start: the projection of the seeds, the sampled trials (and the
         # final stage) from each spec's FLOPs, with the CPU-sized advice.
-        advised = log_projection(settings, prepared, study,
-                                 final_models=final_stage_models(settings),
-                                 final_epochs=final_stage_epochs(settings)) is not None
+        advice, projection = log_projection(settings, prepared, study,
+                                            final_models=final_stage_models(settings),
+                                            final_epochs=final_stage_epochs(settings))
+        advised = advice is not None
+        if settings.time_budget is not None:
+            plan = plan_time_budget(settings, projection, time.monotonic() - started)
+            logger.info("%s", plan.line)
+            settings = plan.settings
         if settings.jobs > 1:
             stopped = _run_workers(settings, study, runs)
         else:
@@ -286,7 +294,6 @@ def _run_workers(settings: SearchSettings, study: Any, runs: Any) -> bool:
 def _worker_pool(settings: SearchSettings, runs: Any) -> tuple[Any, Any]:
     """(SupervisorConfig, start_worker) for ``settings``: how many workers, until when, on
     which GPUs, and how each is started (``workers.start_process``)."""
-    import time
 
     from nas_mnist.processes.supervisor import SupervisorConfig
     from nas_mnist.searching.workers import WorkerPlan, start_process

@@ -98,6 +98,8 @@ class SearchSettings:
         batch_size: images per training step for every trial; ``None``: each spec's own.
         seed: sampler and training seed (trial ``n`` trains with ``seed + n``).
         timeout: seconds after which no new trial starts; ``None``: no limit.
+        time_budget: wall-clock budget of the whole job, final stage included: seconds, or text
+            such as "2h", "45m", "1h30m" (``searching.time_budget``); ``None``: none.
         space: a search-space file, or the name of a shipped space; ``None``: ``default``.
         storage: Optuna storage URL (SQLite for one worker, PostgreSQL for several).
         study_name: the study; an existing one is resumed.
@@ -150,6 +152,7 @@ class SearchSettings:
     batch_size: int | None = None
     seed: int = 0
     timeout: float | None = None
+    time_budget: str | float | None = None
     space: str | os.PathLike | None = None
     storage: str = DEFAULT_STORAGE
     study_name: str = DEFAULT_STUDY_NAME
@@ -277,6 +280,16 @@ def _check_combinations(settings: SearchSettings) -> None:
         check_pruner(settings.resolved_pruner, objectives)
     except ValueError as exc:
         raise InputError(str(exc)) from None
+    if settings.time_budget is not None:
+        from nas_mnist.searching.time_budget import parse_duration
+
+        try:
+            parse_duration(settings.time_budget)
+        except ValueError as exc:
+            raise InputError(f"--time-budget: {exc}") from None
+        if settings.engine != "optuna":
+            raise InputError("--time-budget needs --engine optuna (KerasTuner's Hyperband plans "
+                             "its own brackets); use --timeout with --engine keras-tuner")
     if settings.final_top_k and (len(objectives) > 1 or settings.engine != "optuna"):
         raise InputError("--final-top-k: the final stage retrains the best specs by "
                          "val_accuracy of a single-objective Optuna search; drop it, or run "
