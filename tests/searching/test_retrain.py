@@ -208,3 +208,62 @@ def test_tiny_search_retrained_into_a_registered_champion_and_again_trains_nothi
     assert len(again.final_study.trials) == len(expected)  # nothing enqueued or trained
     assert (again.champion_version, again.ensemble_version) == (result.champion_version,
                                                                 result.ensemble_version)
+
+
+def _running_final_trial(process: subprocess.Popen, timeout: float = 300.0) -> int:
+    """Poll the final study until a final model runs, give it 3 s of training; return its
+    number."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        try:
+            final = optuna.load_study(study_name="demo/final", storage="sqlite:///s.db")
+        except KeyError:  # not created yet
+            final = None
+        for trial in final.get_trials(states=(TrialState.RUNNING,)) if final else ():
+            time.sleep(3)
+            return trial.number
+        time.sleep(0.5)
+    raise AssertionError("no final model started training in time")
+
+
+@pytest.mark.slow
+def test_sigkill_during_a_final_model_then_the_same_command_finishes_exactly_the_plan(
+        workdir, real_mnist_path):
+    import signal
+
+    from mlflow import MlflowClient
+    from support import mlflow_uri
+
+    import nas_mnist
+    from nas_mnist.searching.final.selection import top_distinct_sources
+
+    store = mlflow_uri()
+    searched = nas_mnist.search(trials=3, epochs=1, max_train_samples=300, space="small.yaml",
+                                baselines="s004_linear", data=real_mnist_path, tracking_uri=store,
+                                storage="sqlite:///s.db", study_name="demo", progress=False)
+    expected = {f"{s.name}/seed:0" for s in top_distinct_sources(searched.study, 1)}
+    expected.add("baseline:s004_linear/seed:0")  # the top spec and the best baseline, once each
+    retrain = [sys.executable, "-m", "nas_mnist", "retrain", "--storage", "sqlite:///s.db",
+               "--study-name", "demo", "--top-k", "1", "--epochs", "40", "--max-train-samples",
+               "300", "--tracking-uri", store, "--no-progress"]
+    process = subprocess.Popen(retrain, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    killed = _running_final_trial(process)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+
+    again = subprocess.run(retrain, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    final = optuna.load_study(study_name="demo/final", storage="sqlite:///s.db")
+    complete = [t for t in final.trials if t.state == TrialState.COMPLETE]
+    keys = [t.user_attrs["final_key"] for t in complete]
+    assert sorted(keys) == sorted(expected)
+    assert final.trials[killed].state == TrialState.FAIL
+    assert not final.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+    client = MlflowClient(store)
+    experiment = client.get_experiment_by_name("demo")
+    runs = client.search_runs([experiment.experiment_id])
+    assert runs and all(r.info.status != "RUNNING" for r in runs)
+    assert client.get_model_version_by_alias("demo", "champion")
