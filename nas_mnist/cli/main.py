@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nas_mnist import __version__
-from nas_mnist.cli import baselines, dashboard, export, predict, report, retrain, search, ui
+from nas_mnist.cli import baselines, dashboard, doctor, export, predict, report, retrain, search, ui
 from nas_mnist.cli.arguments import EXIT_FAILURE, EXIT_USAGE
 from nas_mnist.errors import InputError, RuntimeFailure
 from nas_mnist.processes.signals import (
@@ -130,6 +130,12 @@ COMMANDS: list[Command] = [
         "classify your own digit images (PNG, JPEG, .npy) with an exported model",
         predict.add_arguments,
         predict.run,
+    ),
+    Command(
+        "doctor",
+        "check a study storage; repair a torn journal or a half-made SQLite file (after a backup)",
+        doctor.add_arguments,
+        doctor.run,
     ),
 ]
 

@@ -3,16 +3,19 @@ exist. URLs are parsed and checked by ``storage_url.StorageURL``."""
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Callable
 
 import optuna
+from optuna.storages.journal import JournalFileSymlinkLock
 
+from nas_mnist.errors import RuntimeFailure
 from nas_mnist.study.storage_url import StorageError, StorageURL
 
-__all__ = ["StorageError", "StorageURL", "load_existing_study", "make_storage",
-           "validate_storage_url"]
+__all__ = ["StorageError", "StorageURL", "TornJournalError", "load_existing_study",
+           "make_storage", "validate_storage_url"]
 
 HEARTBEAT_INTERVAL = 30
 """Seconds between a running trial's heartbeats on RDB storages (Optuna's heartbeat)."""
@@ -20,6 +23,47 @@ HEARTBEAT_INTERVAL = 30
 
 HEARTBEAT_GRACE_PERIOD = 90
 """Seconds without a heartbeat after which a RUNNING trial counts as dead and is failed."""
+
+
+class TornJournalError(RuntimeFailure):
+    """A journal's last record was torn while this process had it open (a full disk, another
+    process killed mid-write): the append was refused, nothing was written."""
+
+
+class _WholeRecordsLock(JournalFileSymlinkLock):
+    """Optuna's append lock of a journal (``FILE.lock``, the default of ``JournalFileBackend``),
+    which also checks, once held, that the file ends with a newline: an append after a torn
+    record would join it into a line that no reader can decode (issue 19). ``StorageURL.parse``
+    checks the whole file when it is opened; this covers a record torn later, e.g. by this very
+    process on a full disk. Costs one 1-byte read per append."""
+
+    def __init__(self, journal: str) -> None:
+        super().__init__(journal)
+        self._journal = journal
+
+    def acquire(self) -> bool:
+        """Take the lock; refuse (and release it) if the journal ends in a torn record.
+
+        Raises:
+            TornJournalError: the file does not end with a newline.
+        """
+        acquired = super().acquire()
+        try:
+            with open(self._journal, "rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                handle.seek(max(size - 1, 0))
+                torn = size > 0 and handle.read(1) != b"\n"
+        except BaseException:
+            self.release()
+            raise
+        if torn:
+            self.release()
+            error = TornJournalError(f"{self._journal} ends in a torn record (a write was cut, "
+                                     "e.g. by a full disk); nothing more was appended to it")
+            error.hint = (f"Free some space, run 'nas-mnist doctor --storage "
+                          f"journal:///{self._journal}', then the same command again")
+            raise error
+        return acquired
 
 
 def validate_storage_url(url: str, must_exist: bool = False) -> str:
@@ -45,7 +89,8 @@ def make_storage(
 ) -> optuna.storages.BaseStorage:
     """An RDB storage with heartbeats, so trials of a dead worker end as failed; or a journal.
 
-    ``journal:///FILE`` gives Optuna's ``JournalStorage(JournalFileBackend(FILE))``. It has no
+    ``journal:///FILE`` gives Optuna's ``JournalStorage(JournalFileBackend(FILE))``, whose
+    append lock refuses to append after a torn record (``TornJournalError``). It has no
     heartbeats (``JournalStorage`` does not implement Optuna's ``BaseHeartbeat``): its workers
     run on this machine, and a dead one's trial is found by its PID
     (``recovery.recover_dead_trials``, which the ``--jobs`` supervisor runs when a worker dies).
@@ -61,7 +106,8 @@ def make_storage(
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
 
-        return JournalStorage(JournalFileBackend(str(parsed.path)))
+        path = str(parsed.path)
+        return JournalStorage(JournalFileBackend(path, lock_obj=_WholeRecordsLock(path)))
     for attempt in range(3):
         try:
             with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from nas_mnist.errors import InputError
 from nas_mnist.sqlite_files import SQLITE_HEADER, check_sqlite_file
+from nas_mnist.study.storage_health import scan_journal_settled, sqlite_schema
 
 SUPPORTED_KINDS = ("sqlite", "postgresql", "mysql", "journal")
 
@@ -67,13 +68,16 @@ class StorageURL:
         return self.redacted
 
     @classmethod
-    def parse(cls, url: str | StorageURL, must_exist: bool = False) -> StorageURL:
+    def parse(cls, url: str | StorageURL, must_exist: bool = False, *,
+              check_content: bool = True) -> StorageURL:
         """Parse and check ``url`` before anything is created.
 
         Args:
             url: the ``--storage`` URL (a ``StorageURL`` is returned as it is, re-checked when
                 ``must_exist``).
             must_exist: the SQLite or journal file must exist (commands that read a study).
+            check_content: check an existing file's content (``check_storage_file``); only
+                ``nas-mnist doctor``, which repairs it, passes False.
 
         Returns:
             The ``StorageURL``.
@@ -81,14 +85,54 @@ class StorageURL:
         Raises:
             StorageError: unknown scheme, unparsable URL, in-memory SQLite, missing driver, or a
                 file that cannot be used (``nas_mnist.sqlite_files.check_sqlite_file``, and the
-                journal checks: its folder must exist and be writable).
+                journal checks: its folder must exist and be writable), or a damaged one
+                (``check_storage_file``).
         """
         if isinstance(url, StorageURL):
+            if not must_exist:
+                return url
             url = url.url
         if url.startswith("journal:"):
-            path = _journal_file(url, must_exist)
-            return cls(url, "journal", path, url)
-        return _parse_sqlalchemy(url, must_exist)
+            parsed = cls(url, "journal", _journal_file(url, must_exist), url)
+        else:
+            parsed = _parse_sqlalchemy(url, must_exist)
+        if check_content:
+            check_storage_file(parsed)
+        return parsed
+
+
+def check_storage_file(storage: StorageURL) -> None:
+    """Refuse a storage file that Optuna would damage further or misread: a journal with a
+    torn last record or a line that is not JSON (the next append would make every read fail),
+    or a SQLite file that is not an Optuna storage or whose schema was cut while being created
+    (``storage_health``). Reads the journal once (only its new bytes on later calls in one
+    process) and the SQLite schema read-only; a new or empty file passes.
+
+    Raises:
+        StorageError: one line naming the file (and the journal's line) and saying to run
+            ``nas-mnist doctor --storage URL``.
+    """
+    path = storage.path
+    if path is None or not path.is_file() or path.stat().st_size == 0:
+        return
+    doctor = f"nas-mnist doctor --storage {storage}"
+    if storage.kind == "journal":
+        try:
+            problem = scan_journal_settled(path).problem
+        except OSError as exc:
+            raise StorageError(f"--storage {storage}: cannot read {path} "
+                               f"({exc.strerror})") from None
+        if problem:
+            raise StorageError(f"--storage {storage}: {problem}; nas-mnist will not append "
+                               f"after it. Run '{doctor}' to back the file up and repair it")
+        return
+    schema = sqlite_schema(path)
+    if schema is None or schema.problem is None:
+        return
+    if schema.foreign:
+        raise StorageError(f"--storage {storage}: {path} {schema.problem}")
+    raise StorageError(f"--storage {storage}: {path} {schema.problem}. Run '{doctor}' to back "
+                       "it up and add the index (or delete the file if it holds no study yet)")
 
 
 def _parse_sqlalchemy(url: str, must_exist: bool) -> StorageURL:
