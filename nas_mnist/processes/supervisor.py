@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 
 from nas_mnist.errors import RuntimeFailure
 from nas_mnist.study.recovery import parse_worker
-from nas_mnist.study.trial_counts import FailureStreak, count_claimed
+from nas_mnist.study.trial_counts import FailureStreak, ImpossibleStreak, count_claimed
 from nas_mnist.trial_attributes import WORKER_ATTR
 
 logger = logging.getLogger(__name__)
@@ -138,6 +138,7 @@ class Supervisor:
         self.outcome = SupervisorOutcome()
         self._seen = {t.number for t in study.get_trials(deepcopy=False, states=_DONE_STATES)}
         self._failures = FailureStreak(config.max_consecutive_failures)
+        self._impossible = ImpossibleStreak()
         self._crashes_in_row = 0
         self._stopping = False
 
@@ -236,6 +237,8 @@ class Supervisor:
             if trial.number in self._seen:
                 continue
             self._seen.add(trial.number)
-            if self._failures.add(trial):
+            # Impossible architectures in a row stop the search as failures do (each worker
+            # logs why).
+            if self._failures.add(trial) | self._impossible.add(trial):
                 self.outcome.stopped_for_failures = self._stopping = True
             self.on_trial_finished(trial)

@@ -12,8 +12,8 @@ import optuna
 
 from nas_mnist.searching.takeover import TrialTakenOver
 from nas_mnist.study.trial_counts import (
-    FINISHED_STATES,
     FailureStreak,
+    ImpossibleStreak,
     count_claimed,
     count_finished,
 )
@@ -25,16 +25,35 @@ __all__ = ["count_claimed", "count_finished", "run_trials"]
 
 class _StopAfterFailures:
     """An Optuna callback that stops the study after ``limit`` failed trials in a row in this
-    process (``FailureStreak``: surplus trials do not count)."""
+    process (``FailureStreak``: surplus trials do not count), or after
+    ``trial_counts.IMPOSSIBLE_LIMIT`` impossible architectures in a row (logged)."""
 
     def __init__(self, limit: int) -> None:
         self.streak = FailureStreak(limit)
+        self.impossible = ImpossibleStreak()
         self.stopped = False
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if self.impossible.add(trial):
+            logger.warning("the last %d sampled architectures were all impossible (they do not "
+                           "fit a 28x28 image): stopping; widen the search space or raise "
+                           "--max-params", self.impossible.limit)
+            self.stopped = True
+            study.stop()
         if self.streak.add(trial):
             self.stopped = True
             study.stop()
+
+
+def _stop_when_finished(n_trials: int) -> Callable[[optuna.Study, Any], None]:
+    """Optuna's ``MaxTrialsCallback``, counting as ``--trials`` does (``count_finished``:
+    impossible architectures are not counted)."""
+
+    def callback(study: optuna.Study, trial: Any) -> None:
+        if count_finished(study) >= n_trials:
+            study.stop()
+
+    return callback
 
 
 def _stop_when_claimed(n_trials: int) -> Callable[[optuna.Study, Any], None]:
@@ -78,7 +97,9 @@ def run_trials(
         ran = len(study.get_trials(deepcopy=False)) - before
         left = None if max_trials_here is None else max_trials_here - ran
         seconds = None if end is None else end - time.monotonic()
-        if (left is not None and left <= 0) or (seconds is not None and seconds <= 0):
+        # No trial starts in the last second before the timeout (Optuna would start one on any
+        # positive timeout; --time-budget sets a tiny one when no trial fits).
+        if (left is not None and left <= 0) or (seconds is not None and seconds < 1.0):
             break
         try:
             study.optimize(
@@ -87,7 +108,7 @@ def run_trials(
                 timeout=seconds,
                 catch=(Exception,),
                 callbacks=[
-                    optuna.study.MaxTrialsCallback(n_trials, states=FINISHED_STATES),
+                    _stop_when_finished(n_trials),
                     _stop_when_claimed(n_trials),
                     failures,
                     *callbacks,

@@ -1,5 +1,12 @@
 """How many trials of a study count towards ``--trials``: finished ones, and claimed ones (finished
-or running), which several workers share; and how many failed in a row (``FailureStreak``)."""
+or running), which several workers share; and how many failed in a row (``FailureStreak``).
+
+An impossible architecture (a sampled point of the space whose layers do not fit a 28x28 image,
+pruned in milliseconds before anything is built, reason ``invalid_architecture: ...``) stays in
+the study, so the sampler learns to avoid its region, but does not count towards ``--trials``:
+with the default space about half of the random points are impossible, and counting them spent
+half of a small budget on nothing. ``ImpossibleStreak`` ends a search whose space gives almost
+nothing else."""
 
 from __future__ import annotations
 
@@ -11,10 +18,25 @@ from nas_mnist.trial_attributes import REASON_ATTR
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 """States that count towards ``--trials``: a failed trial is retried, not counted."""
 
+IMPOSSIBLE_REASON = "invalid_architecture"
+"""The reason prefix of a trial pruned as an impossible architecture (not counted)."""
+
+IMPOSSIBLE_LIMIT = 200
+"""Impossible architectures in a row after which a search stops: its space (or
+``--max-params``) leaves almost nothing that trains."""
+
+
+def is_impossible(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether ``trial`` was pruned as an impossible architecture."""
+    return (trial.state == TrialState.PRUNED
+            and str(trial.user_attrs.get(REASON_ATTR, "")).startswith(IMPOSSIBLE_REASON))
+
 
 def count_finished(study: optuna.Study) -> int:
-    """Number of trials that count towards ``--trials`` (complete or pruned)."""
-    return len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
+    """Number of trials that count towards ``--trials``: complete or pruned, impossible
+    architectures excepted."""
+    return sum(not is_impossible(t)
+               for t in study.get_trials(deepcopy=False, states=FINISHED_STATES))
 
 
 def count_claimed(study: optuna.Study, before_number: int | None = None) -> int:
@@ -25,9 +47,28 @@ def count_claimed(study: optuna.Study, before_number: int | None = None) -> int:
     """
     claimed = 0
     for t in study.get_trials(deepcopy=False, states=(*FINISHED_STATES, TrialState.RUNNING)):
+        if is_impossible(t):
+            continue
         if t.state != TrialState.RUNNING or before_number is None or t.number < before_number:
             claimed += 1
     return claimed
+
+
+class ImpossibleStreak:
+    """Impossible architectures in a row, as trials finish; ``add`` is True at ``limit``.
+
+    Args:
+        limit: impossible trials in a row that stop the search (>= 1).
+    """
+
+    def __init__(self, limit: int = IMPOSSIBLE_LIMIT) -> None:
+        self.limit = limit
+        self.count = 0
+
+    def add(self, trial: optuna.trial.FrozenTrial) -> bool:
+        """Count a finished trial; True when it makes ``limit`` impossible ones in a row."""
+        self.count = self.count + 1 if is_impossible(trial) else 0
+        return self.count >= self.limit
 
 
 class FailureStreak:

@@ -106,3 +106,40 @@ def test_one_failure_streak_counts_for_the_callback_and_the_supervisor():
     assert streak.count == 1                                                  # nor resets
     assert streak.add(trial(TrialState.FAIL))
     assert not streak.add(trial(TrialState.COMPLETE)) and streak.count == 0
+
+
+def _impossible_every_other(trial: optuna.Trial) -> float:
+    # What the objective does for a point whose layers do not fit a 28x28 image.
+    if trial.number % 2 == 0:
+        trial.set_user_attr("reason", "invalid_architecture: layer 3 (conv 5x5) needs 5x5")
+        raise optuna.TrialPruned("invalid_architecture: layer 3 (conv 5x5) needs 5x5")
+    return 0.9
+
+
+def test_impossible_architectures_stay_in_the_study_but_do_not_count():
+    study = optuna.create_study(direction="maximize")
+    outcome = run_trials(study, _impossible_every_other, n_trials=3)
+    assert count_finished(study) == 3  # three trained
+    assert outcome["ran"] == 6 and len(study.trials) == 6
+    impossible = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert len(impossible) == 3  # told to the sampler as pruned
+
+
+def test_a_space_of_impossible_points_stops_the_search():
+    from nas_mnist.study.trial_counts import IMPOSSIBLE_LIMIT
+
+    def impossible(trial: optuna.Trial) -> float:
+        trial.set_user_attr("reason", "invalid_architecture: no layer fits")
+        raise optuna.TrialPruned("invalid_architecture: no layer fits")
+
+    study = optuna.create_study(direction="maximize")
+    outcome = run_trials(study, impossible, n_trials=3)
+    assert outcome == {"ran": IMPOSSIBLE_LIMIT, "stopped_for_failures": True}
+    assert count_finished(study) == 0
+
+
+def test_no_trial_starts_in_the_last_second_before_the_timeout():
+    # --time-budget passes a tiny timeout when no trial fits; Optuna alone would start one.
+    study = optuna.create_study(direction="maximize")
+    assert run_trials(study, lambda trial: 0.9, n_trials=3, timeout=0.5)["ran"] == 0
+    assert study.trials == []
