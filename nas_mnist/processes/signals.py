@@ -68,6 +68,30 @@ def _watchdog(read_fd: int, done: threading.Event, grace_seconds: float) -> None
     os._exit(128 + signals[0])
 
 
+_STOP_SIGNALS: list[int] = []
+"""The stop signals received inside ``handle_signals`` in this process (first one first)."""
+
+
+def stop_signal() -> int | None:
+    """The first SIGINT/SIGTERM that ``handle_signals`` turned into an exception in this process,
+    or None. Library code can catch the exception (TensorFlow turned one into "TypeError: Cannot
+    find maximum value of <dtype: 'int32'>"): callers that see an error after a stop signal use
+    this to treat it as the interruption it is."""
+    return _STOP_SIGNALS[0] if _STOP_SIGNALS else None
+
+
+def note_stop_signal(signum: int) -> None:
+    """Record a stop signal that a handler of its own (a ``--jobs`` worker's) turns into an
+    exception, for ``stop_signal``."""
+    _STOP_SIGNALS.append(signum)
+
+
+def interruption(signum: int) -> KeyboardInterrupt:
+    """The exception ``handle_signals`` raises for ``signum``: ``Terminated`` for SIGTERM, else
+    ``KeyboardInterrupt``."""
+    return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
 @contextlib.contextmanager
 def handle_signals(grace_seconds: float | None = None) -> Iterator[None]:
     """Turn SIGINT and SIGTERM into exceptions in the main thread while the block runs.
@@ -103,7 +127,8 @@ def handle_signals(grace_seconds: float | None = None) -> Iterator[None]:
                   flush=True)
             os._exit(128 + signum)
         received.append(signum)
-        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+        note_stop_signal(signum)
+        raise interruption(signum)
 
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     for signum in previous:

@@ -19,6 +19,7 @@ from nas_mnist.architecture.spec import ArchitectureSpec, SpecError
 from nas_mnist.data import DataSplits
 from nas_mnist.errors import TrialFailure
 from nas_mnist.model.training import TrainingOptions
+from nas_mnist.processes.signals import interruption, stop_signal
 from nas_mnist.search_space.space import SearchSpace
 from nas_mnist.searching import baseline_trials as seeding
 from nas_mnist.searching.takeover import TrialTakenOver, is_taken_over
@@ -234,6 +235,11 @@ class Objective:
             self.listener.trial_ended(trial.number, "failed", None)
             raise  # its run cannot be closed now; the next search closes it
         except Exception as exc:
+            signum = stop_signal()
+            if signum is not None:  # a stop signal that library code turned into an error
+                self.tracker.fail_fast()
+                self._end(trial, run_id, "killed", "interrupted")
+                raise interruption(signum) from exc
             kind = type(exc).__name__
             out_of_memory = "ResourceExhausted" in kind or "out of memory" in str(exc).lower()
             prefix = "out_of_memory: " if out_of_memory else ""

@@ -44,6 +44,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from nas_mnist.processes.signals import note_stop_signal
 from nas_mnist.processes.supervisor import (
     EXIT_INTERRUPTED,
     EXIT_TRACKING_UNAVAILABLE,
@@ -105,6 +106,7 @@ def _interrupt_once() -> None:
     def on_signal(signum: int, frame: Any) -> None:
         signal.signal(signal.SIGINT, ignore)
         signal.signal(signal.SIGTERM, ignore)
+        note_stop_signal(signum)  # an error a library makes of it is still the interruption
         raise KeyboardInterrupt()
 
     previous_hook = sys.unraisablehook

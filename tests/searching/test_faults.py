@@ -308,3 +308,44 @@ def test_memory_growth_over_30_trials_stays_within_the_stated_bound(tmp_path):
     assert len(sizes) == 30
     # docs/results.md: about 6 MiB per small trial inside TensorFlow; bound 300 MiB for 30 trials.
     assert sizes[-1] - sizes[5] < 300, sizes
+
+
+def test_an_error_raised_after_a_stop_signal_ends_the_trial_as_interrupted(tmp_path, monkeypatch):
+    # TensorFlow once turned the Terminated raised by the signal handler into "TypeError: Cannot
+    # find maximum value of <dtype: 'int32'>": after a stop signal, an error is the interruption.
+    import nas_mnist.searching.objective as objective_module
+    from nas_mnist.processes import signals
+    from nas_mnist.processes.signals import Terminated
+
+    def torn_by_signal(*args, **kwargs):
+        signals._STOP_SIGNALS.append(signal.SIGTERM)  # what the handler records before raising
+        raise TypeError("Cannot find maximum value of <dtype: 'int32'>.")
+
+    monkeypatch.setattr(objective_module, "train_trial", torn_by_signal)
+    monkeypatch.setattr(signals, "_STOP_SIGNALS", [])
+    tracker = Tracker(f"sqlite:///{tmp_path / 'm.db'}")
+    study = optuna.create_study(direction="maximize")
+    objective = Objective(None, random_splits(600, test=50, validation=100),
+                          StudyRuns(tracker, tracker.experiment_id("faults")),
+                          ObjectiveConfig(epochs=1), spec_for_trial=lambda t: SMALL_DENSE)
+    with pytest.raises(Terminated):
+        run_trials(study, objective, 1)
+    interrupted, retry = study.trials
+    assert interrupted.state == TrialState.FAIL
+    assert interrupted.user_attrs["reason"] == "interrupted"
+    assert retry.state == TrialState.WAITING  # queued for one retry, as after Ctrl-C
+
+
+def test_an_error_without_a_stop_signal_stays_a_failure(tmp_path, monkeypatch):
+    import nas_mnist.searching.objective as objective_module
+    from nas_mnist.processes import signals
+
+    def broken(*args, **kwargs):
+        raise TypeError("a real bug")
+
+    monkeypatch.setattr(objective_module, "train_trial", broken)
+    monkeypatch.setattr(signals, "_STOP_SIGNALS", [])
+    study = in_memory_search(tmp_path, [SMALL_DENSE], 1)
+    trial = study.trials[0]
+    assert trial.state == TrialState.FAIL
+    assert trial.user_attrs["reason"] == "TypeError: a real bug"
