@@ -23,6 +23,13 @@ from rich.table import Table
 from rich.text import Text
 
 from nas_mnist.timing import SearchClock, format_duration
+from nas_mnist.trial_attributes import (
+    BASELINE_ATTR,
+    NUM_PARAMS_ATTR,
+    REASON_ATTR,
+    VAL_ACCURACY_ATTR,
+    user_attr,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +75,10 @@ class RichProgress:
 
     Epochs are numbered from 0 as everywhere in nas-mnist (``plots.EPOCH_AXIS_LABEL``): the
     epochs bar counts the epochs done ("3/15") and names the last one ("epoch 2").
+
+    Where the bars are not drawn live (``disable``, or output to a file or pipe: rich then
+    prints them once at the end), ``trial_finished`` logs one line per finished trial instead
+    (``trial_line``) to the ``nas_mnist`` logger at INFO; ``trial_lines`` says whether it does.
     """
 
     def __init__(
@@ -100,6 +111,9 @@ class RichProgress:
         self.budget_hint = budget_hint
         self.suggestion: str | None = None
         self._total, self._done, self._running = total_trials, done_trials, False
+        live = console.is_jupyter or console.is_interactive
+        self.trial_lines = disable or not live
+        self._skipped = 0  # impossible architectures since the last trial line
 
     def search_remaining(self) -> float | None:
         """Projected seconds until the search's last trial ends (None: nothing to go by yet)."""
@@ -149,6 +163,32 @@ class RichProgress:
         self._show_best(value)
         self.progress.update(self.epochs, visible=False)
 
+    def trial_finished(self, trial: Any, finished: int, best: tuple[float, int] | None,
+                       impossible: bool = False) -> None:
+        """A trial of the study finished (this process's or a ``--jobs`` worker's): set the
+        trials bar to ``finished`` and fold ``best`` in; where the bars are not live, log its
+        ``trial_line`` (an impossible architecture only at DEBUG: the next line counts it).
+
+        Args:
+            trial: the ``optuna.trial.FrozenTrial``, finished (complete, pruned or failed).
+            finished: the study's trials that count towards ``--trials``
+                (``trial_counts.count_finished``).
+            best: (val_accuracy, trial number) of the study's best trial, or None.
+            impossible: pruned as an impossible architecture (not counted towards ``--trials``).
+        """
+        self._done = finished
+        self.progress.update(self.trials, completed=finished)
+        if best is not None and (self.best is None or best[0] > self.best):
+            self._show_best(best[0])
+        if not self.trial_lines:
+            return
+        if impossible:
+            self._skipped += 1
+            logger.debug("%s", trial_line(trial, finished, self._total, best))
+            return
+        logger.info("%s", trial_line(trial, finished, self._total, best, self._skipped))
+        self._skipped = 0
+
     def _show_best(self, value: float | None) -> None:
         """Fold ``value`` and the study's best into ``best`` and show it on the trials bar."""
         candidates = [v for v in (self.best, value) if v is not None]
@@ -163,6 +203,52 @@ class RichProgress:
         self.best = max(candidates, default=None)
         best = f"best val_accuracy {self.best:.4f}" if self.best is not None else ""
         self.progress.update(self.trials, status=best)
+
+
+def trial_line(trial: Any, finished: int, total: int, best: tuple[float, int] | None,
+               skipped: int = 0) -> str:
+    """One line on a finished trial, for logs where no progress bar is drawn, e.g.
+    ``trial 12 complete: val_accuracy 0.9876 (s002_m1), 41 s; best 0.9901 (trial 7); 12 of 60
+    finished``; a pruned or failed trial gives its state and the start of its reason instead
+    of a value.
+
+    Args:
+        trial: a finished ``optuna.trial.FrozenTrial``.
+        finished: trials of the study that count towards ``--trials``; ``total``: ``--trials``.
+        best: (val_accuracy, trial number) of the study's best trial, or None.
+        skipped: impossible architectures (pruned at once, not counted) since the previous
+            line ("; 2 impossible skipped").
+    """
+    attrs = trial.user_attrs
+    state = {"fail": "failed"}.get(trial.state.name.lower(), trial.state.name.lower())
+    seconds = trial.duration.total_seconds() if trial.duration is not None else None
+    took = "" if seconds is None else f", {format_duration(seconds)}"
+    label = _trial_label(attrs)
+    if state == "complete":
+        value = attrs.get(VAL_ACCURACY_ATTR, trial.values[0] if trial.values else None)
+        shown = "-" if value is None else f"{float(value):.4f}"
+        head = f"trial {trial.number} complete: val_accuracy {shown}{label}{took}"
+    else:
+        reason = str(attrs.get(REASON_ATTR) or "no reason recorded")
+        reason = reason if len(reason) <= 64 else reason[:63] + "…"
+        head = f"trial {trial.number} {state}{label}{took}: {reason}"
+    tail = (f"best {best[0]:.4f} (trial {best[1]})" if best is not None
+            else "no best yet")
+    extra = f"; {skipped} impossible skipped" if skipped else ""
+    return f"{head}; {tail}; {finished} of {total} finished{extra}"
+
+
+def _trial_label(attrs: dict[str, Any]) -> str:
+    """" (s002_m1)" for a baseline, " (depth 5, 81,234 params)" for a sampled spec, else ""."""
+    if attrs.get(BASELINE_ATTR):
+        return f" ({attrs[BASELINE_ATTR]})"
+    facts = []
+    if attrs.get("depth") is not None:
+        facts.append(f"depth {attrs['depth']}")
+    params = user_attr(attrs, NUM_PARAMS_ATTR)
+    if params is not None:
+        facts.append(f"{int(params):,} params")
+    return f" ({', '.join(facts)})" if facts else ""
 
 
 def epoch_progress_callback(progress: RichProgress, number: int) -> Any:

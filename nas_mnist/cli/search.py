@@ -218,9 +218,12 @@ def run(args: argparse.Namespace) -> int:
     from nas_mnist.tracking.redaction import redact_uri
 
     result = search(settings_from_args(args))
+    nothing = result.nothing_trained()  # a line saying no trial trained, or None
     if result.study is None:  # the KerasTuner engine
         _print_keras_tuner_result(result)
-        return EXIT_OK if result.leaderboard["state"].eq("complete").any() else EXIT_FAILURE
+        if nothing is not None and not result.leaderboard.empty:
+            console.print(nothing, style="red", markup=False, soft_wrap=True)
+        return EXIT_OK if nothing is None else EXIT_FAILURE
     _print_leaderboard(result.leaderboard, result.queued)
     settings = result.settings
     tracking_uri = redact_uri(result.tracking_uri)  # no password on the screen or in logs
@@ -230,6 +233,8 @@ def run(args: argparse.Namespace) -> int:
                   f"parent run {result.parent_run_id} in {tracking_uri}")
     console.print(f"        browse with: nas-mnist ui --tracking-uri {tracking_uri} "
                   f"--study-name {settings.study_name}")
+    if nothing is not None:
+        console.print(nothing, style="red", markup=False, soft_wrap=True)
     if result.tracking_unavailable is not None:
         console.print(f"[red]stopped: {result.tracking_unavailable}[/]. The trial it interrupted "
                       "is queued for one retry; start the tracking server again, then run the "
@@ -242,8 +247,8 @@ def run(args: argparse.Namespace) -> int:
         from nas_mnist.cli.retrain import print_result
 
         print_result(result.final)
-        return EXIT_FAILURE if result.final.missing else EXIT_OK
-    return EXIT_OK
+        return EXIT_FAILURE if result.final.missing or nothing else EXIT_OK
+    return EXIT_OK if nothing is None else EXIT_FAILURE
 
 
 def _print_keras_tuner_result(result: object) -> None:

@@ -236,8 +236,10 @@ def _run(settings: SearchSettings, prepared: Any, study: Any, runs: Any,
         try:
             outcome = run_trials(
                 study, objective, settings.trials, timeout=settings.timeout,
-                # the parent run's study/ leaderboard and plots, refreshed as trials finish
-                callbacks=[ParentRunRefresher(runs.tracker, runs.parent_run_id,
+                # a line per trial where no bar is drawn; the parent run's study/ leaderboard
+                # and plots, refreshed as trials finish
+                callbacks=[partial(_trial_finished, progress),
+                           ParentRunRefresher(runs.tracker, runs.parent_run_id,
                                               n_trials=settings.trials)],
             )
         except BaseException:
@@ -271,7 +273,7 @@ def _run_workers(settings: SearchSettings, study: Any, runs: Any) -> bool:
                       disable=not settings.progress) as progress:
 
         def on_trial_finished(trial: Any) -> None:
-            progress.progress.update(progress.trials, completed=count_finished(study))
+            _trial_finished(progress, study, trial)
             refresher(study, trial)
 
         config, start_worker = _worker_pool(settings, runs)
@@ -307,6 +309,20 @@ def _worker_pool(settings: SearchSettings, runs: Any) -> tuple[Any, Any]:
     config = SupervisorConfig(jobs=settings.jobs, trials=settings.trials, deadline=deadline,
                               gpus=settings.gpu_ids)
     return config, start_worker
+
+
+def _trial_finished(progress: Any, study: Any, trial: Any) -> None:
+    """Tell the bars that ``trial`` finished, with the study-wide count and best (they log one
+    line per trial where no bar is drawn: ``console.RichProgress.trial_finished``)."""
+    from nas_mnist.study.leaderboard import best_result
+    from nas_mnist.study.trial_counts import count_finished, is_impossible
+
+    try:
+        finished, best = count_finished(study), best_result(study)
+    except Exception as exc:  # a storage hiccup must not stop the search
+        logger.debug("could not read the study after trial %d: %s", trial.number, exc)
+        return
+    progress.trial_finished(trial, finished, best, impossible=is_impossible(trial))
 
 
 def _recover_workers(study: Any, tracker: Any) -> None:

@@ -81,8 +81,17 @@ NUMERIC_COLUMNS = ("trial", "val_accuracy", "test_accuracy", "params", "depth", 
                    "latency_ms", "learning_rate", "batch_size", "best_epoch")
 """Columns drawn right-aligned in tables."""
 
-_INTEGER_COLUMNS = ("trial", "params", "depth", "num_pools", "num_batch_norm", "batch_size",
-                    "best_epoch")
+INTEGER_COLUMNS = ("trial", "params", "depth", "num_pools", "num_batch_norm", "batch_size",
+                   "best_epoch")
+"""Whole-number columns: pandas ``Int64`` (missing: ``<NA>``)."""
+FLOAT_COLUMNS = ("val_accuracy", "test_accuracy", "learning_rate", "train_seconds", "latency_ms")
+"""Real-number columns: pandas ``Float64`` (missing: ``<NA>``)."""
+TEXT_COLUMNS = ("baseline", "state", "kernel_sizes", "filters", "dense_units", "optimizer",
+                "mlflow_run_id", "reason", "note")
+"""Text columns: strings, ``""`` where a trial has none (never None or NaN)."""
+ROUNDING = {"val_accuracy": 4, "test_accuracy": 4, "train_seconds": 1, "latency_ms": 3}
+"""Decimals kept per column: accuracies 4, seconds 1, milliseconds 3 (the rows are ranked on
+the unrounded values first)."""
 _SPEC_COLUMNS = ("filters", "dense_units", "learning_rate", "batch_size")
 
 
@@ -121,6 +130,12 @@ def leaderboard(study: Any, states: tuple[str, ...] | None = None) -> pd.DataFra
         (``--objective val_accuracy,params``) ``pareto`` is True for the trials on the Pareto
         front (Optuna's ``study.best_trials``), which come first; otherwise it is None.
         ``latency_ms`` is set when latency was measured (``--objective ...,latency``).
+
+        One missing-value marker: numeric columns use pandas' nullable dtypes (``Int64`` for
+        ``INTEGER_COLUMNS``, ``Float64`` for ``FLOAT_COLUMNS``, ``boolean`` for ``pareto``), so a
+        missing number is ``pd.NA`` (shown ``<NA>``; ``.to_numpy()`` gives NaN, CSV an empty
+        cell, JSON null); text columns hold ``""`` where a trial has nothing. Values are rounded
+        as ``ROUNDING`` says (accuracies to 4 decimals, seconds to 1).
     """
     front = {t.number for t in study.best_trials} if len(study.directions) > 1 else None
     rows = []
@@ -149,7 +164,7 @@ def leaderboard(study: Any, states: tuple[str, ...] | None = None) -> pd.DataFra
                 "best_epoch": attrs.get(BEST_EPOCH_ATTR),
                 "latency_ms": _number(attrs.get(LATENCY_ATTR)),
                 "pareto": None if front is None else t.number in front,
-                "mlflow_run_id": attrs.get(RUN_ATTR, ""),
+                "mlflow_run_id": attrs.get(RUN_ATTR) or "",
                 "reason": attrs.get(REASON_ATTR, ""),
                 "note": _short(attrs.get(REASON_ATTR, "")),
             }
@@ -161,9 +176,20 @@ def leaderboard(study: Any, states: tuple[str, ...] | None = None) -> pd.DataFra
     frame = frame.assign(_rank=rank).sort_values(
         ["_rank", "val_accuracy", "trial"], ascending=[True, False, True], na_position="last"
     )
-    frame = frame.drop(columns="_rank").reset_index(drop=True)
-    for column in _INTEGER_COLUMNS:  # whole numbers, with gaps where a trial has none
+    return _tidy(frame.drop(columns="_rank").reset_index(drop=True))
+
+
+def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
+    """One dtype and one missing-value marker per column (``leaderboard``'s docstring), rounded
+    as ``ROUNDING`` says."""
+    for column in INTEGER_COLUMNS:  # whole numbers, with gaps where a trial has none
         frame[column] = frame[column].astype("Int64")
+    for column in FLOAT_COLUMNS:
+        values = pd.to_numeric(frame[column], errors="coerce").astype("Float64")
+        frame[column] = values.round(ROUNDING[column]) if column in ROUNDING else values
+    for column in TEXT_COLUMNS:
+        frame[column] = frame[column].fillna("").astype(str)
+    frame["pareto"] = frame["pareto"].astype("boolean")
     return frame
 
 
@@ -199,6 +225,16 @@ def best_val_accuracy(study: Any) -> float | None:
     """
     best = best_trial(study)
     return None if best is None else val_accuracy_of(best)
+
+
+def best_result(study: Any) -> tuple[float, int] | None:
+    """(val_accuracy, trial number) of the study's best trial (``best_trial``), or None.
+
+    For ``RichProgress.trial_finished``'s ``best``.
+    """
+    best = best_trial(study)
+    value = None if best is None else val_accuracy_of(best)
+    return None if value is None else (value, best.number)
 
 
 def best_trials(study: Any, k: int, with_model: bool = False) -> list[Any]:

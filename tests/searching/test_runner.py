@@ -34,7 +34,7 @@ def test_a_notebook_runs_search_twice_then_exports_and_reports(workdir, real_mni
     assert isinstance(first.study, optuna.Study)
     assert len(first.leaderboard) == 2 and set(first.leaderboard["state"]) == {"complete"}
     assert first.best_trial.number == int(first.leaderboard.loc[0, "trial"])
-    assert first.best_trial.value == first.leaderboard.loc[0, "val_accuracy"]
+    assert round(first.best_trial.value, 4) == first.leaderboard.loc[0, "val_accuracy"]
 
     # A re-run in the same process resumes the study, under the same MLflow parent run.
     second = nas_mnist.search(trials=3, **settings)

@@ -68,3 +68,27 @@ def test_baseline_comparison_is_best_searched_minus_best_baseline():
     assert comparison["searched_trial"] == 1 and comparison["baseline_trial"] == 0
     assert round(comparison["val_accuracy_gain"], 6) == 0.02
     assert round(comparison["test_accuracy_gain"], 6) == 0.02
+
+
+def test_one_missing_value_marker_per_kind_and_rounded_values():
+    import pandas as pd
+
+    from nas_mnist.study.leaderboard import FLOAT_COLUMNS, INTEGER_COLUMNS, TEXT_COLUMNS
+
+    study = _study()
+    study.add_trial(_trial(0.912345678, test_accuracy=0.90006, train_seconds=41.26,
+                           latency_ms=0.12345, num_params=81234, depth=5))
+    frame = leaderboard(study)
+    assert set(COLUMNS) == {*INTEGER_COLUMNS, *FLOAT_COLUMNS, *TEXT_COLUMNS, "pareto"}
+    cells = frame.astype(object).to_numpy().ravel()
+    # numbers: pd.NA only (no NaN, no None); text: "" where a trial has nothing
+    assert not any(c is None or (isinstance(c, float) and c != c) for c in cells)
+    assert all(frame[c].dtype == "Int64" for c in INTEGER_COLUMNS)
+    assert all(frame[c].dtype == "Float64" for c in FLOAT_COLUMNS)
+    assert frame["pareto"].dtype == "boolean" and frame["pareto"].isna().all()
+    assert all(frame[c].map(lambda v: isinstance(v, str)).all() for c in TEXT_COLUMNS)
+    assert frame.loc[4, "val_accuracy"] is pd.NA and frame.loc[4, "filters"] == ""
+    row = frame[frame["trial"] == 5].iloc[0]
+    assert (row["val_accuracy"], row["test_accuracy"]) == (0.9123, 0.9001)
+    assert (row["train_seconds"], row["latency_ms"], row["params"]) == (41.3, 0.123, 81234)
+    assert frame["val_accuracy"].to_numpy().dtype == "float64"  # NaN for numpy and plots

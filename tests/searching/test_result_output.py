@@ -1,0 +1,137 @@
+"""What a search shows as it goes and at its end: one line per finished trial where no progress
+bar is drawn, a short ``SearchResult`` repr, and a search whose trials all stopped before
+training said so (exit status 1)."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from functools import partial
+
+import optuna
+from optuna.trial import TrialState
+from support import search_args
+
+from nas_mnist.console import RichProgress, trial_line
+from nas_mnist.searching.result import SearchResult
+from nas_mnist.searching.runner import _trial_finished
+from nas_mnist.searching.settings import SearchSettings
+from nas_mnist.study.leaderboard import best_trial, leaderboard
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+START = datetime.datetime(2024, 1, 1, 12, 0, 0)
+
+
+def _trial(number: int, state: TrialState, value: float | None = None, seconds: float = 41,
+           **attrs) -> optuna.trial.FrozenTrial:
+    trial = optuna.trial.create_trial(state=state, value=value, user_attrs=attrs)
+    trial.number = number
+    trial.datetime_start, trial.datetime_complete = START, START + datetime.timedelta(
+        seconds=seconds)
+    return trial
+
+
+def test_trial_lines_give_value_label_time_best_and_count():
+    done = _trial(12, TrialState.COMPLETE, 0.98761, baseline="s002_m1")
+    assert trial_line(done, 12, 60, (0.9901, 7)) == (
+        "trial 12 complete: val_accuracy 0.9876 (s002_m1), 41 s; best 0.9901 (trial 7); "
+        "12 of 60 finished")
+    pruned = _trial(13, TrialState.PRUNED, seconds=3, depth=5, num_params=81234,
+                    reason="too_large: 81,234 params exceed --max-params 1,000")
+    assert trial_line(pruned, 13, 60, None, skipped=2) == (
+        "trial 13 pruned (depth 5, 81,234 params), 3 s: too_large: 81,234 params exceed "
+        "--max-params 1,000; no best yet; 13 of 60 finished; 2 impossible skipped")
+    failed = _trial(14, TrialState.FAIL, reason="nan_loss: " + "x" * 200)
+    line = trial_line(failed, 13, 60, (0.99, 1))
+    assert line.startswith("trial 14 failed, 41 s: nan_loss: xxx") and "…; best 0.9900" in line
+
+
+def test_a_search_without_bars_logs_one_line_per_trial_through_the_runner(caplog):
+    """``_trial_finished`` as the Optuna callback the runner gives ``run_trials``."""
+    study = optuna.create_study(direction="maximize")
+    outcomes = iter([("complete", 0.9), ("impossible", None), ("pruned", None),
+                     ("complete", 0.95)])
+
+    def objective(trial: optuna.Trial) -> float:
+        kind, value = next(outcomes)
+        if kind != "complete":
+            reason = "invalid_architecture: 7x7 conv on 2x2" if kind == "impossible" else (
+                "pruned after epoch 1: below the median")
+            trial.set_user_attr("reason", reason)
+            raise optuna.TrialPruned(reason)
+        trial.set_user_attr("val_accuracy", value)
+        return value
+
+    caplog.set_level(logging.INFO, logger="nas_mnist")
+    with RichProgress(4, disable=True) as progress:
+        assert progress.trial_lines
+        study.optimize(objective, n_trials=4, callbacks=[partial(_trial_finished, progress)])
+        assert progress.progress.tasks[progress.trials].completed == 3  # impossible: not counted
+        assert progress.best == 0.95
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert len(lines) == 3, lines
+    assert lines[0].startswith("trial 0 complete: val_accuracy 0.9000")
+    assert lines[0].endswith("best 0.9000 (trial 0); 1 of 4 finished")
+    assert lines[1].startswith("trial 2 pruned") and "pruned after epoch 1" in lines[1]
+    assert lines[1].endswith("2 of 4 finished; 1 impossible skipped")
+    assert lines[2].endswith("best 0.9500 (trial 3); 3 of 4 finished")
+
+
+def test_live_bars_log_no_trial_lines(caplog):
+    caplog.set_level(logging.DEBUG, logger="nas_mnist")
+    progress = RichProgress(2, disable=True)
+    progress.trial_lines = False  # as in a terminal or Jupyter, where the bars are drawn
+    progress.trial_finished(_trial(0, TrialState.COMPLETE, 0.9), 1, (0.9, 0))
+    assert caplog.records == [] and progress.best == 0.9
+
+
+def _result(study: optuna.Study, **fields) -> SearchResult:
+    return SearchResult(study=study, leaderboard=leaderboard(study), best_trial=best_trial(study),
+                        parent_run_id="p", experiment_id="1", tracking_uri="sqlite:///m.db",
+                        settings=SearchSettings(study_name="demo"), **fields)
+
+
+def test_result_repr_is_one_short_line():
+    study = optuna.create_study(direction="maximize")
+    study.add_trials([
+        _trial(0, TrialState.COMPLETE, 0.97, baseline="s002_m1", spec={"layers": []}),
+        _trial(1, TrialState.COMPLETE, 0.95),
+        _trial(2, TrialState.PRUNED, reason="pruned after epoch 1: below the median"),
+    ])
+    result = _result(study)
+    assert repr(result) == ("SearchResult(study 'demo'; 3 finished trials; best trial 0: "
+                            "val_accuracy 0.9700 (baseline s002_m1))")
+    assert result.nothing_trained() is None
+    assert result.summary().splitlines()[1] == "best trial 0: val_accuracy 0.9700 (baseline s002_m1)"
+
+
+def test_a_search_that_trained_nothing_says_so_in_its_result():
+    study = optuna.create_study(direction="maximize")
+    study.add_trials([
+        _trial(i, TrialState.PRUNED, reason="too_large: 9,000 params exceed --max-params 10")
+        for i in range(3)
+    ] + [_trial(3, TrialState.PRUNED, reason="invalid_architecture: 7x7 conv on 2x2")])
+    result = _result(study)
+    assert result.best_trial is None and not result.trained
+    line = result.nothing_trained()
+    assert line.startswith("no trial trained: 4 trial(s) ran and none completed (4 pruned; "
+                           "too_large x3, invalid_architecture x1); use a larger search space")
+    assert "--max-params" in line and "--space" in line
+    assert line in result.summary().splitlines()
+    assert "no trial trained" in repr(result) and "FrozenTrial" not in repr(result)
+
+
+def test_cli_search_whose_trials_were_all_too_large_exits_1_with_one_line(
+        workdir, real_mnist_path, capsys):
+    from nas_mnist.cli.main import main
+
+    code = main(search_args(real_mnist_path, 2, "--space", "small.yaml", "--baselines", "none",
+                            "--max-params", "10", "--final-top-k", "0"))
+    out = capsys.readouterr().out
+    assert code == 1, out
+    trial_lines = [line.rstrip() for line in out.splitlines() if line.startswith("trial ")]
+    assert len(trial_lines) == 2, out  # impossible architectures are counted, not listed
+    assert all(" pruned (depth 3, " in line and ": too_large: " in line for line in trial_lines)
+    assert trial_lines[-1].endswith("; no best yet; 2 of 2 finished"), out
+    no_trial = [line for line in out.splitlines() if line.startswith("no trial trained")]
+    assert len(no_trial) == 1 and "--max-params" in no_trial[0], out
