@@ -1,5 +1,6 @@
 """Tests of ``nas-mnist dashboard`` on journal storages (what ``search --jobs N`` writes): a bad
-one is one line and exit 2, a good one is served by optuna-dashboard's own ``run_server``.
+one is one line and exit 2, a good one is served (optuna-dashboard's WSGI application on the
+threaded ``DashboardServer``) until a signal: exit 130 (Ctrl-C) or 143 (SIGTERM), no traceback.
 Studies are written with Optuna directly (no training)."""
 
 from __future__ import annotations
@@ -86,24 +87,37 @@ def test_an_unreachable_database_is_one_line_without_its_password(capsys):
     assert "postgresql://user:***@127.0.0.1:1/db" in err and "s3cret" not in err
 
 
-def test_the_journal_storage_object_goes_to_run_server(journal, monkeypatch, capsys):
+def test_the_journal_storage_object_is_served_until_ctrl_c(journal, monkeypatch, capsys):
     import optuna_dashboard
     from optuna.storages import JournalStorage
 
-    served = []
+    from nas_mnist.reporting.dashboard import DashboardServer
 
-    def fake_run_server(storage, host, port):
-        served.append((storage, host, port))
+    handed, served = [], []
+    real_wsgi = optuna_dashboard.wsgi
+
+    def recording_wsgi(storage, *args, **kwargs):
+        handed.append(storage)
+        return real_wsgi(storage, *args, **kwargs)
+
+    def fake_serve_forever(self):
+        served.append((self.host, self.port))
         raise KeyboardInterrupt  # Ctrl-C
 
-    monkeypatch.setattr(optuna_dashboard, "run_server", fake_run_server)
+    monkeypatch.setattr(optuna_dashboard, "wsgi", recording_wsgi)
+    monkeypatch.setattr(DashboardServer, "serve_forever", fake_serve_forever)
     port = free_port()
-    assert main(["dashboard", "--storage", journal, "--port", str(port)]) == 0
-    [(storage, host, bound)] = served
+    assert main(["dashboard", "--storage", journal, "--port", str(port)]) == 130
+    [storage] = handed
     assert isinstance(storage, JournalStorage)
     assert [s.study_name for s in storage.get_all_studies()] == ["demo"]
-    assert (host, bound) == ("127.0.0.1", port)
-    assert "stopped" in capsys.readouterr().err
+    assert served == [("127.0.0.1", port)]
+    captured = capsys.readouterr()
+    # The address line comes once the socket is bound, before serving starts.
+    assert captured.out == (f"optuna-dashboard for {journal} at http://127.0.0.1:{port}"
+                            "/dashboard/ (Ctrl-C to stop)\n")
+    assert captured.err == "nas-mnist dashboard: interrupted\n"
+    assert not answers("127.0.0.1", port)  # the listening socket is closed
 
 
 def test_cli_serves_a_journal_study_until_sigterm(journal, tmp_path):
@@ -135,6 +149,8 @@ def test_cli_serves_a_journal_study_until_sigterm(journal, tmp_path):
     finally:
         process.send_signal(signal.SIGTERM)
         status = process.wait(timeout=30)
-    assert status == 0, log.read_text()
-    assert "Traceback" not in log.read_text()
+    text = log.read_text()
+    assert status == 143, text  # 128 + SIGTERM, the CLI's convention
+    assert "Traceback" not in text
+    assert text.endswith("nas-mnist dashboard: terminated (SIGTERM)\n"), text
     assert not answers("127.0.0.1", port)

@@ -1,7 +1,8 @@
 """Tests of ``nas_mnist.dashboard`` / ``nas-mnist dashboard``: optuna-dashboard on 127.0.0.1 only.
 
 A study with two trials is written with Optuna directly (no training); the server is started in
-a thread (library) and in a subprocess (CLI, stopped with SIGTERM).
+a thread (library), in the foreground (``serve_dashboard``, stopped by a signal) and in a
+subprocess (CLI, stopped with Ctrl-C).
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ def test_busy_port_exits_2(storage, capsys):
         assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
 
 
-def test_cli_answers_200_until_sigterm(storage, tmp_path):
+def test_cli_answers_200_until_ctrl_c(storage, tmp_path):
     port = free_port()
     log = tmp_path / "dashboard.log"
     with open(log, "w") as out:
@@ -140,6 +141,136 @@ def test_cli_answers_200_until_sigterm(storage, tmp_path):
         assert _get(f"http://127.0.0.1:{port}/dashboard/")[0] == 200
         assert not answers("127.0.0.2", port)
     finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0, log.read_text()
+        process.send_signal(signal.SIGINT)
+        status = process.wait(timeout=30)
+    text = log.read_text()
+    assert status == 130, text  # 128 + SIGINT, the CLI's convention
+    assert "Traceback" not in text and text.endswith("nas-mnist dashboard: interrupted\n"), text
     assert not answers("127.0.0.1", port)
+
+
+@pytest.fixture
+def journal(tmp_path) -> str:
+    """``journal:///<tmp>/j.log`` (what ``search --jobs N`` writes) holding study 'demo' with
+    two complete trials."""
+    from nas_mnist.study.storage import make_storage
+
+    url = f"journal:///{tmp_path / 'j.log'}"
+    study = optuna.create_study(study_name="demo", storage=make_storage(url),
+                                direction="maximize")
+    for value in (0.9, 0.95):
+        trial = study.ask()
+        trial.suggest_int("depth", 1, 7)
+        study.tell(trial, value)
+    return url
+
+
+@pytest.mark.parametrize("kind", ["missing journal", "unreachable database"])
+def test_library_bad_storage_raises_one_line_input_error(kind, tmp_path):
+    import nas_mnist
+    from nas_mnist.errors import InputError
+
+    if kind == "missing journal":
+        url, expected = f"journal:///{tmp_path / 'missing.log'}", "does not exist"
+    else:  # port 1 refuses at once; without psycopg the URL check says what to install
+        url, expected = "postgresql+psycopg://u:s3cret@127.0.0.1:1/db", "u:***@127.0.0.1:1/db"
+    with pytest.raises(InputError) as raised:
+        nas_mnist.dashboard(storage=url, port=0)
+    message = str(raised.value)
+    assert len(message.splitlines()) == 1, message
+    assert expected in message and "s3cret" not in message
+    assert list(tmp_path.iterdir()) == []  # no journal, no lock file
+
+
+def test_library_serves_a_journal_storage(journal):
+    import nas_mnist
+
+    server = nas_mnist.dashboard(journal, port=0)
+    thread = server.start_in_thread()
+    try:
+        status, body = _get(f"http://127.0.0.1:{server.port}/api/studies")
+        assert status == 200
+        assert [s["study_name"] for s in json.loads(body)["study_summaries"]] == ["demo"]
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+    assert server.storage == journal
+
+
+def test_a_journal_storage_reaches_the_server_through_the_api(journal, monkeypatch):
+    import optuna_dashboard
+    from optuna.storages import JournalStorage
+
+    from nas_mnist.reporting.dashboard import DashboardServer, serve_dashboard
+
+    handed, served, shown = [], [], []
+    real_wsgi = optuna_dashboard.wsgi
+
+    def recording_wsgi(storage, *args, **kwargs):
+        handed.append(storage)
+        return real_wsgi(storage, *args, **kwargs)
+
+    def fake_serve_forever(self):
+        served.append((self.host, self.port))
+        raise KeyboardInterrupt  # Ctrl-C
+
+    monkeypatch.setattr(optuna_dashboard, "wsgi", recording_wsgi)
+    monkeypatch.setattr(DashboardServer, "serve_forever", fake_serve_forever)
+    port = free_port()
+    with pytest.raises(KeyboardInterrupt):
+        serve_dashboard(journal, port=port, before_serving=shown.append)
+    [storage] = handed
+    assert isinstance(storage, JournalStorage)
+    assert [s.study_name for s in storage.get_all_studies()] == ["demo"]
+    assert served == [("127.0.0.1", port)]
+    assert [(s.storage, s.port) for s in shown] == [(journal, port)]
+    assert not answers("127.0.0.1", port)  # closed on the way out
+
+
+def test_a_sigterm_during_a_response_ends_the_serve_loop(journal, monkeypatch):
+    """The defect of ``optuna_dashboard.run_server``: it answers in the main thread, so a signal
+    that arrives while a response is written raised inside ``wsgiref``'s handler, which printed
+    a traceback and went on serving. Here SIGTERM arrives in the middle of a request."""
+    import threading
+
+    import optuna_dashboard
+
+    from nas_mnist.processes.signals import Terminated, handle_signals
+    from nas_mnist.reporting.dashboard import serve_dashboard
+
+    real_wsgi = optuna_dashboard.wsgi
+    request_threads, responses = [], []
+
+    def signalling_wsgi(storage, *args, **kwargs):
+        app = real_wsgi(storage, *args, **kwargs)
+
+        def signalling_app(environ, start_response):
+            request_threads.append(threading.current_thread())
+            os.kill(os.getpid(), signal.SIGTERM)  # as `kill` would, mid-request
+            time.sleep(0.5)  # the main thread handles it while this response is written
+            return app(environ, start_response)
+
+        return signalling_app
+
+    def request(server) -> None:
+        try:
+            responses.append(_get(f"http://127.0.0.1:{server.port}/api/studies")[0])
+        except OSError as exc:  # the signal came while the main thread handed the connection
+            responses.append(exc)  # over: socketserver closes it; stopping is what counts here
+
+    monkeypatch.setattr(optuna_dashboard, "wsgi", signalling_wsgi)
+    bound = []
+
+    def start_client(server) -> None:
+        bound.append(server)
+        threading.Thread(target=request, args=(server,), daemon=True).start()
+
+    with handle_signals(), pytest.raises(Terminated):
+        serve_dashboard(journal, port=0, before_serving=start_client)
+    [server] = bound
+    assert request_threads and threading.main_thread() not in request_threads
+    assert not answers("127.0.0.1", server.port)  # the listening socket is closed
+    deadline = time.monotonic() + 30
+    while not responses and time.monotonic() < deadline:  # the client thread ends
+        time.sleep(0.05)
+    assert len(responses) == 1
