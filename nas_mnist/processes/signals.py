@@ -69,7 +69,8 @@ def _watchdog(read_fd: int, done: threading.Event, grace_seconds: float) -> None
 
 
 _STOP_SIGNALS: list[int] = []
-"""The stop signals received inside ``handle_signals`` in this process (first one first)."""
+"""The stop signals received inside the running ``handle_signals`` block, or by a worker's own
+handler (first one first); emptied when a ``handle_signals`` block starts and ends."""
 
 
 def stop_signal() -> int | None:
@@ -131,6 +132,7 @@ def handle_signals(grace_seconds: float | None = None) -> Iterator[None]:
         raise interruption(signum)
 
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    _STOP_SIGNALS.clear()  # a signal belongs to the block it stopped
     for signum in previous:
         signal.signal(signum, on_signal)
     watch = contextlib.ExitStack()
@@ -143,6 +145,7 @@ def handle_signals(grace_seconds: float | None = None) -> Iterator[None]:
         for signum, handler in previous.items():
             # None: a handler set outside Python, which cannot be put back; use the default.
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        _STOP_SIGNALS.clear()
 
 
 @contextlib.contextmanager

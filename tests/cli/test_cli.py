@@ -12,6 +12,7 @@ from support import SMALL_SPACE, mlflow_runs, mlflow_uri, search_args
 
 from nas_mnist.cli.main import main
 from nas_mnist.searching.baseline_trials import BASELINE_ATTR
+from nas_mnist.study.trial_counts import count_finished, is_impossible
 
 
 @pytest.mark.slow
@@ -19,11 +20,12 @@ def test_search_then_resume_adds_exactly_the_missing_trials(workdir, real_mnist_
     assert main(search_args(real_mnist_path, 4, "--space", "small.yaml", "--baselines",
                             "none")) == 0
     study = optuna.load_study(study_name="demo", storage="sqlite:///s.db")
-    finished = [t for t in study.trials if t.state.is_finished() and t.state.name != "FAIL"]
-    assert len(finished) == 4
+    # Impossible architectures (pruned before training) stay in the study uncounted.
+    assert count_finished(study) == 4
+    assert len(study.trials) == 4 + sum(map(is_impossible, study.trials))
 
     parents, children = mlflow_runs(mlflow_uri(), "demo")
-    assert len(parents) == 1 and len(children) == 4
+    assert len(parents) == 1 and len(children) == len(study.trials)
     parent_id = parents[0].info.run_id
     assert parents[0].info.status == "FINISHED"
     from mlflow import MlflowClient
@@ -49,10 +51,10 @@ def test_search_then_resume_adds_exactly_the_missing_trials(workdir, real_mnist_
     assert main(search_args(real_mnist_path, 6, "--space", "small.yaml", "--baselines",
                             "none")) == 0
     study = optuna.load_study(study_name="demo", storage="sqlite:///s.db")
-    assert len([t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]) == 6
+    assert count_finished(study) == 6
     parents, children = mlflow_runs(mlflow_uri(), "demo")
     assert [p.info.run_id for p in parents] == [parent_id]
-    assert len(children) == 6
+    assert len(children) == len(study.trials)
     # The resumed sampler does not replay the first run's suggestions.
     params = [json.dumps(t.params, sort_keys=True) for t in study.trials if t.params]
     assert len(set(params)) == len(params)

@@ -177,7 +177,9 @@ def test_printed_urls_open_the_classic_ml_view(small_store, monkeypatch, capsys)
 
 @pytest.fixture(scope="module")
 def ui_server(tmp_path_factory):
-    """A 2-trial search, then ``nas-mnist ui --port P`` as a subprocess; stopped at the end."""
+    """A search whose study holds 2 trials (with seed 0 the first is an impossible architecture,
+    not counted, so ``--trials 1``), then ``nas-mnist ui --port P`` as a subprocess; stopped at
+    the end."""
     data = Path(os.environ.get("NAS_MNIST_DATA") or REPO_ROOT.parent / "shared/data/mnist.npz")
     if not data.exists():
         pytest.skip(f"real MNIST not found at {data}; set NAS_MNIST_DATA to run this test")
@@ -186,7 +188,7 @@ def ui_server(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         (root / "small.yaml").write_text(yaml.safe_dump(SMALL_SPACE))
-        assert main(["search", "--trials", "2", "--epochs", "1", "--max-train-samples", "500",
+        assert main(["search", "--trials", "1", "--epochs", "1", "--max-train-samples", "500",
                      "--data", str(data), "--storage", f"sqlite:///{root}/s.db",
                      "--study-name", "demo", "--tracking-uri", tracking, "--space", "small.yaml",
                      "--baselines", "none", "--no-progress"]) == 0
