@@ -88,7 +88,7 @@ def test_a_failing_projection_never_stops_the_search(monkeypatch, caplog):
         raise RuntimeError("no")
 
     monkeypatch.setattr(projection, "project_search", broken)
-    assert projection.log_projection(SearchSettings(), None, None) is None
+    assert projection.log_projection(SearchSettings(), None, None) == (None, None)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
