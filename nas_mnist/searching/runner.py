@@ -65,7 +65,6 @@ def search(settings: SearchSettings | None = None, /, **kwargs: Any) -> SearchRe
     )
     from nas_mnist.searching.prepare import prepare
     from nas_mnist.searching.projection import log_projection
-    from nas_mnist.searching.time_budget import plan_time_budget
 
     started = time.monotonic()  # a --time-budget counts from here
     if settings is None:
@@ -92,16 +91,26 @@ def search(settings: SearchSettings | None = None, /, **kwargs: Any) -> SearchRe
                                             final_models=final_stage_models(settings),
                                             final_epochs=final_stage_epochs(settings))
         advised = advice is not None
-        if settings.time_budget is not None:
-            plan = plan_time_budget(settings, projection, time.monotonic() - started)
-            logger.info("%s", plan.line)
-            settings = plan.settings
+        settings = _within_time_budget(settings, projection, time.monotonic() - started)
         if settings.jobs > 1:
             stopped = _run_workers(settings, study, runs)
         else:
             stopped = _run(settings, prepared, study, runs, advised=advised)
         final = run_final_stage(settings, study, stopped)
     return _result(settings, study, runs, stopped, final)
+
+
+def _within_time_budget(settings: SearchSettings, projection: Any,
+                        elapsed: float) -> SearchSettings:
+    """``settings`` fitted to ``--time-budget`` (``searching.time_budget``), its plan logged in
+    one line; unchanged without a budget."""
+    if settings.time_budget is None:
+        return settings
+    from nas_mnist.searching.time_budget import plan_time_budget
+
+    plan = plan_time_budget(settings, projection, elapsed)
+    logger.info("%s", plan.line)
+    return plan.settings
 
 
 def _open(settings: SearchSettings, prepared: Any, baselines: Any) -> tuple[Any, Any]:
