@@ -40,6 +40,16 @@ if not console.is_terminal:
     console = Console(width=160)
 
 
+def live_bars_possible() -> bool:
+    """Whether progress bars can be drawn live: a terminal, or Jupyter with ipywidgets (without
+    it, rich warns 'install "ipywidgets" for Jupyter support' at every refresh instead)."""
+    if console.is_jupyter:
+        import importlib.util
+
+        return importlib.util.find_spec("ipywidgets") is not None
+    return console.is_interactive
+
+
 class _EtaColumn(ProgressColumn):
     """Time left: the running trial's on the epochs bar, the whole search's on the trials bar
     (``SearchClock``; blank until the first epoch of the search ended)."""
@@ -79,6 +89,8 @@ class RichProgress:
     Where the bars are not drawn live (``disable``, or output to a file or pipe: rich then
     prints them once at the end), ``trial_finished`` logs one line per finished trial instead
     (``trial_line``) to the ``nas_mnist`` logger at INFO; ``trial_lines`` says whether it does.
+    In Jupyter without ipywidgets nothing is drawn (``live_bars_possible``) and the lines come
+    instead.
     """
 
     def __init__(
@@ -90,6 +102,8 @@ class RichProgress:
         clock: SearchClock | None = None,
         study_best: Callable[[], float | None] | None = None,
     ) -> None:
+        live = live_bars_possible()
+        disable = disable or (console.is_jupyter and not live)
         self.progress = Progress(
             TextColumn("{task.description:<28}"),
             BarColumn(),
@@ -111,7 +125,6 @@ class RichProgress:
         self.budget_hint = budget_hint
         self.suggestion: str | None = None
         self._total, self._done, self._running = total_trials, done_trials, False
-        live = console.is_jupyter or console.is_interactive
         self.trial_lines = disable or not live
         self._skipped = 0  # impossible architectures since the last trial line
 

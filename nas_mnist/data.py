@@ -19,6 +19,7 @@ import gzip
 import logging
 import math
 import os
+import stat
 import struct
 import zipfile
 import zlib
@@ -53,10 +54,20 @@ _IDX_FILES = {
 
 
 class DataError(InputError):
-    """A data source is missing or malformed.
+    """A data source is missing or malformed; ``str(err)`` names the file and the problem and
+    says what to do."""
 
-    ``str(err)`` names the file and the problem and says what to do.
+
+def _require_regular_file(path: Path, source: str) -> None:
+    """Refuse anything but a regular file (symbolic links followed): a named pipe waits for a
+    writer without limit, a device such as /dev/zero never ends.
+
+    Raises:
+        DataError: naming ``source``.
     """
+    if not stat.S_ISREG(path.stat().st_mode):
+        raise DataError(f"{source} is not a regular file (a named pipe, a device or a socket); "
+                        "pass an MNIST .npz file or a folder of the four IDX files.")
 
 
 @dataclass(frozen=True, eq=False)
@@ -162,8 +173,7 @@ def load_mnist(path: str | os.PathLike | None = None) -> MnistArrays:
     if not source_path.exists():
         raise DataError(
             f"{source}{origin} does not exist. Pass --data PATH with an .npz file or a folder "
-            f"of MNIST IDX files, or set {DATA_ENV_VAR}."
-        )
+            f"of MNIST IDX files, or set {DATA_ENV_VAR}.")
     logger.info("Loading MNIST from %s%s", source, origin)
     if source_path.is_dir():
         return load_idx_folder(source_path)
@@ -184,8 +194,7 @@ def _load_from_keras() -> MnistArrays:
         (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
     except Exception as err:  # the download fails in many ways (URLError, SSL, disk, ...)
         raise DataError(
-            f"{KERAS_SOURCE}.load_data() failed to download MNIST: {err}. {hint}"
-        ) from err
+            f"{KERAS_SOURCE}.load_data() failed to download MNIST: {err}. {hint}") from err
     return validate_arrays(x_train, y_train, x_test, y_test, source=KERAS_SOURCE)
 
 
@@ -200,8 +209,9 @@ def load_npz(path: str | os.PathLike) -> MnistArrays:
         The validated arrays, with ``source`` set to ``path``.
 
     Raises:
-        DataError: The file is missing, is not a readable ``.npz`` archive, lacks a key, holds an
-            object array, or holds arrays that fail :func:`validate_arrays`.
+        DataError: The file is missing or not a regular file (a named pipe, a device), is not a
+            readable ``.npz`` archive, lacks a key, holds an object array, or holds arrays that
+            fail :func:`validate_arrays`.
     """
     source = os.fspath(path)
     file_path = Path(source)
@@ -209,26 +219,23 @@ def load_npz(path: str | os.PathLike) -> MnistArrays:
         raise DataError(f"{source} does not exist. Pass the path of an MNIST .npz file.")
     if file_path.is_dir():
         raise DataError(
-            f"{source} is a folder, not an .npz file. Use load_idx_folder for IDX files."
-        )
+            f"{source} is a folder, not an .npz file. Use load_idx_folder for IDX files.")
+    _require_regular_file(file_path, source)
     try:
         archive = np.load(file_path, allow_pickle=False)
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
         raise DataError(
             f"{source} is not a readable .npz archive (truncated or corrupt: {err}). "
-            "Re-create it with np.savez or download it again."
-        ) from err
+            "Re-create it with np.savez or download it again.") from err
     except ValueError as err:
         # np.load raises ValueError for a file that is neither zip nor .npy (it assumes pickle).
         raise DataError(
             f"{source} is neither an .npz archive nor a .npy file ({err}); nas-mnist never "
-            "unpickles data files. Save the arrays with np.savez."
-        ) from err
+            "unpickles data files. Save the arrays with np.savez.") from err
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise DataError(
             f"{source} holds a single .npy array, not an .npz archive with keys "
-            f"{', '.join(NPZ_KEYS)}. Save the four arrays with np.savez."
-        )
+            f"{', '.join(NPZ_KEYS)}. Save the four arrays with np.savez.")
     with archive:
         found = sorted(archive.files)
         missing = [key for key in NPZ_KEYS if key not in found]
@@ -236,8 +243,7 @@ def load_npz(path: str | os.PathLike) -> MnistArrays:
             raise DataError(
                 f"{source} lacks key(s) {', '.join(missing)}: found {found or 'no keys'}, "
                 f"expected {list(NPZ_KEYS)}. Save the arrays with np.savez(path, x_train=..., "
-                "y_train=..., x_test=..., y_test=...)."
-            )
+                "y_train=..., x_test=..., y_test=...).")
         arrays = {key: _read_npz_member(archive, key, source) for key in NPZ_KEYS}
     return validate_arrays(**arrays, source=source)
 
@@ -248,8 +254,7 @@ def _read_npz_member(archive: np.lib.npyio.NpzFile, key: str, source: str) -> np
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
         raise DataError(
             f"{source}: {key} cannot be read (truncated or corrupt: {err}). "
-            "Re-create the file with np.savez or download it again."
-        ) from err
+            "Re-create the file with np.savez or download it again.") from err
     except ValueError as err:
         if "allow_pickle" in str(err) or "Object arrays" in str(err):
             raise DataError(
@@ -274,23 +279,21 @@ def load_idx_folder(path: str | os.PathLike) -> MnistArrays:
         The validated arrays, with ``source`` set to ``path``.
 
     Raises:
-        DataError: The folder or one of the files is missing (the message names which), or a
-            file has a wrong magic number, wrong dimensions or a wrong length.
+        DataError: The folder or one of the files is missing or not a regular file (the message
+            names which), or a file has a wrong magic number, wrong dimensions or a wrong length.
     """
     source = os.fspath(path)
     folder = Path(source)
     if not folder.is_dir():
         raise DataError(
-            f"{source} is not a folder. Pass a folder holding the four MNIST IDX files."
-        )
+            f"{source} is not a folder. Pass a folder holding the four MNIST IDX files.")
     found = {key: _find_idx_file(folder, name) for key, (name, _) in _IDX_FILES.items()}
     missing = [_IDX_FILES[key][0] for key, file_path in found.items() if file_path is None]
     if missing:  # name every missing file before reading any of them
         raise DataError(
             f"{source} lacks the IDX file(s) {', '.join(missing)} (or the same with .gz); it "
             f"needs all four of {', '.join(n for n, _ in _IDX_FILES.values())}. Add the missing "
-            "file or pass an .npz file instead."
-        )
+            "file or pass an .npz file instead.")
     arrays = {key: _read_idx(found[key], _IDX_FILES[key][1]) for key in _IDX_FILES}
     return validate_arrays(**arrays, source=source)
 
@@ -298,7 +301,8 @@ def load_idx_folder(path: str | os.PathLike) -> MnistArrays:
 def _find_idx_file(folder: Path, name: str) -> Path | None:
     dotted = name.replace("-idx", ".idx")
     for candidate in (name, f"{name}.gz", dotted, f"{dotted}.gz"):
-        if (folder / candidate).is_file():
+        if (folder / candidate).exists():
+            _require_regular_file(folder / candidate, os.fspath(folder / candidate))
             return folder / candidate
     return None
 
@@ -320,8 +324,7 @@ def _read_idx(file_path: Path, magic: int) -> np.ndarray:
             f"{file_path} is not an IDX file of unsigned bytes with {num_dims} dimension(s): "
             f"expected magic number 0x{magic:08X}, found "
             f"{'a too-short header' if found is None else f'0x{found:08X}'}. "
-            "Check the file name and contents."
-        )
+            "Check the file name and contents.")
     dims = struct.unpack(f">{num_dims}I", data[4:header_size])
     # math.prod: Python integers do not overflow (np.prod of four 32-bit dimensions wraps around
     # in int64 and could match the file's length, to fail later in reshape without the file name).
@@ -329,8 +332,7 @@ def _read_idx(file_path: Path, magic: int) -> np.ndarray:
     if len(data) != expected:
         raise DataError(
             f"{file_path} has {len(data):,} bytes; its header (dimensions {dims}) implies "
-            f"{expected:,}. The file is truncated or corrupt; download it again."
-        )
+            f"{expected:,}. The file is truncated or corrupt; download it again.")
     return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(dims)
 
 
@@ -369,8 +371,7 @@ def validate_arrays(
         if len(x) != len(y):
             raise DataError(
                 f"{source}: {x_key} has {len(x):,} images but {y_key} has {len(y):,} labels; "
-                "each image needs exactly one label."
-            )
+                "each image needs exactly one label.")
     return MnistArrays(x_train, y_train, x_test, y_test, source=source)
 
 
@@ -382,21 +383,18 @@ def _check_images(x: np.ndarray, key: str, source: str) -> np.ndarray:
     if x.ndim != 3 or x.shape[1:] != IMAGE_SHAPE:
         raise DataError(
             f"{source}: {key} has shape {x.shape}; expected (N, 28, 28) or (N, 28, 28, 1) "
-            "grayscale 28x28 images."
-        )
+            "grayscale 28x28 images.")
     if len(x) == 0:
         raise DataError(f"{source}: {key} holds no images; expected at least one.")
     if x.dtype.kind == "f":
         if not np.isfinite(x).all():
             raise DataError(
-                f"{source}: {key} holds NaN or infinite pixel values; expected floats in [0, 1]."
-            )
+                f"{source}: {key} holds NaN or infinite pixel values; expected floats in [0, 1].")
         low, high = float(x.min()), float(x.max())
         if low < 0.0 or high > 1.0:
             raise DataError(
                 f"{source}: {key} has float pixels in [{low:g}, {high:g}]; expected [0, 1]. "
-                "Divide by 255 or save the images as uint8 0..255."
-            )
+                "Divide by 255 or save the images as uint8 0..255.")
         return x.astype(np.float32, copy=False)
     low, high = int(x.min()), int(x.max())
     if low < 0 or high > 255:
@@ -410,8 +408,7 @@ def _check_labels(y: np.ndarray, key: str, source: str) -> np.ndarray:
     if y.ndim != 1:
         raise DataError(
             f"{source}: {key} has shape {y.shape}; expected a 1-D array of class labels 0..9 "
-            "(not one-hot)."
-        )
+            "(not one-hot).")
     if len(y) == 0:
         raise DataError(f"{source}: {key} holds no labels; expected at least one.")
     if y.dtype.kind == "f" and not (np.isfinite(y).all() and (y == np.round(y)).all()):
@@ -419,8 +416,7 @@ def _check_labels(y: np.ndarray, key: str, source: str) -> np.ndarray:
     low, high = y.min(), y.max()
     if low < 0 or high > NUM_CLASSES - 1:
         raise DataError(
-            f"{source}: {key} has labels in {low:g}..{high:g}; expected digit classes 0..9."
-        )
+            f"{source}: {key} has labels in {low:g}..{high:g}; expected digit classes 0..9.")
     return y.astype(np.int32)
 
 
@@ -428,8 +424,7 @@ def _check_numeric(array: np.ndarray, key: str, source: str) -> None:
     if array.dtype == object:
         raise DataError(
             f"{source}: {key} is an object array; nas-mnist never unpickles data. "
-            "Save the arrays with numeric dtypes."
-        )
+            "Save the arrays with numeric dtypes.")
     if array.dtype.kind not in "iuf":
         raise DataError(f"{source}: {key} has dtype {array.dtype}; expected integers or floats.")
 
@@ -472,8 +467,7 @@ def make_splits(
         raise DataError(
             f"{arrays.source}: the training set has {num_total:,} images, too few to hold out "
             f"{validation_size:,} for validation and keep any for training. "
-            f"Lower validation_size below {num_total:,}."
-        )
+            f"Lower validation_size below {num_total:,}.")
     x_train, y_train = arrays.x_train[:num_train], arrays.y_train[:num_train]
     if max_train_samples is not None:
         if not 10 <= max_train_samples <= num_train:
@@ -587,7 +581,7 @@ def data_fingerprint(path: str | os.PathLike | None) -> DataFingerprint:
     ``mnist.npz``).
 
     Raises:
-        DataError: the source does not exist.
+        DataError: the source does not exist, or is neither a folder nor a regular file.
     """
     source = resolve_data_source(path)
     if source is None:
@@ -596,4 +590,6 @@ def data_fingerprint(path: str | os.PathLike | None) -> DataFingerprint:
     if not resolved.exists():
         raise DataError(f"{source} does not exist. Pass --data PATH with an .npz file or a "
                         "folder of the four MNIST IDX files.")
+    if not resolved.is_dir():
+        _require_regular_file(resolved, source)
     return DataFingerprint(os.fspath(resolved), _sha256_of(resolved))

@@ -44,3 +44,14 @@ class TrialFailure(RuntimeFailure):
 
     reason = "failed"
     silent = False
+
+
+class DiskSpaceError(TrialFailure):
+    """A local folder the search writes to has less free space than the floor, or a write failed
+    on a full disk (``nas_mnist.disk_space``): the trial stops with reason ``disk_full`` and is
+    queued for one retry, the search stops (exit 1, one line with ``hint``)."""
+
+    reason = "disk_full"
+    silent = True  # the search's own line says it; Optuna's log would repeat it
+    hint = ("Free some space (or set NAS_MNIST_MIN_FREE_MB lower; 0 turns the check off), then "
+            "run the same command again: the stopped trial is queued for one retry")

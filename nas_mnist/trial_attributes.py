@@ -66,6 +66,10 @@ DATA_SOURCE_ATTR = "data_source"
 """The MNIST a study's search trained on: an absolute path, or ``"keras.datasets.mnist"``."""
 DATA_SHA256_ATTR = "data_sha256"
 """Hex SHA-256 of that file (``nas_mnist.data.data_fingerprint``); absent for Keras' download."""
+SPACE_SHA256_ATTR = "space_sha256"
+"""Hex SHA-256 of the search space the study's latest search sampled from: of its parsed
+content, name and description left out (``nas_mnist.study.memory.space_sha256``); absent in
+studies made before it was recorded."""
 SETTINGS_ATTR = "search_settings"
 """The settings of the study's latest search (``SearchSettings``'s fields, JSON values)."""
 

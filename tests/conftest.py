@@ -1,8 +1,9 @@
-"""Shared fixtures."""
+"""Shared fixtures, and the repository-wide rule that no command prints a Python traceback."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -25,3 +26,43 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "small.yaml").write_text(yaml.safe_dump(SMALL_SPACE))
     return tmp_path
+
+
+TRACEBACK = "Traceback (most recent call last)"
+_process_outputs: list[str] = []
+_communicate = subprocess.Popen.communicate
+
+
+def _recording_communicate(self, *args, **kwargs):
+    """``Popen.communicate`` (and so ``subprocess.run``) that keeps what the process printed."""
+    out, err = _communicate(self, *args, **kwargs)
+    for text in (out, err):
+        if text:
+            _process_outputs.append(text if isinstance(text, str)
+                                    else text.decode("utf-8", "replace"))
+    return out, err
+
+
+subprocess.Popen.communicate = _recording_communicate
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "traceback_expected: the test makes a process print a "
+                            "Python traceback on purpose (exempt from the no-traceback rule)")
+
+
+@pytest.fixture(autouse=True)
+def no_traceback_printed(request: pytest.FixtureRequest):
+    """Issue 19's rule for every test: no command prints a Python traceback for a user error or
+    a known runtime failure. Scans what the test's processes printed (``communicate``,
+    ``subprocess.run``: the commands run as a user runs them). In-process calls need no scan: an
+    exception that escapes ``main`` fails the test."""
+    _process_outputs.clear()
+    yield
+    if request.node.get_closest_marker("traceback_expected"):
+        return
+    for text in _process_outputs:
+        if TRACEBACK in text:
+            start = text.index(TRACEBACK)
+            pytest.fail("a command printed a Python traceback:\n" + text[start:start + 3000],
+                        pytrace=False)

@@ -61,3 +61,19 @@ def test_epochs_bar_counts_epochs_done_and_names_the_last_from_0():
         task = progress.progress.tasks[progress.epochs]
         assert task.completed == 1 and _status(progress, progress.epochs) == (
             "epoch 0: val_accuracy 0.5000")
+
+
+def test_jupyter_without_ipywidgets_gets_trial_lines_not_bars(monkeypatch):
+    import importlib.util
+
+    import nas_mnist.console as console_module
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(console_module.console, "is_jupyter", True)
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "ipywidgets" else find_spec(name, *a))
+    bars = console_module.RichProgress(3)
+    assert bars.progress.disable and bars.trial_lines
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    if find_spec("ipywidgets") is not None:  # with ipywidgets the bars are drawn live
+        assert not console_module.RichProgress(3).progress.disable

@@ -263,6 +263,64 @@ def test_idx_file_with_wrong_magic_or_length(tmp_path):
         load_idx_folder(folder)
 
 
+def returns_within(call, seconds: float = 10.0, fifo: Path | None = None):
+    """``call()``'s result or exception, failing the test if it has not returned within
+    ``seconds`` (a reader blocked on ``fifo`` is then released by opening its writing end)."""
+    import os
+    import threading
+
+    outcome: dict = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = call()
+        except Exception as exc:  # handed to the test
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        if fifo is not None:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # end-of-file for the reader
+        pytest.fail(f"still waiting after {seconds:g} s: it reads from the pipe")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
+def test_a_fifo_given_as_data_is_refused_at_once_naming_it(tmp_path):
+    """``--data`` on a named pipe waited for a writer without limit (issue 19)."""
+    import os
+
+    from nas_mnist.data import data_fingerprint
+
+    pipe = tmp_path / "mnist.npz"
+    os.mkfifo(pipe)
+    for call in (load_mnist, load_npz, data_fingerprint):
+        with pytest.raises(DataError) as raised:
+            returns_within(lambda call=call: call(pipe), fifo=pipe)
+        message = str(raised.value)
+        assert str(pipe) in message and "not a regular file" in message and "\n" not in message
+
+
+def test_an_idx_file_that_is_a_fifo_is_refused_naming_it(tmp_path):
+    import os
+
+    folder = write_idx_folder(tmp_path / "idx", tiny_mnist())
+    labels = folder / "t10k-labels-idx1-ubyte"
+    labels.unlink()
+    os.mkfifo(labels)
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte is not a regular file"):
+        returns_within(lambda: load_mnist(folder), fifo=labels)
+
+
+def test_a_character_device_is_refused_before_it_is_read():
+    """/dev/zero never ends: reading it would fill the memory."""
+    with pytest.raises(DataError, match=r"/dev/zero is not a regular file"):
+        returns_within(lambda: load_mnist("/dev/zero"))
+
+
 # --- splits -------------------------------------------------------------------------------------
 
 

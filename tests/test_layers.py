@@ -35,6 +35,8 @@ LAYERS = {
     "filelock": 0,
     "timing": 0,
     "atomic_folders": 0,
+    "database_servers": 0,
+    "disk_space": 0,
 }
 """Bottom modules (layer 0) may import each other (without a circle); packages of one layer may
 not import each other (exporting and reporting read studies through ``study``, never through

@@ -78,3 +78,13 @@ def unresolved_imports(script: Path) -> list[str]:
 def test_every_nas_mnist_import_in_the_scripts_resolves():
     missing = {script.name: unresolved_imports(script) for script in SCRIPTS}
     assert {name: names for name, names in missing.items() if names} == {}
+
+
+def test_the_reliability_index_lists_every_fault_test_and_at_least_100():
+    done = subprocess.run([sys.executable, "scripts/reliability_index.py", "--check"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    index = (REPO_ROOT / "docs/reliability.md").read_text().split(
+        "<!-- scenario-index:start -->")[1].split("<!-- scenario-index:end -->")[0]
+    rows = [line for line in index.splitlines() if line.startswith("| ") and line[2:3].isdigit()]
+    assert len(rows) >= 100

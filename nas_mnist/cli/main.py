@@ -41,18 +41,19 @@ def _command_logging(verbose: bool, tensorflow: bool = False) -> Iterator[None]:
     trains or loads models, so TensorFlow is imported here, quietly), MLflow's INFO lines
     ("Creating initial MLflow database tables...": ``MLFLOW_LOGGING_LEVEL``, read when MLflow is
     imported) and its tqdm "Downloading artifacts" bars, Optuna's INFO lines (Optuna sets its
-    level when imported: it is imported here and set)."""
+    level when imported: it is imported here and set), TensorFlow's "tf.function retracing"
+    warnings (``cli.quiet.hide_retracing_warnings``)."""
     from rich.logging import RichHandler
 
+    from nas_mnist.cli.quiet import hide_retracing_warnings, import_tensorflow_quietly
     from nas_mnist.console import console
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
     if not verbose:
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        hide_retracing_warnings()
         if tensorflow:
-            from nas_mnist.cli.quiet import import_tensorflow_quietly
-
             import_tensorflow_quietly()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     package = logging.getLogger("nas_mnist")
@@ -74,6 +75,7 @@ def _command_logging(verbose: bool, tensorflow: bool = False) -> Iterator[None]:
     try:
         yield
     finally:
+        hide_retracing_warnings(False)
         if optuna_level is not None:
             optuna.logging.set_verbosity(optuna_level)
         package.handlers[:], level, package.propagate, levels = saved
@@ -180,8 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status.
 
     0 ok, 1 failure (including a tracking server that stopped answering), 2 bad input, 130
-    interrupted by SIGINT (Ctrl-C), 143 by SIGTERM (128 plus the signal number, the shell
-    convention).
+    interrupted by SIGINT (Ctrl-C), 143 by SIGTERM, 129 by SIGHUP (the terminal closed; 128
+    plus the signal number, the shell convention).
     """
     parser = build_parser()
     try:
@@ -204,7 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"nas-mnist {args.command}: error: {exc}{hint}", file=sys.stderr)
             return EXIT_FAILURE
         except KeyboardInterrupt as exc:
-            name = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+            name = f"terminated ({exc.signal_name})" if isinstance(exc, Terminated) \
+                else "interrupted"
             extra = INTERRUPTED.get(args.command)
             print(f"nas-mnist {args.command}: {name}" + (f"; {extra}" if extra else ""),
                   file=sys.stderr)

@@ -100,6 +100,12 @@ def _add_study_arguments(group: Any) -> None:
         help="search-space file, or the name of a shipped space: default, small_cnn "
         "(default: default)",
     )
+    group.add_argument(
+        "--allow-space-change",
+        action="store_true",
+        help="resume a study whose trials were sampled from another search space (refused "
+        "otherwise: Optuna fails every trial that samples a parameter whose choices changed)",
+    )
     add_study_arguments(group, "study name; an existing study is resumed")
     group.add_argument(
         "--tracking-uri",

@@ -19,6 +19,7 @@ from typing import Any
 from nas_mnist.errors import InputError
 from nas_mnist.exporting.final import FINAL_FACTS_KEY
 from nas_mnist.exporting.layout import ExportResult
+from nas_mnist.processes.quiet_start import quiet_libraries
 from nas_mnist.study.defaults import DEFAULT_STORAGE, DEFAULT_STUDY_NAME
 from nas_mnist.trial_attributes import (
     BASELINE_ATTR,
@@ -50,6 +51,7 @@ class _Source:
     """``trial`` is a final model (the champion, a trial of ``<study>/final``)."""
 
 
+@quiet_libraries()
 def export(
     *,
     out: str | os.PathLike,

@@ -49,6 +49,31 @@ def configure_devices() -> str:
     return f"Keras backend {backend} on {where}"
 
 
+def visible_gpus() -> list[str]:
+    """Names of the GPUs the Keras backend sees in this process, in its id order; [] when it
+    trains on the CPU. TensorFlow: its physical GPU devices; JAX: its non-CPU devices; torch:
+    its CUDA devices. All honour ``CUDA_VISIBLE_DEVICES``.
+
+    Imports the backend (TensorFlow: seconds), and nothing else: ask it only when GPUs matter
+    (``--gpus``), never for ``--help``. Safe before ``configure_devices`` (listing the physical
+    devices does not initialise them).
+    """
+    backend = keras_backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return [g.name for g in tf.config.list_physical_devices("GPU")]
+    if backend == "jax":
+        import jax
+
+        return [f"{d.platform}:{d.id}" for d in jax.devices() if d.platform != "cpu"]
+    if backend == "torch":
+        import torch
+
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    return []
+
+
 def set_threads(threads: int | None) -> None:
     """TensorFlow intra- and inter-op threads of this process (``None``: TensorFlow's default,
     one per core). Must run before TensorFlow runs its first operation; other backends ignore it.

@@ -8,7 +8,11 @@ these names from here (one list of fragments for both).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import sys
+from collections.abc import Iterator
 
 TENSORFLOW_STARTUP_NOISE = ("All log messages before absl::InitializeLog()", "I0000 ",
                             "oneDNN custom operations are on", "Could not find cuda drivers",
@@ -55,6 +59,76 @@ def import_tensorflow_quietly() -> None:
         print("\n".join(kept), file=sys.stderr)
 
 
+RETRACING_WARNING = "triggered tf.function retracing"
+"""TensorFlow's warning when a ``tf.function`` is traced again (Keras' predict and evaluate
+functions, once per new model and last-batch shape). It names an internal function and advises on
+code nas-mnist's users do not write; the CLI hides it unless ``--verbose``."""
+
+
+class _DropRetracingWarnings(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return RETRACING_WARNING not in record.getMessage()
+
+
+_RETRACING_FILTER = _DropRetracingWarnings()
+
+
+def hide_retracing_warnings(hide: bool = True) -> None:
+    """Drop (``hide=False``: stop dropping) TensorFlow's ``RETRACING_WARNING`` records on the
+    ``tensorflow`` logger, before any of its handlers (absl's and the root's) prints them."""
+    logger = logging.getLogger("tensorflow")
+    if hide:
+        logger.addFilter(_RETRACING_FILTER)
+    else:
+        logger.removeFilter(_RETRACING_FILTER)
+
+
+@contextlib.contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """While an API function runs (``nas_mnist.search``, ``retrain``, ``export``, ``report`` in a
+    notebook or script): the libraries' chatter hidden as the CLI hides it, and put back after.
+
+    Hidden: TensorFlow's C++ start-up lines (``TF_CPP_MIN_LOG_LEVEL=3`` unless set, and
+    ``import_tensorflow_quietly``), its retracing warnings, Optuna's INFO lines (a line per trial
+    with every parameter, "A new study created in memory ..."), MLflow's and Alembic's INFO lines
+    ("Creating initial MLflow database tables..."), and the tracebacks Optuna logs for a trial's
+    expected failures (``signals.quiet_expected_failures``: interrupted, NaN loss, full disk, ...;
+    one line each instead). Other warnings and errors still show. With the
+    ``nas_mnist`` logger at DEBUG (``logging.getLogger("nas_mnist").setLevel(logging.DEBUG)``)
+    nothing is hidden. Nested uses (the CLI, which sets up its own) change nothing more.
+    """
+    if logging.getLogger("nas_mnist").isEnabledFor(logging.DEBUG):
+        yield
+        return
+    set_env = "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+    if set_env:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    import optuna
+
+    from nas_mnist.processes.signals import quiet_expected_failures
+
+    import_tensorflow_quietly()
+    loggers = [logging.getLogger(name) for name in ("mlflow", "alembic")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        if lg.getEffectiveLevel() < logging.WARNING:
+            lg.setLevel(logging.WARNING)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(max(verbosity, logging.WARNING))
+    hidden = _RETRACING_FILTER in logging.getLogger("tensorflow").filters  # by the CLI
+    hide_retracing_warnings()
+    try:
+        with quiet_expected_failures():
+            yield
+    finally:
+        hide_retracing_warnings(hidden)
+        optuna.logging.set_verbosity(verbosity)
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+        if set_env and "tensorflow" not in sys.modules:
+            os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
+
+
 def quiet_worker_start() -> None:
     """Set up a worker process as the CLI sets up itself without ``--verbose``: TensorFlow's
     and MLflow's log levels (environment, read when they are imported; a value the parent set,
@@ -65,4 +139,5 @@ def quiet_worker_start() -> None:
         return
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    hide_retracing_warnings()
     import_tensorflow_quietly()

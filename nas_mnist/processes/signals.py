@@ -1,10 +1,11 @@
 """Signals and Optuna's failure log during a search.
 
-- ``handle_signals``: SIGINT raises ``KeyboardInterrupt`` and SIGTERM raises ``Terminated`` in the
-  main thread, whatever the disposition the process inherited. A process started with ``cmd &``
-  from a non-interactive shell, or under ``nohup``, inherits SIGINT as ignored, and Python then
-  installs no ``KeyboardInterrupt`` handler at all (Python docs, ``signal``: "SIGINT is translated
-  into a KeyboardInterrupt exception if the parent process has not changed it"), so
+- ``handle_signals``: SIGINT raises ``KeyboardInterrupt``, SIGTERM and SIGHUP (the terminal
+  closed) raise ``Terminated`` in the main thread, whatever the disposition the process
+  inherited. A process started with ``cmd &`` from a non-interactive shell, or under ``nohup``,
+  inherits SIGINT as ignored, and Python then installs no ``KeyboardInterrupt`` handler at all
+  (Python docs, ``signal``: "SIGINT is translated into a KeyboardInterrupt exception if the
+  parent process has not changed it"), so
   ``kill -INT`` did nothing. A second signal while the first one's clean-up runs ends the process
   at once (exit status 128 + signal number), and with a grace period a watchdog ends it if the
   clean-up has not finished in time (TensorFlow's C++ code can hold off Python's handler), so the
@@ -29,18 +30,35 @@ from typing import Any
 
 from nas_mnist.errors import TrialFailure
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""The signals ``handle_signals`` turns into exceptions: Ctrl-C, ``kill``, the terminal closing."""
+
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread so that the running trial ends as on Ctrl-C."""
+    """SIGTERM or SIGHUP, raised in the main thread so that the running trial ends as on Ctrl-C.
+
+    Attributes:
+        signum: the signal (``signal.SIGTERM`` unless given).
+    """
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__()
+        self.signum = signum
+
+    @property
+    def signal_name(self) -> str:
+        """"SIGTERM" or "SIGHUP"."""
+        return signal.Signals(self.signum).name
 
 
-EXIT_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
+EXIT_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 """128 plus the signal number: the shell's convention for a process ended by a signal."""
 
 
 def exit_status(exc: KeyboardInterrupt) -> int:
-    """130 for ``KeyboardInterrupt`` (SIGINT), 143 for ``Terminated`` (SIGTERM)."""
-    return EXIT_STATUS[signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT]
+    """130 for ``KeyboardInterrupt`` (SIGINT), 143 for ``Terminated`` of SIGTERM, 129 of SIGHUP
+    (``EXIT_STATUS``)."""
+    return EXIT_STATUS[exc.signum if isinstance(exc, Terminated) else signal.SIGINT]
 
 
 GRACE_ENV_VAR = "NAS_MNIST_INTERRUPT_GRACE_SECONDS"
@@ -57,7 +75,7 @@ def _watchdog(read_fd: int, done: threading.Event, grace_seconds: float) -> None
             return
         if not data or done.is_set():
             return
-        signals = [s for s in data if s in (signal.SIGINT, signal.SIGTERM)]
+        signals = [s for s in data if s in STOP_SIGNALS]
         if signals:
             break
     if done.wait(grace_seconds):
@@ -74,10 +92,10 @@ handler (first one first); emptied when a ``handle_signals`` block starts and en
 
 
 def stop_signal() -> int | None:
-    """The first SIGINT/SIGTERM that ``handle_signals`` turned into an exception in this process,
-    or None. Library code can catch the exception (TensorFlow turned one into "TypeError: Cannot
-    find maximum value of <dtype: 'int32'>"): callers that see an error after a stop signal use
-    this to treat it as the interruption it is."""
+    """The first stop signal (``STOP_SIGNALS``) that ``handle_signals`` turned into an exception
+    in this process, or None. Library code can catch the exception (TensorFlow turned one into
+    "TypeError: Cannot find maximum value of <dtype: 'int32'>"): callers that see an error after
+    a stop signal use this to treat it as the interruption it is."""
     return _STOP_SIGNALS[0] if _STOP_SIGNALS else None
 
 
@@ -88,18 +106,38 @@ def note_stop_signal(signum: int) -> None:
 
 
 def interruption(signum: int) -> KeyboardInterrupt:
-    """The exception ``handle_signals`` raises for ``signum``: ``Terminated`` for SIGTERM, else
-    ``KeyboardInterrupt``."""
-    return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+    """The exception ``handle_signals`` raises for ``signum``: ``Terminated`` for SIGTERM and
+    SIGHUP, else ``KeyboardInterrupt``."""
+    if signum in (signal.SIGTERM, signal.SIGHUP):
+        return Terminated(signum)
+    return KeyboardInterrupt()
+
+
+def silence_terminal(fds: tuple[int, ...] = (1, 2)) -> None:
+    """Point those of ``fds`` (stdout, stderr) that are terminals at /dev/null.
+
+    After SIGHUP the terminal is gone, and a write to it fails with EIO: the clean-up's log
+    lines (and the final "terminated" line) would end in ``OSError`` before the trial is
+    closed. Files and pipes (``nohup``, ``> log``) are left as they are.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                if os.isatty(fd):
+                    os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
 
 
 @contextlib.contextmanager
 def handle_signals(grace_seconds: float | None = None) -> Iterator[None]:
-    """Turn SIGINT and SIGTERM into exceptions in the main thread while the block runs.
+    """Turn SIGINT, SIGTERM and SIGHUP into exceptions in the main thread while the block runs.
 
-    The first SIGINT raises ``KeyboardInterrupt`` and the first SIGTERM raises ``Terminated`` (a
-    ``KeyboardInterrupt``), so ``finally`` blocks close the running trial and its MLflow run. Any
-    further SIGINT or SIGTERM before the block ends exits the process at once with
+    The first SIGINT raises ``KeyboardInterrupt`` and the first SIGTERM or SIGHUP (the terminal
+    closed) raises ``Terminated`` (a ``KeyboardInterrupt``), so ``finally`` blocks close the
+    running trial and its MLflow run. Any further stop signal before the block ends exits the
+    process at once with
     ``os._exit(128 + signum)``. The previous handlers are restored on exit. Outside the main
     thread (signal handlers can only be set there) this does nothing.
 
@@ -129,9 +167,11 @@ def handle_signals(grace_seconds: float | None = None) -> Iterator[None]:
             os._exit(128 + signum)
         received.append(signum)
         note_stop_signal(signum)
+        if signum == signal.SIGHUP:
+            silence_terminal()  # the clean-up's lines must not fail on a terminal that is gone
         raise interruption(signum)
 
-    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
     _STOP_SIGNALS.clear()  # a signal belongs to the block it stopped
     for signum in previous:
         signal.signal(signum, on_signal)

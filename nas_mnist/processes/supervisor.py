@@ -7,8 +7,9 @@ while the study-wide ``--trials`` budget is not spent. It reads the study, never
 and imports no training code (no TensorFlow, Keras, model or search module): what a worker runs
 is the ``start_worker`` callable it is given.
 
-Stopping: Ctrl-C reaches every process of the terminal's process group; SIGTERM reaches only the
-supervisor, which forwards SIGTERM to each worker (``Supervisor.stop``). A worker that does not
+Stopping: Ctrl-C (and SIGHUP, the terminal closing, handled as SIGTERM) reaches every process of
+the terminal's process group; SIGTERM reaches only the supervisor, which forwards SIGTERM to each
+worker (``Supervisor.stop``). A worker that does not
 end within ``STOP_GRACE_SECONDS`` is SIGKILLed and its trial recovered. A worker that dies
 abnormally (SIGKILL, out of memory) leaves its trial RUNNING; the supervisor calls its ``recover``
 at once (``recovery.recover_dead_trials``: dead PID on this host).
@@ -35,7 +36,7 @@ EXIT_TRACKING_UNAVAILABLE = 75
 """A worker's exit status when the MLflow tracking server stopped answering (EX_TEMPFAIL)."""
 
 EXIT_INTERRUPTED = 130
-"""A worker's exit status after SIGINT or SIGTERM (128 + SIGINT)."""
+"""A worker's exit status after SIGINT, SIGTERM or SIGHUP (128 + SIGINT)."""
 
 STOP_GRACE_SECONDS = 60.0
 """Seconds a stopped worker gets to close its trial and MLflow run before it is SIGKILLed."""

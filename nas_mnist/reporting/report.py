@@ -20,6 +20,7 @@ from typing import Any
 
 from nas_mnist.console import format_cell
 from nas_mnist.errors import InputError
+from nas_mnist.processes.quiet_start import quiet_libraries
 from nas_mnist.reporting.final_models import (
     final_models_context,
     final_records,
@@ -121,6 +122,7 @@ def evaluate_best_model(
     return files, {"test_accuracy": float(np.trace(matrix) / matrix.sum())}
 
 
+@quiet_libraries()
 def report(
     *,
     out: str | os.PathLike,
@@ -156,8 +158,10 @@ def report(
     from nas_mnist.study.final_models import final_models, load_final_study
     from nas_mnist.study.memory import study_data, study_tracking_uri
     from nas_mnist.study.storage import load_existing_study
+    from nas_mnist.tracking.stores import validate_tracking_uri
 
     folder = check_report_dir(out, force)
+    validate_tracking_uri(tracking_uri)  # MLflow 3's file store: exit 2, nothing written
     study = load_existing_study(storage, study_name)
     final_trials = final_models(load_final_study(study._storage, study_name))
     if tracking_uri is None and study.user_attrs.get(TRACKING_URI_ATTR):

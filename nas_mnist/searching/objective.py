@@ -1,7 +1,10 @@
 """The Optuna objective: spec from the trial, train it, report val_accuracy, log to MLflow.
 
 Each trial gets a nested MLflow run before anything else happens, so that every trial, complete,
-pruned or failed, has a run whose ``state`` tag and ``reason`` tag say how it ended.
+pruned or failed, has a run whose ``state`` tag and ``reason`` tag say how it ended. Only the
+free-space check comes first (``disk_space``): under the floor, or when a write fails on a full
+disk, the trial ends as failed with reason ``disk_full``, is queued for one retry and the study
+stops; ``Objective.disk_full`` then holds the error, which the search raises (exit 1).
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import optuna
 
 from nas_mnist.architecture.spec import ArchitectureSpec, SpecError
 from nas_mnist.data import DataSplits
-from nas_mnist.errors import TrialFailure
+from nas_mnist.disk_space import check_free_space, disk_full_error, is_disk_full
+from nas_mnist.errors import DiskSpaceError, TrialFailure
 from nas_mnist.model.training import TrainingOptions
 from nas_mnist.processes.signals import interruption, stop_signal
 from nas_mnist.search_space.space import SearchSpace
@@ -34,6 +38,7 @@ from nas_mnist.trial_attributes import (
     NUM_PARAMS_ATTR,
     PHASE_SECONDS_ATTR,
     REASON_ATTR,
+    RETRY_OF_ATTR,
     RUN_ATTR,
     SPEC_ATTR,
     SUMMARY_ATTRS,
@@ -81,6 +86,9 @@ class ObjectiveConfig:
             ``nas_mnist.searching.trial_training.measure_latency_ms``).
             With more than one, trials are neither reported per epoch nor pruned (Optuna does
             not prune multi-objective studies).
+        storage: the study's storage URL; the folder of its file (SQLite, journal) is checked
+            for free space with the MLflow store's and the artifacts' (``disk_space``). None:
+            only those two.
     """
 
     epochs: int = 15
@@ -90,6 +98,7 @@ class ObjectiveConfig:
     max_trials: int | None = None
     training: TrainingOptions = field(default_factory=TrainingOptions)
     objectives: tuple[str, ...] = ("val_accuracy",)
+    storage: str | None = None
 
 
 class SurplusTrialError(TrialFailure):
@@ -167,6 +176,8 @@ class Objective:
         self.config = config
         self.listener = listener or _NoListener()
         self.spec_for_trial = spec_for_trial or (lambda trial: seeding.spec_for_trial(trial, space))
+        self.disk_full: DiskSpaceError | None = None  # why the study was stopped, if it was
+        self._locations: tuple[str, ...] | None = None
         from nas_mnist.model.training import freeze_long_lived_objects
 
         freeze_long_lived_objects()
@@ -177,7 +188,9 @@ class Objective:
         A trial interrupted by SIGINT/SIGTERM (``KeyboardInterrupt``), or failed because the
         tracking server stopped answering (``TrackingUnavailableError``; the study is then
         stopped), is re-queued once with the same configuration (``recovery.requeue_trial``):
-        the configuration did nothing wrong. Its ``reason`` says which.
+        the configuration did nothing wrong. Its ``reason`` says which. A trial stopped by a
+        full disk (``DiskSpaceError``, reason ``disk_full``) is re-queued too, even a retry (the
+        study stops, so it cannot loop), and kept in ``disk_full``.
 
         Raises:
             TrialTakenOver: the trial is no longer RUNNING in the storage when it ends (another
@@ -203,6 +216,9 @@ class Objective:
             trial.study.stop()
             requeue_trial(trial.study, trial.number, trial.params, trial.user_attrs, reason)
             raise
+        except DiskSpaceError as exc:
+            self._stop_for_disk(trial, exc)
+            raise
         except KeyboardInterrupt:
             trial.set_user_attr(REASON_ATTR, "interrupted")
             requeue_trial(trial.study, trial.number, trial.params, trial.user_attrs,
@@ -215,6 +231,7 @@ class Objective:
         trial_start = time.perf_counter()
         trial.set_user_attr(WORKER_ATTR, worker_id())
         self._check_budget(trial)
+        check_free_space(self._disk_locations())
         run_id = self._start_run(trial)
         try:
             spec = self._prepared_spec(trial, run_id)
@@ -228,27 +245,68 @@ class Objective:
         except optuna.TrialPruned as exc:
             self._end(trial, run_id, "pruned", str(exc) or "pruned")
             raise
-        except NanLossError as exc:
+        except (NanLossError, DiskSpaceError) as exc:
             self._end(trial, run_id, "failed", f"{exc.reason}: {exc}")
             raise
         except TrackingUnavailableError:
             self.listener.trial_ended(trial.number, "failed", None)
             raise  # its run cannot be closed now; the next search closes it
         except Exception as exc:
-            signum = stop_signal()
-            if signum is not None:  # a stop signal that library code turned into an error
-                self.tracker.fail_fast()
-                self._end(trial, run_id, "killed", "interrupted")
-                raise interruption(signum) from exc
-            kind = type(exc).__name__
-            out_of_memory = "ResourceExhausted" in kind or "out of memory" in str(exc).lower()
-            prefix = "out_of_memory: " if out_of_memory else ""
-            self._end(trial, run_id, "failed", f"{prefix}{kind}: {exc}")
-            raise
+            error = self._failure(trial, run_id, exc)
+            if error is exc:
+                raise
+            raise error from exc
         except BaseException:  # KeyboardInterrupt, SystemExit: the process is going away
             self.tracker.fail_fast()
             self._end(trial, run_id, "killed", "interrupted")
             raise
+
+    def _failure(self, trial: optuna.Trial, run_id: str, exc: Exception) -> BaseException:
+        """Close the run of a trial that raised ``exc``; what to raise instead: the interruption
+        of a stop signal that library code turned into an error, a ``DiskSpaceError`` for a
+        write that failed on a full disk, else ``exc`` itself."""
+        signum = stop_signal()
+        if signum is not None:  # a stop signal that library code turned into an error
+            self.tracker.fail_fast()
+            self._end(trial, run_id, "killed", "interrupted")
+            return interruption(signum)
+        if is_disk_full(exc):
+            error = disk_full_error(exc)
+            self._end(trial, run_id, "failed", f"{error.reason}: {error}")
+            return error
+        kind = type(exc).__name__
+        out_of_memory = "ResourceExhausted" in kind or "out of memory" in str(exc).lower()
+        prefix = "out_of_memory: " if out_of_memory else ""
+        self._end(trial, run_id, "failed", f"{prefix}{kind}: {exc}")
+        return exc
+
+    def _disk_locations(self) -> tuple[str, ...]:
+        """The places a trial writes to, for ``check_free_space``: the storage URL, the
+        tracking URI and the experiment's artifact location (asked once)."""
+        if self._locations is None:
+            experiment = self.tracker.client.get_experiment(self.runs.experiment_id)
+            places = (self.config.storage, self.tracker.tracking_uri,
+                      getattr(experiment, "artifact_location", None))
+            self._locations = tuple(str(p) for p in places if p)
+        return self._locations
+
+    def _stop_for_disk(self, trial: optuna.Trial, exc: DiskSpaceError) -> None:
+        """Stop the study, record why, and queue the trial's configuration for one retry (also
+        a retry's: the configuration did nothing wrong). On a disk too full even for that (or a
+        journal torn by it), one warning: the trial stays failed, or RUNNING for the next
+        search (after ``nas-mnist doctor``) to recover."""
+        self.disk_full = exc
+        trial.study.stop()
+        reason = f"{exc.reason}: {exc}"
+        try:
+            trial.set_user_attr(REASON_ATTR, reason)
+            attrs = {k: v for k, v in trial.user_attrs.items() if k != RETRY_OF_ATTR}
+            requeue_trial(trial.study, trial.number, _queued_params(trial), attrs, reason)
+        except Exception as write_error:
+            if not _on_full_disk(write_error):
+                raise
+            logger.warning("trial %d could not be queued for a retry: the disk is full (%s)",
+                           trial.number, type(write_error).__name__)
 
     def _check_budget(self, trial: optuna.Trial) -> None:
         """End a trial that would exceed ``--trials`` before it trains or logs anything."""
@@ -297,6 +355,7 @@ class Objective:
             batch_size=self.config.batch_size, options=self.config.training,
             measure_latency="latency" in self.config.objectives, title=_run_name(trial),
             model_metadata={"study_name": trial.study.study_name, "trial_number": trial.number},
+            free_space_at=self._disk_locations(),
         )
         reporter = _TrialReporter(trial, self.listener, prune=len(self.config.objectives) == 1,
                                   epochs=self.config.epochs)
@@ -327,12 +386,42 @@ class Objective:
             raise optuna.TrialPruned(f"invalid_architecture: {exc}") from None
 
     def _end(self, trial: optuna.Trial, run_id: str, state: str, reason: str) -> None:
-        trial.set_user_attr(REASON_ATTR, reason)
+        try:
+            trial.set_user_attr(REASON_ATTR, reason)
+        except Exception as exc:
+            if not _on_full_disk(exc):
+                raise
+            logger.warning("could not store the reason of trial %d: the disk is full",
+                           trial.number)
         try:
             self.tracker.end_trial_run(run_id, state, reason)
         except TrackingUnavailableError as exc:  # the next search closes it
             logger.warning("could not close MLflow run %s of trial %d: %s", run_id, trial.number,
                            exc)
-        except Exception:  # never hide the trial's own error behind a tracking error
-            logger.exception("could not close MLflow run %s of trial %d", run_id, trial.number)
+        except Exception as exc:  # never hide the trial's own error behind a tracking error
+            if _on_full_disk(exc):  # one line; the next search closes it
+                logger.warning("could not close MLflow run %s of trial %d: the disk is full",
+                               run_id, trial.number)
+            else:
+                logger.exception("could not close MLflow run %s of trial %d", run_id,
+                                 trial.number)
         self.listener.trial_ended(trial.number, state, None)
+
+
+def _on_full_disk(exc: BaseException) -> bool:
+    """Whether a write failed on a full disk (``is_disk_full``), or was refused because one
+    tore the journal's last record (``TornJournalError``): the trial's clean-up goes on, and
+    the search ends with that error."""
+    from nas_mnist.study.storage import TornJournalError
+
+    return is_disk_full(exc) or isinstance(exc, TornJournalError)
+
+
+def _queued_params(trial: optuna.Trial) -> dict:
+    """The trial's params, with those it was enqueued with (a queued baseline or retry that
+    stopped before it sampled them: Optuna keeps them as the ``fixed_params`` system
+    attribute)."""
+    frozen = next((t for t in trial.study.get_trials(deepcopy=False)
+                   if t.number == trial.number), None)
+    fixed = frozen.system_attrs.get("fixed_params", {}) if frozen is not None else {}
+    return {**fixed, **trial.params}

@@ -65,16 +65,20 @@ def prepare(settings: SearchSettings, *, threads: int | None = None,
             (``TrackingError``).
     """
     from nas_mnist.data import load_splits
+    from nas_mnist.database_servers import check_server_connects
     from nas_mnist.model.devices import configure_devices, set_mixed_precision, set_threads
     from nas_mnist.model.training import reset_training_state
     from nas_mnist.search_space.space import load_search_space
     from nas_mnist.tracking.tracker import Tracker
 
+    # A server's password, before MLflow's store or the study exists.
+    check_server_connects(settings.storage, "storage")
     space = load_search_space(settings.space)
     data = load_splits(settings.data, settings.max_train_samples, settings.seed)
     tracker = Tracker(settings.tracking_uri)
     if check_tracking:
         tracker.check()
+        tracker.check_experiment(settings.study_name)  # deleted: refused before the study opens
     set_threads(threads)
     devices = configure_devices()  # before TensorFlow touches a GPU
     reset_training_state()  # clears Keras' global state, the dtype policy too: set it after
@@ -126,6 +130,6 @@ def make_objective(settings: SearchSettings, prepared: Prepared, runs: StudyRuns
     config = ObjectiveConfig(
         epochs=settings.epochs, seed=settings.seed, batch_size=settings.batch_size,
         max_params=settings.max_params, max_trials=settings.trials,
-        objectives=settings.objectives,
+        objectives=settings.objectives, storage=settings.storage,
     )
     return Objective(prepared.space, prepared.data, runs, config, listener=listener)

@@ -6,9 +6,11 @@ the study (refused if its trials trained at another fidelity, ``check_resumed_fi
 recover trials of dead workers, seed the baselines and attach the MLflow parent run; log the
 projection of what is left (``projection``); run trials until the study holds ``trials``
 finished ones, here or in ``--jobs`` worker processes (``workers``, supervised by
-``processes.supervisor``); close the parent run and return a ``SearchResult``. Status lines go
-to the ``nas_mnist`` logger (the CLI shows them); progress bars are drawn with rich, in a
-terminal or in Jupyter, unless ``progress=False``.
+``processes.supervisor``); close the parent run and return a ``SearchResult``. A trial stopped
+by a full disk (under ``disk_space``'s floor, checked before each trial and before its model is
+logged) stops the search: ``DiskSpaceError`` once the parent run is closed as FAILED. Status
+lines go to the ``nas_mnist`` logger (the CLI shows them); progress bars are drawn with rich,
+in a terminal or in Jupyter, unless ``progress=False``.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ import time
 from functools import partial
 from typing import Any
 
-from nas_mnist.errors import InputError
+from nas_mnist.errors import DiskSpaceError, InputError
+from nas_mnist.processes.quiet_start import quiet_libraries
 from nas_mnist.searching.result import SearchResult
 from nas_mnist.searching.settings import (
     SearchSettings,
     check_resumed_fidelity,
+    check_resumed_space,
     validate_search_settings,
 )
 
@@ -31,6 +35,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["SearchResult", "search"]
 
 
+@quiet_libraries()  # a notebook sees nas-mnist's lines, not every library's INFO lines
 def search(settings: SearchSettings | None = None, /, **kwargs: Any) -> SearchResult:
     """Run an architecture search on MNIST and return what it found.
 
@@ -57,7 +62,11 @@ def search(settings: SearchSettings | None = None, /, **kwargs: Any) -> SearchRe
             the one ``nas-mnist search`` prints before exiting with status 2); nothing is
             created before these checks pass.
         KeyboardInterrupt: Ctrl-C (or SIGTERM in the CLI); the running trial is closed first.
+        DiskSpaceError: a folder the search writes to fell under the free-space floor
+            (``NAS_MNIST_MIN_FREE_MB``), or a write failed on a full disk: the running trial
+            was failed and queued for one retry, no further trial started.
     """
+    from nas_mnist.disk_space import min_free_mb
     from nas_mnist.searching.final.stage import (
         final_stage_epochs,
         final_stage_models,
@@ -72,6 +81,7 @@ def search(settings: SearchSettings | None = None, /, **kwargs: Any) -> SearchRe
     elif kwargs:
         raise InputError("pass either a SearchSettings or keyword arguments, not both")
     baselines = validate_search_settings(settings)
+    min_free_mb()  # a bad NAS_MNIST_MIN_FREE_MB is bad input: refused before anything exists
     if settings.engine == "keras-tuner":
         from nas_mnist.searching.keras_tuner import run_keras_tuner_search
 
@@ -144,16 +154,18 @@ def _open_study(settings: SearchSettings, tracker: Any) -> tuple[Any, bool]:
 
     Raises:
         InputError: another worker runs this SQLite study, the study has other objectives, or
-            its finished trials trained at another fidelity (``check_resumed_fidelity``).
+            its finished trials trained at another fidelity (``check_resumed_fidelity``) or its
+            trials were sampled from another space (``check_resumed_space``).
     """
     from nas_mnist.searching.prepare import open_search_study
     from nas_mnist.study.recovery import live_workers, recover_dead_trials
     from nas_mnist.study.storage_url import StorageURL
 
     study, created = open_search_study(settings, tracker)
-    mixed = check_resumed_fidelity(settings, study)  # refuses before anything is written
-    if mixed:
-        logger.warning("%s", mixed)
+    for mixed in (check_resumed_fidelity(settings, study),  # refuse before anything is written
+                  check_resumed_space(settings, study)):
+        if mixed:
+            logger.warning("%s", mixed)
     others = live_workers(study)
     if others and StorageURL.parse(settings.storage).one_writer:
         raise InputError(
@@ -251,7 +263,13 @@ def _run(settings: SearchSettings, prepared: Any, study: Any, runs: Any,
                            ParentRunRefresher(runs.tracker, runs.parent_run_id,
                                               n_trials=settings.trials)],
             )
-        except BaseException:
+            if objective.disk_full is not None:  # the trial was re-queued, the study stopped
+                raise objective.disk_full
+        except BaseException as exc:
+            failure = full_disk_failure(exc)  # also Optuna's own writes
+            if failure is not None:
+                status = "FAILED"
+                raise failure from None
             status = "KILLED"
             runs.tracker.fail_fast()  # the clean-up must not keep Ctrl-C waiting on a server
             raise
@@ -282,6 +300,7 @@ def _run_workers(settings: SearchSettings, study: Any, runs: Any) -> bool:
                       disable=not settings.progress) as progress:
 
         def on_trial_finished(trial: Any) -> None:
+            _stop_if_disk_full(trial)
             _trial_finished(progress, study, trial)
             refresher(study, trial)
 
@@ -290,8 +309,8 @@ def _run_workers(settings: SearchSettings, study: Any, runs: Any) -> bool:
                                 recover=partial(_recover_workers, study, runs.tracker))
         try:
             outcome = supervisor.run()
-        except BaseException:
-            status = "KILLED"
+        except BaseException as exc:
+            status = "FAILED" if isinstance(exc, DiskSpaceError) else "KILLED"
             runs.tracker.fail_fast()
             raise
         finally:
@@ -300,6 +319,45 @@ def _run_workers(settings: SearchSettings, study: Any, runs: Any) -> bool:
         runs.tracker.unavailable = TrackingUnavailableError(
             "a worker's tracking server stopped answering")
     return outcome.stopped_for_failures
+
+
+def full_disk_failure(exc: BaseException) -> Exception | None:
+    """The one-line error of a search that a full disk stopped, or None if ``exc`` is not that.
+
+    ``exc`` or an exception it was raised from may be a ``TornJournalError`` (a write tore the
+    journal: its hint says to run ``nas-mnist doctor``), which comes first, or a write that
+    failed on a full disk (``disk_space.is_disk_full``: a ``DiskSpaceError``). Optuna, when its
+    own write of a trial's end fails, raises ``AssertionError("Should not reach.")`` from it.
+    """
+    from nas_mnist.disk_space import disk_full_error, is_disk_full
+    from nas_mnist.study.storage import TornJournalError
+
+    if not isinstance(exc, Exception):
+        return None
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, TornJournalError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return disk_full_error(exc) if is_disk_full(exc) else None
+
+
+def _stop_if_disk_full(trial: Any) -> None:
+    """Raise ``DiskSpaceError`` if a worker's ``trial`` was stopped by a full disk (its reason
+    says ``disk_full``; the worker re-queued it): the supervisor stops the other workers (their
+    trials are re-queued as on SIGTERM) and the search ends with that one line.
+
+    Raises:
+        DiskSpaceError: with the trial's reason.
+    """
+    from nas_mnist.trial_attributes import REASON_ATTR
+
+    reason = str(trial.user_attrs.get(REASON_ATTR, ""))
+    prefix = f"{DiskSpaceError.reason}: "
+    if reason.startswith(prefix):
+        raise DiskSpaceError(f"trial {trial.number}: {reason[len(prefix):]}")
 
 
 def _worker_pool(settings: SearchSettings, runs: Any) -> tuple[Any, Any]:

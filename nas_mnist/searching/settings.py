@@ -66,14 +66,16 @@ seconds (start-up, TensorFlow import, data), and a few small trials add a few Mi
 (``docs/benchmarks.md``)."""
 
 
-def parse_gpus(value: str | Sequence[str | int] | None) -> tuple[str, ...]:
-    """``"0,1"`` (or ``[0, 1]``) -> ("0", "1"); ``None`` or "" -> ().
+def parse_gpus(value: str | int | Sequence[str | int] | None) -> tuple[str, ...]:
+    """``"0,1"`` (or ``[0, 1]``) -> ("0", "1"); ``3`` -> ("3",); ``None`` or "" -> ().
 
     Raises:
         ValueError: an id that is not a non-negative integer.
     """
     if value is None:
         return ()
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
     parts = value.split(",") if isinstance(value, str) else list(value)
     ids = tuple(str(p).strip() for p in parts if str(p).strip())
     bad = [i for i in ids if not i.isdigit()]
@@ -81,6 +83,36 @@ def parse_gpus(value: str | Sequence[str | int] | None) -> tuple[str, ...]:
         raise ValueError(f"expected GPU ids such as 0,1 (as nvidia-smi numbers them), got "
                          f"{', '.join(bad)}")
     return ids
+
+
+def check_gpu_ids(ids: Sequence[str], visible: Sequence[str], backend: str) -> None:
+    """Refuse ``--gpus`` ids that name no GPU the Keras backend sees on this machine.
+
+    A worker is given its id through ``CUDA_VISIBLE_DEVICES``: an id without a GPU behind it
+    would leave the worker on the CPU, silently. Ids count from 0, in the backend's order.
+
+    Args:
+        ids: ``parse_gpus``' ids (empty: nothing to check).
+        visible: the GPUs the backend sees in this process (``model.devices.visible_gpus``).
+        backend: the Keras backend's name, for the message.
+
+    Raises:
+        InputError: no GPU visible at all, or an id at or past their number; one line naming
+            the ids, the backend and ``CUDA_VISIBLE_DEVICES`` when it is set.
+    """
+    if not ids:
+        return
+    hidden = os.environ.get("CUDA_VISIBLE_DEVICES")
+    where = f" (CUDA_VISIBLE_DEVICES={hidden!r})" if hidden is not None else ""
+    flag = f"--gpus {','.join(ids)}"
+    if not visible:
+        raise InputError(f"{flag}: this machine has no GPU visible to {backend}{where}; drop "
+                         "--gpus to train on the CPU")
+    missing = sorted({i for i in ids if int(i) >= len(visible)}, key=int)
+    if missing:
+        raise InputError(f"{flag}: no GPU {', '.join(missing)} is visible to {backend}, which "
+                         f"sees {len(visible)} GPU(s), ids 0 to {len(visible) - 1}{where}; "
+                         "pass ids among them")
 
 
 def _flag(name: str) -> str:
@@ -135,6 +167,8 @@ class SearchSettings:
             ``None``: TensorFlow's default (all cores).
         allow_mixed_fidelity: resume a study whose finished trials trained with other
             ``epochs`` or ``max_train_samples`` (``check_resumed_fidelity`` refuses otherwise).
+        allow_space_change: resume a study whose trials were sampled from another search space
+            (``check_resumed_space`` refuses otherwise).
         final_top_k: the final stage once the trials are done: retrain the ``final_top_k`` best
             distinct specs (and the best baseline) at full budget and register the champion
             (``nas_mnist.retrain``). ``None``: 3 for a search on all training images, 0 for a
@@ -174,6 +208,7 @@ class SearchSettings:
     gpus: str | Sequence[str | int] | None = None
     worker_threads: int | None = None
     allow_mixed_fidelity: bool = False
+    allow_space_change: bool = False
     final_top_k: int | None = None
     final_epochs: int | None = None
 
@@ -307,8 +342,9 @@ def validate_search_settings(settings: SearchSettings) -> SeedingPlan:
 
     Each value was checked when ``settings`` was made (``SearchSettings``); this adds the checks
     that read files or need Optuna and MLflow: the storage (Optuna engine), the tracking URI,
-    the tuner folder (KerasTuner engine), ``--jobs`` on the storage, ``--baselines`` and
-    ``--sampler gp``. Nothing is created.
+    the tuner folder (KerasTuner engine), ``--jobs`` on the storage, ``--gpus`` on this
+    machine's GPUs (imports the Keras backend, only when ``--gpus`` is given), ``--baselines``
+    and ``--sampler gp``. Nothing is created.
 
     Returns:
         The baselines' ``SeedingPlan`` (``search.baseline_trials``).
@@ -317,8 +353,8 @@ def validate_search_settings(settings: SearchSettings) -> SeedingPlan:
         StorageError: a storage that cannot be used (``StorageURL.parse``).
         TrackingError: a tracking URI that cannot be used (``tracker.validate_tracking_uri``).
         SettingsError: a tuner folder that cannot be made.
-        InputError: ``--jobs`` above 1 on SQLite, unknown ``--baselines``, or ``--sampler gp``
-            without PyTorch.
+        InputError: ``--jobs`` above 1 on SQLite, ``--gpus`` ids without a GPU behind them
+            (``check_gpu_ids``), unknown ``--baselines``, or ``--sampler gp`` without PyTorch.
     """
     from nas_mnist.searching.baseline_trials import seeding_plan
     from nas_mnist.study.storage_url import StorageURL
@@ -334,6 +370,10 @@ def validate_search_settings(settings: SearchSettings) -> SeedingPlan:
             "process at a time; run several trials at once on a journal file (--storage "
             "journal:///nas_mnist.log) or on PostgreSQL (--storage "
             "postgresql://USER:PASSWORD@HOST/DB)")
+    if settings.gpu_ids:
+        from nas_mnist.model.devices import keras_backend, visible_gpus
+
+        check_gpu_ids(settings.gpu_ids, visible_gpus(), keras_backend())
     try:
         baselines = seeding_plan(settings.baselines)
     except ValueError as exc:
@@ -394,3 +434,48 @@ def check_resumed_fidelity(settings: SearchSettings, study: Any) -> str | None:
         return f"{line} (--allow-mixed-fidelity: going on)"
     raise InputError(f"{line}; pass the same --epochs and --max-train-samples, a new "
                      "--study-name, or --allow-mixed-fidelity to go on")
+
+
+def check_resumed_space(settings: SearchSettings, study: Any) -> str | None:
+    """Refuse to resume a study with another search space than its trials were sampled from.
+
+    Optuna cannot sample a parameter whose choices changed into a study that holds it with the
+    old ones: every trial would fail with "CategoricalDistribution does not support dynamic
+    value space". The study's space is the content hash its latest search recorded
+    (``study.memory.remember_search``, the ``space_sha256`` study attribute), so the same space
+    given by name or by path, or reformatted, is the same. A study without trials, or without
+    that record (made before it existed), is not checked.
+
+    Args:
+        settings: the search about to resume the study.
+        study: the opened ``optuna.Study``, before this search records its settings.
+
+    Returns:
+        None when the spaces agree (or nothing is recorded); with
+        ``settings.allow_space_change``, the line to log as a warning.
+
+    Raises:
+        InputError: the spaces differ and ``allow_space_change`` is off; one line naming the
+            study, both spaces and ``--allow-space-change``. Nothing of this search is in the
+            study yet.
+        SearchSpaceError: the space file cannot be read.
+    """
+    from nas_mnist.study.memory import space_sha256
+    from nas_mnist.trial_attributes import SETTINGS_ATTR, SPACE_SHA256_ATTR
+
+    recorded = study.user_attrs.get(SPACE_SHA256_ATTR)
+    if recorded is None or not study.get_trials(deepcopy=False):
+        return None
+    now = space_sha256(settings.space)
+    if now == recorded:
+        return None
+    before = (study.user_attrs.get(SETTINGS_ATTR) or {}).get("space", "?")
+    given = os.fspath(settings.space) if settings.space is not None else "default"
+    line = (f"study {settings.study_name!r} was searched in the space {before} (SHA-256 "
+            f"{recorded[:12]}...), and this search's --space {given} differs (SHA-256 "
+            f"{now[:12]}...): Optuna cannot sample changed choices into the trials it holds")
+    if settings.allow_space_change:
+        return (f"{line} (--allow-space-change: going on; a trial that samples a parameter "
+                "whose choices changed fails)")
+    raise InputError(f"{line}; pass the space it was searched in, a new --study-name, or "
+                     "--allow-space-change to go on")

@@ -20,6 +20,7 @@ import keras
 
 from nas_mnist.architecture.spec import ArchitectureSpec
 from nas_mnist.data import DataSplits
+from nas_mnist.disk_space import check_free_space
 from nas_mnist.model.training import TrainingOptions, TrainingResult
 from nas_mnist.tracking.models import log_trial_model, model_id_of
 from nas_mnist.tracking.tracker import Tracker
@@ -46,6 +47,9 @@ class TrialPlan:
         log_model: log the trained inference model as the run's MLflow model.
         model_metadata: extra facts stored with the MLflow model (JSON-serialisable).
         title: the learning curves' title (the run name).
+        free_space_at: local places the run writes to (storage and tracking URLs, artifact
+            locations), whose free space is checked before the model is logged
+            (``disk_space.check_free_space``); empty: no check.
     """
 
     epochs: int
@@ -57,6 +61,7 @@ class TrialPlan:
     log_model: bool = True
     model_metadata: Mapping[str, Any] = field(default_factory=dict)
     title: str = ""
+    free_space_at: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -186,6 +191,8 @@ def train_trial(
 
     Raises:
         NanLossError: the training loss became NaN or infinite.
+        DiskSpaceError: a folder of ``plan.free_space_at`` has less free space than the floor
+            (checked before the model is logged).
         TrackingUnavailableError: the tracking server stopped answering.
         mlflow.exceptions.MlflowException: the MLflow model cannot be written.
     """
@@ -243,6 +250,8 @@ def _log_outcome(run: TrialRun, spec: ArchitectureSpec, plan: TrialPlan,
     from nas_mnist.model.builder import inference_model
 
     start = time.perf_counter()
+    if plan.free_space_at:  # the model is the trial's largest write
+        check_free_space(plan.free_space_at)
     if plan.log_model:
         outcome.model_uri = _log_model(run, inference_model(spec, outcome.model),
                                        outcome.best_epoch, plan.model_metadata)

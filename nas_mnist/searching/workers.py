@@ -19,7 +19,7 @@ TensorFlow's and Python's docs). It works from a notebook too (the target is imp
 module imports nothing heavy at the top: the worker sets ``CUDA_VISIBLE_DEVICES`` before
 TensorFlow or JAX is imported.
 
-Stopping: a worker turns its first SIGINT/SIGTERM into ``KeyboardInterrupt`` (the objective
+Stopping: a worker turns its first SIGINT/SIGTERM/SIGHUP into ``KeyboardInterrupt`` (the objective
 re-queues the trial once, as in one process) and ignores further ones, so that the terminal's
 SIGINT plus the supervisor's SIGTERM do not kill it before its clean-up (the supervisor's side:
 ``processes.supervisor``). "Ignores" is a Python handler that does nothing, not ``SIG_IGN``: a
@@ -44,7 +44,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from nas_mnist.processes.signals import note_stop_signal
+from nas_mnist.processes.signals import STOP_SIGNALS, note_stop_signal
 from nas_mnist.processes.supervisor import (
     EXIT_INTERRUPTED,
     EXIT_TRACKING_UNAVAILABLE,
@@ -92,6 +92,22 @@ def start_process(plan: WorkerPlan) -> Any:
     return process
 
 
+_finished = threading.Event()
+"""Set when the worker's trials are over: a stop signal then only ends the process quietly."""
+
+
+def _ignore(signum: int, frame: Any) -> None:
+    pass  # not SIG_IGN: a signal already pending must find a handler (module doc)
+
+
+def _finish_quietly() -> None:
+    """After the trials: stop signals (the supervisor stopping an exiting worker) do nothing, so
+    no ``KeyboardInterrupt`` is raised while the interpreter shuts down."""
+    _finished.set()
+    for stop in STOP_SIGNALS:
+        signal.signal(stop, _ignore)
+
+
 def _interrupt_once() -> None:
     """First SIGINT/SIGTERM: ``KeyboardInterrupt``; later ones are ignored (see module doc).
 
@@ -100,12 +116,9 @@ def _interrupt_once() -> None:
     traceback: then the handler is re-armed and the signal sent again, quietly, so that the
     interrupt reaches the trial after all.
     """
-    def ignore(signum: int, frame: Any) -> None:
-        pass  # not SIG_IGN: a signal already pending must find a handler (module doc)
-
     def on_signal(signum: int, frame: Any) -> None:
-        signal.signal(signal.SIGINT, ignore)
-        signal.signal(signal.SIGTERM, ignore)
+        for stop in STOP_SIGNALS:
+            signal.signal(stop, _ignore)
         note_stop_signal(signum)  # an error a library makes of it is still the interruption
         raise KeyboardInterrupt()
 
@@ -113,16 +126,18 @@ def _interrupt_once() -> None:
 
     def on_unraisable(unraisable: Any) -> None:
         if isinstance(unraisable.exc_value, KeyboardInterrupt):
-            signal.signal(signal.SIGINT, on_signal)
-            signal.signal(signal.SIGTERM, on_signal)
+            if _finished.is_set():
+                return
+            for stop in STOP_SIGNALS:
+                signal.signal(stop, on_signal)
             # Sent from a thread, a moment later: raised here, it would be swallowed again.
             threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM)).start()
             return
         previous_hook(unraisable)
 
     sys.unraisablehook = on_unraisable
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    for stop in STOP_SIGNALS:  # the terminal closing (SIGHUP) reaches workers too
+        signal.signal(stop, on_signal)
 
 
 def tie_to_parent(parent_pid: int | None) -> None:
@@ -184,6 +199,8 @@ def worker_main(plan: WorkerPlan, parent_pid: int | None = None) -> None:
             code = _run_worker(plan)
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
+    finally:
+        _finish_quietly()
     sys.exit(code)
 
 

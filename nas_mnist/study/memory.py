@@ -1,16 +1,21 @@
-"""What a study remembers of its searches: its data (path and SHA-256) and its settings.
+"""What a study remembers of its searches: its data (path and SHA-256), its search space
+(SHA-256 of its content) and its settings.
 
 A search stores them in the study's user attributes (names in ``nas_mnist.trial_attributes``)
 and records the settings as params of the study's MLflow parent run. ``export``, ``report`` and
 ``baselines train`` then find the data without ``--data`` (``study_data``), and refuse, saying
-what to pass, when the file is gone or its content changed.
+what to pass, when the file is gone or its content changed; a resumed search refuses another
+space (``searching.settings.check_resumed_space``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from nas_mnist.data import KERAS_SOURCE, DataFingerprint, data_fingerprint
@@ -19,6 +24,7 @@ from nas_mnist.trial_attributes import (
     DATA_SHA256_ATTR,
     DATA_SOURCE_ATTR,
     SETTINGS_ATTR,
+    SPACE_SHA256_ATTR,
     TRACKING_URI_ATTR,
 )
 
@@ -31,10 +37,33 @@ _URLS = ("storage", "tracking_uri")
 """Settings that are URLs: recorded without their password (``redact_uri``)."""
 
 
+_SPACE_LABELS = ("name", "description")
+"""Keys of a space file that label it without changing what the trials sample."""
+
+
+def space_sha256(space: str | os.PathLike | None) -> str:
+    """Hex SHA-256 of a search space's content: ``space`` as ``--space`` takes it (a file, the
+    name of a shipped space, ``None`` for the default), parsed, without its name and
+    description, as canonical JSON (sorted keys). The same space by name or by path, in YAML
+    or JSON, reformatted or renamed, hashes the same; any changed choice or range does not.
+
+    Raises:
+        SearchSpaceError: the file is missing or cannot be parsed.
+    """
+    from nas_mnist.search_space.loading import read_space_file, resolve_space_path
+
+    content = read_space_file(resolve_space_path(space))
+    if isinstance(content, Mapping):
+        content = {k: v for k, v in content.items() if k not in _SPACE_LABELS}
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def settings_record(settings: Any, data: DataFingerprint) -> dict[str, Any]:
     """The settings of a search (a ``nas_mnist.SearchSettings``) as plain JSON values: every
     field but ``progress``, with the pruner resolved, the objectives as one comma-separated
-    string, the space as given (``default`` when None) and the data as its fingerprint
+    string, the space as given (``default`` when None) with its content hash
+    (``space_sha256``) and the data as its fingerprint
     (``data`` = the resolved path or ``keras.datasets.mnist``, ``data_sha256``). The storage
     and tracking URI are recorded without their password (``***``): the study's attributes and
     the MLflow params can be read by anyone who reaches the dashboard or the MLflow UI."""
@@ -51,14 +80,14 @@ def settings_record(settings: Any, data: DataFingerprint) -> dict[str, Any]:
     record.update(
         pruner=settings.resolved_pruner, objective=",".join(settings.objectives),
         space=os.fspath(settings.space) if settings.space is not None else "default",
-        data=data.source, data_sha256=data.sha256,
+        space_sha256=space_sha256(settings.space), data=data.source, data_sha256=data.sha256,
     )
     return record
 
 
 def remember_search(study: Any, settings: Any, data: DataFingerprint) -> dict[str, Any]:
-    """Store the search's data fingerprint and settings in the study's user attributes
-    (the latest search's, when a study is resumed with other settings).
+    """Store the search's data fingerprint, space hash and settings in the study's user
+    attributes (the latest search's, when a study is resumed with other settings).
 
     Returns:
         The settings record (``settings_record``).
@@ -67,6 +96,7 @@ def remember_search(study: Any, settings: Any, data: DataFingerprint) -> dict[st
     study.set_user_attr(DATA_SOURCE_ATTR, data.source)
     if data.sha256 is not None:
         study.set_user_attr(DATA_SHA256_ATTR, data.sha256)
+    study.set_user_attr(SPACE_SHA256_ATTR, record["space_sha256"])
     study.set_user_attr(SETTINGS_ATTR, record)
     return record
 

@@ -12,11 +12,12 @@ recorded PID but another start time is not the worker. A worker that dies withou
 - on RDB storages, Optuna's heartbeat fails a trial whose worker has been silent for longer than
   the grace period, wherever it ran (``study.make_storage``), and calls ``handle_dead_trial``.
 
-Either way, the trial's MLflow run is closed as KILLED and its configuration is enqueued once more
-(a retry of a retry is not retried). A trial interrupted by SIGINT or SIGTERM, or failed because
-the tracking server went away, is retried the same way (``requeue_trial``): its configuration did
-nothing wrong. The retry runs before the other queued trials (seeded baselines): a study opened
-by ``opening.open_study`` gives out queued retries first.
+Either way, the trial's MLflow run is closed as KILLED, a model it was logging when it died (an
+MLflow logged model left PENDING) is finalized as FAILED, and its configuration is enqueued once
+more (a retry of a retry is not retried). A trial interrupted by SIGINT or SIGTERM, or failed
+because the tracking server went away, is retried the same way (``requeue_trial``): its
+configuration did nothing wrong. The retry runs before the other queued trials (seeded baselines):
+a study opened by ``opening.open_study`` gives out queued retries first.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from optuna.trial import FrozenTrial, TrialState
 from nas_mnist.environment import pid_alive
 from nas_mnist.trial_attributes import (
     BASELINE_ATTR,
+    EXPERIMENT_ATTR,
     IN_SPACE_ATTR,
     REASON_ATTR,
     RETRY_OF_ATTR,
@@ -126,11 +128,13 @@ def stale_trial_numbers(study: Any) -> set[int]:
 
 
 def handle_dead_trial(study: Any, trial: FrozenTrial, tracker: Any | None, reason: str) -> None:
-    """Close a dead (already FAIL) trial's MLflow run as KILLED and enqueue its config once more."""
+    """Close a dead (already FAIL) trial's MLflow run as KILLED, with the model it was logging
+    when it died finalized as FAILED (``Tracker.end_trial_run``), and enqueue its config once
+    more."""
     run_id = trial.user_attrs.get(RUN_ATTR)
     if tracker is not None and run_id:
         try:
-            tracker.end_trial_run(run_id, "killed", reason)
+            tracker.end_trial_run(run_id, "killed", reason, study.user_attrs.get(EXPERIMENT_ATTR))
         except Exception:
             logger.warning("could not close MLflow run %s of dead trial %d", run_id, trial.number)
     requeue_trial(study, trial.number, trial.params, trial.user_attrs, reason)
@@ -225,7 +229,8 @@ def close_orphan_runs(study: Any, tracker: Any, parent_run_id: str | None = None
     A search whose tracking server went away (or that was killed while the server was down)
     leaves its trial runs and its parent run RUNNING. This closes, in the study's experiment:
     each trial run whose Optuna trial is no longer RUNNING (with that trial's state and reason),
-    and each parent run other than ``parent_run_id`` (as KILLED).
+    and each parent run other than ``parent_run_id`` (as KILLED); the logged models that a
+    closed run left PENDING are finalized as FAILED (``Tracker.fail_pending_models``).
 
     Args:
         study: the ``optuna.Study`` (its ``mlflow_experiment_id`` user attribute names the
@@ -236,8 +241,6 @@ def close_orphan_runs(study: Any, tracker: Any, parent_run_id: str | None = None
     Returns:
         The ids of the runs closed.
     """
-    from nas_mnist.tracking.tracker import EXPERIMENT_ATTR
-
     experiment_id = study.user_attrs.get(EXPERIMENT_ATTR)
     if not experiment_id:
         return []
@@ -255,11 +258,14 @@ def close_orphan_runs(study: Any, tracker: Any, parent_run_id: str | None = None
         if (role == "study" and run_id != parent_run_id
                 and run.data.tags.get("engine") != "keras-tuner"):  # KerasTuner's own parents
             tracker.finish_parent_run(run_id, "KILLED")
+            state = "killed"
         elif role == "trial" and run_id in trials and trials[run_id].state != TrialState.RUNNING:
-            trial = trials[run_id]
+            trial, state = trials[run_id], _run_state(trials[run_id])
             reason = trial.user_attrs.get(REASON_ATTR) or "left running by an earlier search"
-            tracker.end_trial_run(run_id, _run_state(trial), reason)
+            tracker.end_trial_run(run_id, state, reason, experiment_id)
         else:
             continue
+        if role == "study" or state in ("complete", "pruned"):  # end_trial_run did the others
+            tracker.fail_pending_models(run_id, experiment_id)  # its process is gone
         closed.append(run_id)
     return closed

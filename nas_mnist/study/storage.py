@@ -11,6 +11,7 @@ from collections.abc import Callable
 import optuna
 from optuna.storages.journal import JournalFileSymlinkLock
 
+from nas_mnist.database_servers import connection_error, engine_kwargs, server_kind
 from nas_mnist.errors import RuntimeFailure
 from nas_mnist.study.storage_url import StorageError, StorageURL
 
@@ -98,8 +99,12 @@ def make_storage(
     A RUNNING trial whose worker sent no heartbeat for ``HEARTBEAT_GRACE_PERIOD`` seconds is
     failed by the next worker that starts a trial, which then calls ``on_stale_trial`` (see
     ``recovery.handle_dead_trial``: close its MLflow run, retry it once).
+
+    Raises:
+        ServerConnectionError: a server storage that refused or did not answer the
+            connection (``database_servers``).
     """
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
     parsed = StorageURL.parse(url)
     if parsed.kind == "journal":
@@ -117,8 +122,11 @@ def make_storage(
                     heartbeat_interval=HEARTBEAT_INTERVAL,
                     grace_period=HEARTBEAT_GRACE_PERIOD,
                     heartbeat_stale_trial_callback=on_stale_trial,
+                    engine_kwargs=engine_kwargs(parsed.url),
                 )
-        except SQLAlchemyError:
+        except SQLAlchemyError as exc:
+            if isinstance(exc, OperationalError) and server_kind(parsed.url):
+                raise connection_error(parsed.url, exc, "storage") from None  # not a race
             # Workers started together on an empty database race to create its tables; the
             # loser finds them created a moment later.
             if attempt == 2:

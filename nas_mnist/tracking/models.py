@@ -22,6 +22,7 @@ from nas_mnist.architecture.spec import INPUT_SHAPE, NUM_CLASSES
 from nas_mnist.environment import temporary_environ
 from nas_mnist.errors import RuntimeFailure
 from nas_mnist.tracking.redaction import redact_uri
+from nas_mnist.tracking.stores import TrackingError, other_version_message, refuse_file_store
 
 logger = logging.getLogger(__name__)
 
@@ -159,8 +160,11 @@ def load_logged_model(model_uri: str, tracking_uri: str) -> Any:
         The ``keras.Model``, compiled as it was saved.
 
     Raises:
+        TrackingError: ``tracking_uri`` is MLflow 3's file store, or a store another MLflow
+            version made (``stores``): no model can be read from it.
         ModelUnavailableError: the artifact cannot be downloaded, or is not a loadable model.
     """
+    refuse_file_store(tracking_uri, f"the MLflow tracking URI {redact_uri(tracking_uri)}")
     import keras
     import mlflow.artifacts
 
@@ -175,6 +179,9 @@ def load_logged_model(model_uri: str, tracking_uri: str) -> Any:
                     artifact_uri=model_uri, dst_path=tmp, tracking_uri=tracking_uri
                 )
         except Exception as exc:  # MlflowException, OSError, ...: all mean "not there"
+            other_version = other_version_message(tracking_uri, str(exc))
+            if other_version is not None:
+                raise TrackingError(other_version) from None
             raise ModelUnavailableError(
                 f"cannot download {model_uri} from {redact_uri(tracking_uri)}: "
                 f"{_first_line(exc)}"

@@ -19,8 +19,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from nas_mnist.environment import temporary_environ
-from nas_mnist.errors import InputError, TrialFailure
+from nas_mnist.errors import TrialFailure
 from nas_mnist.tracking.redaction import hide_password, redact_uri
+from nas_mnist.tracking.stores import (
+    TrackingError,
+    open_client,
+    validate_tracking_uri,  # noqa: F401  (imported from here by settings, retrain and tests)
+)
 from nas_mnist.trial_attributes import (
     EXPERIMENT_ATTR,
     PARENT_RUN_ATTR,
@@ -46,10 +51,6 @@ EXPERIMENT_KIND = "custom_model_development"
 "evaluation runs", "agent versions") and its classic-ML view (runs, metrics, models): nas-mnist's
 experiments are classic ML. Values from MLflow's UI (``ExperimentKind`` in
 ``mlflow/server/js``: ``genai_development``, ``custom_model_development``, ...)."""
-
-
-class TrackingError(InputError):
-    """The MLflow tracking store cannot be reached or used; the message says which URI."""
 
 
 class TrackingUnavailableError(TrialFailure):
@@ -164,88 +165,6 @@ def resolve_tracking_uri(uri: str | None) -> str:
     return mlflow.get_tracking_uri()
 
 
-def _store_creation_lock(tracking_uri: str) -> Any:
-    """For a ``sqlite:`` store, an exclusive lock on ``<database>.lock`` (waiting up to 5
-    minutes), so that one process at a time creates or migrates the store's tables; MLflow's
-    table creation is not safe against a second process doing the same (two searches started
-    together broke a new store for good: ``_alembic_tmp_metrics already exists``). A no-op
-    context for other stores."""
-    import contextlib
-
-    from sqlalchemy.engine import make_url
-
-    from nas_mnist.filelock import file_lock, lock_path_for
-
-    if not tracking_uri.startswith("sqlite:"):
-        return contextlib.nullcontext()
-    database = make_url(tracking_uri).database
-    if not database or database == ":memory:":
-        return contextlib.nullcontext()
-    path = os.path.abspath(os.path.expanduser(database))
-    if not os.access(os.path.dirname(path), os.W_OK | os.X_OK):
-        return contextlib.nullcontext()  # nothing can be created there: a store only read
-    return file_lock(lock_path_for(path), timeout=300)
-
-
-TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "file",
-                    "databricks")
-"""Tracking URI schemes MLflow's tracking store registry knows (plus a plain folder path)."""
-
-
-def validate_tracking_uri(uri: str | None) -> str | None:
-    """Check a ``--tracking-uri`` before anything is created.
-
-    The scheme must be one MLflow can track to (``TRACKING_SCHEMES``, or a plain folder path).
-    For ``sqlite:`` stores, the file is checked as ``study.check_sqlite_file`` does: its folder
-    must exist (MLflow would otherwise create it silently) and be writable, and an existing file
-    must be a SQLite database. The database driver of other SQL stores must be installed.
-
-    Args:
-        uri: the URI, or None (``MLFLOW_TRACKING_URI`` or MLflow's default; not checked).
-
-    Returns:
-        ``uri`` unchanged.
-
-    Raises:
-        TrackingError: what is wrong, naming the flag and the URI.
-    """
-    if not uri:
-        return uri
-    from urllib.parse import urlparse
-
-    scheme = urlparse(uri).scheme.split("+")[0]
-    if scheme not in ("", *TRACKING_SCHEMES) or (len(scheme) == 1 and os.name != "nt"):
-        raise TrackingError(
-            f"--tracking-uri {redact_uri(uri)}: unknown scheme {scheme!r}; use "
-            "sqlite:///mlflow.db, http://HOST:PORT (an MLflow server) or "
-            "postgresql://USER:PASSWORD@HOST/DB"
-        )
-    if scheme in ("", "file", "http", "https", "databricks"):
-        return uri
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
-
-    from nas_mnist.sqlite_files import check_sqlite_file
-
-    try:
-        parsed = make_url(uri)
-    except ArgumentError:
-        raise TrackingError(f"--tracking-uri {redact_uri(uri)}: cannot parse it as a database "
-                            "URL") from None
-    if scheme == "sqlite":
-        if parsed.database in (None, "", ":memory:"):
-            raise TrackingError(f"--tracking-uri {uri}: an in-memory store is lost at exit; use "
-                                "sqlite:///mlflow.db")
-        check_sqlite_file(parsed.database, f"--tracking-uri {uri}", error=TrackingError)
-        return uri
-    try:
-        parsed.get_dialect().import_dbapi()
-    except (ImportError, NoSuchModuleError) as exc:
-        raise TrackingError(f"--tracking-uri {parsed.render_as_string(hide_password=True)}: the "
-                            f"database driver is not installed ({exc})") from None
-    return uri
-
-
 def _plain(value: Any) -> Any:
     """A sampled value as a person writes it: floats without binary noise
     (0.30000000000000004 -> 0.3; 12 significant digits)."""
@@ -273,18 +192,22 @@ class Tracker:
             ``None`` uses ``MLFLOW_TRACKING_URI`` or MLflow's default.
 
     Raises:
-        TrackingError: from ``check``, when the store cannot be reached.
+        TrackingError: MLflow 3's file store, or a store another MLflow version made
+            (``stores.open_client``); from ``check``, a store that cannot be reached.
     """
 
     def __init__(self, tracking_uri: str | None = None) -> None:
-        from mlflow import MlflowClient
-
         apply_http_defaults()
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
         self.unavailable: TrackingUnavailableError | None = None
-        with _store_creation_lock(self.tracking_uri):  # MLflow creates a SQLite store here
-            client = MlflowClient(tracking_uri=self.tracking_uri)
-        self.client = _GuardedClient(client, self)
+        what = None  # how a refusal names the URI: by where it came from
+        if self.tracking_uri == os.environ.get("MLFLOW_TRACKING_URI"):
+            what = f"{redact_uri(self.tracking_uri)} ($MLFLOW_TRACKING_URI)"
+        elif not tracking_uri:  # MLflow 3 keeps its old default where ./mlruns holds runs
+            what = f"{self.tracking_uri} (MLflow's default where ./mlruns holds runs)"
+        # MLflow opens (or creates) the store here: a file store or another MLflow version's
+        # schema raises TrackingError before anything else is done.
+        self.client = _GuardedClient(open_client(self.tracking_uri, what), self)
 
     def check_unreachable(self, exc: BaseException) -> None:
         """For calls made outside ``client`` (MLflow's fluent API): if ``exc`` says the server
@@ -334,8 +257,14 @@ class Tracker:
             ) from None
 
     def experiment_id(self, name: str) -> str:
-        """The id of experiment ``name``, created if missing (restored if deleted), tagged as a
-        classic-ML experiment (``EXPERIMENT_KIND_TAG``) when created or attached."""
+        """The id of experiment ``name``, created if missing, tagged as a classic-ML experiment
+        (``EXPERIMENT_KIND_TAG``) when created or attached.
+
+        Raises:
+            TrackingError: the experiment is deleted (``check_experiment``): restoring it
+                silently would undo the user's deletion, and MLflow cannot make another of the
+                same name.
+        """
         experiment = self.client.get_experiment_by_name(name)
         if experiment is None:
             try:
@@ -348,11 +277,30 @@ class Tracker:
             else:
                 return experiment_id
         if experiment.lifecycle_stage == "deleted":
-            self.client.restore_experiment(experiment.experiment_id)
+            raise self._deleted(experiment, "")
         if experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
             self.client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG,
                                            EXPERIMENT_KIND)
         return experiment.experiment_id
+
+    def check_experiment(self, study_name: str) -> None:
+        """Refuse a study whose MLflow experiment (named after it) was deleted, e.g. in the
+        MLflow UI between two searches; a missing experiment is fine (it is created).
+
+        Raises:
+            TrackingError: one line with the command that restores the experiment (its runs
+                come back with it) and the other way out, another ``--study-name``.
+        """
+        experiment = self.client.get_experiment_by_name(study_name)
+        if experiment is not None and experiment.lifecycle_stage == "deleted":
+            raise self._deleted(experiment, ", or pass another --study-name")
+
+    def _deleted(self, experiment: Any, alternative: str) -> TrackingError:
+        shown = redact_uri(self.tracking_uri)
+        return TrackingError(
+            f"the MLflow experiment {experiment.name!r} (id {experiment.experiment_id}) is "
+            f"deleted in {shown}; restore it with: MLFLOW_TRACKING_URI={shown} mlflow "
+            f"experiments restore --experiment-id {experiment.experiment_id}{alternative}")
 
     def attach_parent_run(self, study: Any, wait_seconds: float = 0.0) -> str:
         """The study's parent run: reattached from the study's user attributes, or created.
@@ -365,7 +313,11 @@ class Tracker:
             study: the ``optuna.Study``.
             wait_seconds: a worker that did not create the study waits up to this long for the
                 creating worker to store the parent run, so that all workers share one.
+
+        Raises:
+            TrackingError: the study's experiment is deleted (``check_experiment``).
         """
+        self.check_experiment(study.study_name)
         deadline = time.monotonic() + wait_seconds
         attrs = study.user_attrs
         while PARENT_RUN_ATTR not in attrs and time.monotonic() < deadline:
@@ -402,7 +354,11 @@ class Tracker:
 
         Returns:
             (experiment_id, run_id).
+
+        Raises:
+            TrackingError: the study's experiment is deleted (``check_experiment``).
         """
+        self.check_experiment(study_name)
         experiment_id = self.experiment_id(study_name)
         run = self.client.create_run(
             experiment_id, run_name=study_name,
@@ -514,13 +470,64 @@ class Tracker:
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self.client.log_text(run_id, text, artifact_file)
 
-    def end_trial_run(self, run_id: str, state: str, reason: str | None = None) -> None:
-        """Close a trial's run with its state ("complete", "pruned", "failed", "killed")."""
+    def end_trial_run(self, run_id: str, state: str, reason: str | None = None,
+                      experiment_id: str | None = None) -> None:
+        """Close a trial's run with its state ("complete", "pruned", "failed", "killed").
+
+        A failed or killed run's logged models still PENDING are finalized as FAILED
+        (``fail_pending_models``): once its run is closed, nothing will finish them (Ctrl-C in
+        ``log_model`` leaves one, as a killed worker does).
+
+        Args:
+            run_id: the trial's run.
+            state: the trial's state.
+            reason: why it ended (the run's ``reason`` tag, cut to 5000 characters).
+            experiment_id: the run's experiment, if known (saves a request).
+        """
         tags = {"state": state}
         if reason:
             tags["reason"] = reason[:5000]
         self.set_tags(run_id, tags)
         self.client.set_terminated(run_id, status=RUN_STATUS[state])
+        if state in ("failed", "killed"):
+            self.fail_pending_models(run_id, experiment_id)
+
+    def fail_pending_models(self, run_id: str, experiment_id: str | None = None) -> list[str]:
+        """Finalize as FAILED the logged models of run ``run_id`` still PENDING.
+
+        MLflow 3 creates a logged model PENDING, uploads its files, then finalizes it READY (or
+        FAILED on an ``Exception``): a worker killed in between, or interrupted (Ctrl-C is not an
+        ``Exception``), leaves it PENDING for ever. Call this only for a run whose process no
+        longer logs to it (a closed run). Never raises: a failure is logged as a warning.
+
+        Args:
+            run_id: the run (``source_run_id`` of its models).
+            experiment_id: the run's experiment (None: read from the run).
+
+        Returns:
+            The ids of the models finalized as FAILED (each named in a warning line).
+        """
+        from mlflow.entities import LoggedModelStatus
+
+        failed: list[str] = []
+        try:
+            if experiment_id is None:
+                experiment_id = self.client.get_run(run_id).info.experiment_id
+            # MLflow 3.17's SQL store matches no model on "status = 'PENDING'" (it stores the
+            # status as a number): the status is compared here.
+            for model in self.client.search_logged_models(
+                    [experiment_id], filter_string=f"source_run_id = '{run_id}'"):
+                if model.status == LoggedModelStatus.PENDING:
+                    self.client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
+                    failed.append(model.model_id)
+        except Exception as exc:  # any failure: closing the run came first, and it is done
+            text = str(exc).strip()
+            logger.warning("could not finalize the half-logged models of MLflow run %s: %s",
+                           run_id, text.splitlines()[0] if text else type(exc).__name__)
+        if failed:
+            logger.warning("MLflow run %s left %d model(s) half-logged (PENDING): finalized as "
+                           "FAILED (%s)", run_id, len(failed), ", ".join(failed))
+        return failed
 
     def run_url(self, experiment_id: str, run_id: str | None = None) -> str:
         """Where to look: the tracking URI plus the experiment/run path used by the MLflow UI."""

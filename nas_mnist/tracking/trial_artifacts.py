@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nas_mnist.architecture.spec import OPTIMIZERS, ArchitectureSpec, Dense
+from nas_mnist.disk_space import is_disk_full
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +73,9 @@ def log_trial_artifacts(
 ) -> None:
     """Log a trained trial's model summary, learning curves and numeric encodings to its run.
 
-    Never raises: these are for looking at, and a failure here must not fail a trained trial; it
-    is logged as a warning.
+    Never raises, but on a full disk (``disk_space.is_disk_full``: the trial stops as the
+    free-space check stops it): these are for looking at, and a failure here must not fail a
+    trained trial; it is logged as a warning.
 
     Args:
         tracker: the ``Tracker``.
@@ -93,5 +95,7 @@ def log_trial_artifacts(
             with tempfile.TemporaryDirectory(prefix="nas_mnist_") as tmp:
                 path = save_learning_curves(result.history, Path(tmp) / CURVES_FILE, title)
                 tracker.log_artifact(run_id, str(path))
-    except Exception:
+    except Exception as exc:
+        if is_disk_full(exc):
+            raise
         logger.warning("could not log the report artifacts of run %s", run_id, exc_info=True)

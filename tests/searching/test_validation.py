@@ -41,6 +41,10 @@ BAD_SEARCH_FLAGS = {
     "study_name_long": (["--study-name", "x" * 600], "--study-name: 600 characters"),
     "tuner_dir_file": (["--engine", "keras-tuner", "--tuner-dir", "notes.txt"],
                        "--tuner-dir notes.txt"),
+    # Issue 19: a named pipe waited for a writer without limit; a GPU id without a GPU behind
+    # it trained on the CPU, silently (no machine here has 100 GPUs).
+    "data_is_a_fifo": (["--data", "pipe"], "pipe is not a regular file"),
+    "gpus_not_visible": (["--gpus", "99"], "--gpus 99: "),
 }
 
 
@@ -50,6 +54,7 @@ def test_bad_search_flag_exits_2_with_one_line_and_creates_nothing(workdir, real
     flags, words = BAD_SEARCH_FLAGS[case]
     (workdir / "folder").mkdir()
     (workdir / "notes.txt").write_text("not a database\n")
+    os.mkfifo(workdir / "pipe")
     before = sorted(workdir.rglob("*"))
     argv = search(real_mnist_path, *flags)
     if "--storage" not in flags:

@@ -69,12 +69,12 @@ def test_a_second_stop_signal_during_the_clean_up_finds_a_python_handler():
     # Python reports "OSError: Signal 15 ignored due to race condition" (with a traceback) when a
     # signal already pending finds its handler set to SIG_IGN or SIG_DFL: the worker's later
     # handler must be a Python function that does nothing.
-    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         workers._interrupt_once()
         with pytest.raises(KeyboardInterrupt):
             signal.getsignal(signal.SIGINT)(signal.SIGINT, None)  # the terminal's Ctrl-C
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             later = signal.getsignal(signum)
             assert callable(later)  # not SIG_IGN / SIG_DFL
             assert later(signum, None) is None  # the supervisor's SIGTERM: ignored
@@ -91,7 +91,7 @@ def test_an_interrupt_swallowed_by_a_finalizer_is_raised_again():
         def __del__(self):
             signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
 
-    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     hook = sys.unraisablehook
     try:
         workers._interrupt_once()

@@ -15,11 +15,12 @@ import nas_mnist
 from nas_mnist.data import KERAS_SOURCE, DataFingerprint, data_fingerprint
 from nas_mnist.errors import InputError
 from nas_mnist.searching.settings import SearchSettings
-from nas_mnist.study.memory import remember_search, settings_record, study_data
+from nas_mnist.study.memory import remember_search, settings_record, space_sha256, study_data
 from nas_mnist.trial_attributes import (
     DATA_SHA256_ATTR,
     DATA_SOURCE_ATTR,
     SETTINGS_ATTR,
+    SPACE_SHA256_ATTR,
     user_attr,
 )
 
@@ -75,6 +76,30 @@ def test_an_idx_folder_is_fingerprinted_by_its_files(tmp_path):
     first = data_fingerprint(tmp_path).sha256
     (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(b"other")
     assert data_fingerprint(tmp_path).sha256 != first
+
+
+def test_a_study_remembers_its_space_by_content_the_same_by_name_path_or_format(tmp_path):
+    import json
+
+    import yaml
+
+    from nas_mnist.search_space.space import SPACES_DIR
+
+    small = space_sha256("small_cnn")
+    assert len(small) == 64 and space_sha256(SPACES_DIR / "small_cnn.yaml") == small
+    content = yaml.safe_load((SPACES_DIR / "small_cnn.yaml").read_text())
+    renamed = tmp_path / "copy.json"  # another format, name and description: the same space
+    renamed.write_text(json.dumps({**content, "name": "mine", "description": "a copy"}))
+    assert space_sha256(renamed) == small
+    assert space_sha256(None) == space_sha256("default") != small
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump({**content, "batch_size": [32]}))
+    assert space_sha256(changed) != small
+
+    study = optuna.create_study(study_name="s")
+    remember_search(study, SearchSettings(space="small_cnn"), DataFingerprint(KERAS_SOURCE, None))
+    assert study.user_attrs[SPACE_SHA256_ATTR] == small
+    assert study.user_attrs[SETTINGS_ATTR]["space_sha256"] == small
 
 
 def test_the_parameter_count_is_read_under_its_old_name_too():

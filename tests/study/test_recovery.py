@@ -175,3 +175,69 @@ def test_close_orphan_runs_closes_trial_and_parent_runs_of_finished_trials(tmp_p
     assert status[old_parent].info.status == "KILLED"
     assert status[running.user_attrs[RUN_ATTR]].info.status == "RUNNING"  # its trial runs
     assert status[new_parent].info.status == "RUNNING"
+
+
+# --- MLflow logged models left PENDING ------------------------------------------------------------
+
+
+def _pending_model(tracker: Tracker, experiment_id: str, run_id: str) -> str:
+    """A logged model of ``run_id`` left PENDING, as by a worker killed inside ``log_model``
+    (MLflow creates it PENDING, uploads its files, then finalizes it READY)."""
+    return tracker.client.create_logged_model(experiment_id, name="model",
+                                              source_run_id=run_id).model_id
+
+
+def test_recovery_fails_the_pending_model_of_a_dead_workers_trial(tmp_path):
+    tracker = Tracker(f"sqlite:///{tmp_path / 'm.db'}")
+    study = optuna.create_study(study_name="half-logged", direction="maximize")
+    parent = tracker.attach_parent_run(study)
+    experiment_id = study.user_attrs["mlflow_experiment_id"]
+    dead, alive = study.ask(), study.ask()
+    models = {}
+    for trial, worker in ((dead, f"{HOST}:{os.getppid()}:{other_start_token(os.getppid())}"),
+                          (alive, worker_id())):
+        run_id = tracker.start_trial_run(experiment_id, parent, trial.number, "half-logged")
+        trial.set_user_attr(RUN_ATTR, run_id)
+        trial.set_user_attr(WORKER_ATTR, worker)
+        models[trial.number] = _pending_model(tracker, experiment_id, run_id)
+    ready = _pending_model(tracker, experiment_id, dead.user_attrs[RUN_ATTR])
+    tracker.client.finalize_logged_model(ready, "READY")
+
+    assert recover_dead_trials(study, tracker) == [dead.number]
+    status = {n: tracker.client.get_logged_model(m).status.value for n, m in models.items()}
+    assert status == {dead.number: "FAILED", alive.number: "PENDING"}  # its worker still logs
+    assert tracker.client.get_logged_model(ready).status.value == "READY"
+    assert tracker.client.get_run(dead.user_attrs[RUN_ATTR]).info.status == "KILLED"
+
+
+def test_close_orphan_runs_fails_the_pending_models_of_the_runs_it_closes(tmp_path):
+    tracker = Tracker(f"sqlite:///{tmp_path / 'm.db'}")
+    study = optuna.create_study(study_name="orphan-models", direction="maximize")
+    old_parent = tracker.attach_parent_run(study)
+    experiment_id = study.user_attrs["mlflow_experiment_id"]
+    trial = study.ask()
+    run_id = tracker.start_trial_run(experiment_id, old_parent, trial.number, "orphan-models")
+    trial.set_user_attr(RUN_ATTR, run_id)
+    study.tell(trial, state=TrialState.FAIL)
+    model = _pending_model(tracker, experiment_id, run_id)
+    parent_model = _pending_model(tracker, experiment_id, old_parent)  # export killed mid-log
+    new_parent = tracker.client.create_run(
+        experiment_id, tags={"nas_mnist.role": "study"}).info.run_id
+    current = _pending_model(tracker, experiment_id, new_parent)
+
+    assert sorted(close_orphan_runs(study, tracker, new_parent)) == sorted([old_parent, run_id])
+    assert tracker.client.get_logged_model(model).status.value == "FAILED"
+    assert tracker.client.get_logged_model(parent_model).status.value == "FAILED"
+    assert tracker.client.get_logged_model(current).status.value == "PENDING"  # left alone
+
+
+def test_a_run_closed_as_interrupted_fails_its_pending_model_and_never_raises(tmp_path, caplog):
+    tracker = Tracker(f"sqlite:///{tmp_path / 'm.db'}")
+    experiment_id = tracker.experiment_id("interrupted")
+    run_id = tracker.start_trial_run(experiment_id, None, 0, "interrupted")
+    model = _pending_model(tracker, experiment_id, run_id)  # Ctrl-C inside log_model
+    tracker.end_trial_run(run_id, "killed", "interrupted")  # as the objective closes it
+    assert tracker.client.get_logged_model(model).status.value == "FAILED"
+    assert f"MLflow run {run_id} left 1 model(s) half-logged" in caplog.text
+    assert tracker.fail_pending_models("no-such-run") == []  # a warning, not an error
+    assert "could not finalize the half-logged models of MLflow run no-such-run" in caplog.text

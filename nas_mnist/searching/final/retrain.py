@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from nas_mnist.processes.quiet_start import quiet_libraries
 from nas_mnist.searching.final.recipe import DEFAULT_FINAL_EPOCHS, FinalRecipe
 from nas_mnist.searching.final.result import RetrainResult
 from nas_mnist.searching.final.selection import FinalModel
@@ -44,6 +45,7 @@ class _Job:
     mixed_precision: bool
 
 
+@quiet_libraries()
 def retrain(storage: str, study_name: str, top_k: int = DEFAULT_TOP_K,
             epochs: int = DEFAULT_FINAL_EPOCHS, seeds: int = 1,
             baselines: str | Sequence[str] | None = None, data: str | os.PathLike | None = None,
