@@ -142,6 +142,17 @@ COMMANDS: list[Command] = [
 ]
 
 
+def _accept_verbose(parser: argparse.ArgumentParser) -> None:
+    """``-v`` also after a command and its subcommands (``nas-mnist baselines list -v``);
+    ``SUPPRESS`` keeps a ``-v`` given before the command."""
+    parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="debug logging (also accepted before the command)")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for nested in action.choices.values():
+                _accept_verbose(nested)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nas-mnist",
@@ -153,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     for command in COMMANDS:
         p = sub.add_parser(command.name, help=command.help, description=command.help)
         command.add_arguments(p)
+        _accept_verbose(p)
         p.set_defaults(run=command.run)
     return parser
 

@@ -172,3 +172,13 @@ def test_commands_after_a_search_need_no_data_flag(workdir, real_mnist_path, cap
     capsys.readouterr()
     assert main(["export", *study, "--out", "best2"]) == 2
     assert "changed since" in capsys.readouterr().err and not Path("best2").exists()
+
+
+@pytest.mark.parametrize("argv", [["-v", "baselines", "list"], ["baselines", "list", "-v"],
+                                  ["baselines", "--verbose", "list"]])
+def test_verbose_is_accepted_before_or_after_the_command(argv):
+    from nas_mnist.cli.main import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(argv).verbose is True
+    assert parser.parse_args([a for a in argv if a not in ("-v", "--verbose")]).verbose is False
