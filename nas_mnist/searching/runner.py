@@ -192,17 +192,21 @@ def _attach_parent_run(settings: SearchSettings, tracker: Any, study: Any,
     from nas_mnist.study.locks import storage_lock
     from nas_mnist.study.memory import record_parent_params, remember_search
     from nas_mnist.study.recovery import close_orphan_runs
+    from nas_mnist.tracking.datasets import log_dataset, mnist_dataset
     from nas_mnist.tracking.tracker import StudyRuns
     from nas_mnist.trial_attributes import EXPERIMENT_ATTR
 
     parent_run_id = tracker.attach_parent_run(study, wait_seconds=0 if created else 30)
-    runs = StudyRuns(tracker, study.user_attrs[EXPERIMENT_ATTR], parent_run_id)
+    fingerprint = data_fingerprint(settings.data)
+    dataset = mnist_dataset(fingerprint.source, fingerprint.sha256)
+    runs = StudyRuns(tracker, study.user_attrs[EXPERIMENT_ATTR], parent_run_id, dataset)
     # The study remembers its data and settings; the parent run records them as params. Workers
     # started together take turns: each reads the params logged before it, then logs the others
     # (MLflow refuses a param logged twice).
     with storage_lock(settings.storage, f"params:{settings.study_name}"):
         record_parent_params(tracker, parent_run_id,
-                             remember_search(study, settings, data_fingerprint(settings.data)))
+                             remember_search(study, settings, fingerprint))
+        log_dataset(tracker.client, parent_run_id, dataset)
     closed = close_orphan_runs(study, tracker, parent_run_id)
     if closed:
         logger.warning("closed %d MLflow run(s) an earlier search left running", len(closed))

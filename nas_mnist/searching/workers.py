@@ -210,14 +210,18 @@ def _run_worker(plan: WorkerPlan) -> int:
     Returns:
         0, or ``EXIT_TRACKING_UNAVAILABLE`` when the tracking server stopped answering.
     """
+    from nas_mnist.data import data_fingerprint
     from nas_mnist.searching.budget import run_trials
     from nas_mnist.searching.prepare import make_objective, open_search_study, prepare
+    from nas_mnist.tracking.datasets import mnist_dataset
     from nas_mnist.tracking.tracker import StudyRuns
 
     settings = plan.settings
     prepared = prepare(settings, threads=settings.worker_threads, check_tracking=False)
     study, _ = open_search_study(settings, prepared.tracker, worker=plan.serial)
-    runs = StudyRuns(prepared.tracker, plan.experiment_id, plan.parent_run_id)
+    fingerprint = data_fingerprint(settings.data)
+    runs = StudyRuns(prepared.tracker, plan.experiment_id, plan.parent_run_id,
+                     mnist_dataset(fingerprint.source, fingerprint.sha256))
     timeout = None if plan.deadline is None else max(plan.deadline - time.time(), 0.001)
     run_trials(study, make_objective(settings, prepared, runs), settings.trials, timeout=timeout,
                max_trials_here=settings.trials_per_worker)

@@ -543,11 +543,14 @@ class StudyRuns:
         tracker: the ``Tracker`` of the tracking store.
         experiment_id: the study's experiment.
         parent_run_id: the study's parent run; trial runs nest under it (``None``: not nested).
+        dataset: the data's MLflow dataset (``datasets.mnist_dataset``), logged as an input of
+            each trial run; None: none logged.
     """
 
     tracker: Tracker
     experiment_id: str
     parent_run_id: str | None = None
+    dataset: Any = None
 
     def start_trial_run(
         self,
@@ -556,8 +559,14 @@ class StudyRuns:
         tags: Mapping[str, str] | None = None,
         run_name: str | None = None,
     ) -> str:
-        """Create the run of one trial under the parent run; returns its id."""
-        return self.tracker.start_trial_run(
+        """Create the run of one trial under the parent run, with the dataset input; returns
+        its id."""
+        run_id = self.tracker.start_trial_run(
             self.experiment_id, self.parent_run_id, trial_number, study_name, tags, run_name
         )
+        if self.dataset is not None:
+            from nas_mnist.tracking.datasets import log_dataset
+
+            log_dataset(self.tracker.client, run_id, self.dataset)
+        return run_id
 

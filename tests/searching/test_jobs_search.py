@@ -72,6 +72,7 @@ def test_jobs_share_an_exact_budget_and_survive_a_killed_worker(tmp_path, real_m
     assert len(parents) == 1 and len(children) == 6
     assert {r.data.tags.get("mlflow.parentRunId") for r in children} == {parents[0].info.run_id}
     assert all(r.info.status != "RUNNING" for r in parents + children)
+    assert all(len(r.inputs.dataset_inputs) == 1 for r in parents + children)  # workers' too
 
     # Resume to 9 and SIGKILL a worker in the middle of its trial.
     search = _search(tmp_path, real_mnist_path, 9)

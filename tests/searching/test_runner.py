@@ -41,6 +41,9 @@ def test_a_notebook_runs_search_twice_then_exports_and_reports(workdir, real_mni
     assert len(second.leaderboard) == 3 and second.parent_run_id == first.parent_run_id
     parents, children = mlflow_runs(mlflow_uri(), "demo")
     assert len(parents) == 1 and len(children) == 3
+    # Each run names its data as an MLflow dataset input, logged once even when resumed.
+    for run in parents + children:
+        assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["mnist"]
 
     exported = nas_mnist.export(out="best", storage="sqlite:///s.db", study_name="demo",
                                 data=real_mnist_path)
