@@ -190,8 +190,9 @@ def verify_export(
             f"{expected_test_accuracy:.4f} (tolerance {accuracy_tolerance:g}): this is a "
             "different model, or a different test set (check --data)"
         )
-    logger.info("verified %s: test_accuracy %.4f on %d images, max abs difference %.2g", root,
-                accuracy, len(x_test), difference)
+    # Not the folder's name: an export is verified in its temporary ``.partial-*`` folder.
+    logger.info("verified the SavedModel, reloaded: test_accuracy %.4f on %d images, max abs "
+                "difference %.2g", accuracy, len(x_test), difference)
     return Verification(len(x_test), accuracy, difference, keras_difference,
                         expected_test_accuracy, reference_difference)
 

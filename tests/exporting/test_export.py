@@ -644,3 +644,11 @@ def test_pick_champion_is_the_best_final_val_accuracy_with_a_model():
     champion = pick_champion(study)
     assert champion.number == 3 and final_label(champion) == "baseline s002_m9, seed 1"
     assert final_label(final.trials[0]) == "search trial 4, seed 0"
+
+
+def test_export_messages_name_the_export_not_its_temporary_folder(study, capsys):
+    out = study.root / "named"
+    assert main(study.export_args("--out", str(out))) == 0
+    printed = capsys.readouterr()
+    assert "verified the SavedModel" in printed.out and ".partial" not in printed.out + printed.err
+    assert str(out) in printed.out
