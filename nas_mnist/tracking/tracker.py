@@ -86,6 +86,10 @@ FAIL_FAST = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOU
 """Settings for the clean-up after SIGINT/SIGTERM (``Tracker.fail_fast``): one try of 2 s."""
 
 
+RUN_DESCRIPTION_TAG = "mlflow.note.content"
+"""The tag MLflow's UI shows (and edits) as a run's description."""
+
+
 def apply_http_defaults() -> dict[str, str]:
     """Set each of ``HTTP_DEFAULTS`` in ``os.environ`` unless the user set it already.
 
@@ -360,9 +364,12 @@ class Tracker:
         """
         self.check_experiment(study_name)
         experiment_id = self.experiment_id(study_name)
+        description = (f"nas-mnist study '{study_name}': each trial is a nested run; the "
+                       "search's settings are this run's params")
         run = self.client.create_run(
             experiment_id, run_name=study_name,
-            tags={"nas_mnist.role": "study", "optuna.study_name": study_name, **(tags or {})},
+            tags={"nas_mnist.role": "study", "optuna.study_name": study_name,
+                  RUN_DESCRIPTION_TAG: description, **(tags or {})},
         )
         return experiment_id, run.info.run_id
 
@@ -402,11 +409,14 @@ class Tracker:
         run_name: str | None = None,
     ) -> str:
         """Create the run of one trial (nested under ``parent_run_id`` if given); return its id."""
+        baseline = (tags or {}).get("baseline")
         all_tags = {
             "nas_mnist.role": "trial",
             "optuna.study_name": study_name,
             "optuna.trial_number": str(trial_number),
             "state": "running",
+            RUN_DESCRIPTION_TAG: f"trial {trial_number} of nas-mnist study '{study_name}'"
+                                 + (f": the hand-built baseline {baseline}" if baseline else ""),
             **(tags or {}),
         }
         if parent_run_id:

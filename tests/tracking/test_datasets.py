@@ -1,4 +1,5 @@
-"""The data of a search is the MLflow dataset input of its parent and trial runs."""
+"""The data of a search is the MLflow dataset input of its parent and trial runs; runs carry a
+description."""
 
 from __future__ import annotations
 
@@ -37,3 +38,16 @@ def test_keras_download_is_named_by_its_url_and_the_sha256_keras_checks():
     dataset = mnist_dataset(KERAS_SOURCE, None)
     assert json.loads(dataset.source.to_json()) == {"url": KERAS_MNIST_URL}
     assert dataset.digest == KERAS_MNIST_SHA256[:16]
+
+
+def test_runs_carry_a_description_the_mlflow_ui_shows(tmp_path):
+    tracker = Tracker(f"sqlite:///{tmp_path / 'm.db'}")
+    experiment_id, parent = tracker.create_parent_run("demo")
+    runs = StudyRuns(tracker, experiment_id, parent)
+    seed = runs.start_trial_run(0, "demo", tags={"baseline": "s002_m9"})
+    sampled = runs.start_trial_run(1, "demo")
+    notes = {run_id: tracker.client.get_run(run_id).data.tags["mlflow.note.content"]
+             for run_id in (parent, seed, sampled)}
+    assert notes[parent].startswith("nas-mnist study 'demo'")
+    assert notes[seed] == "trial 0 of nas-mnist study 'demo': the hand-built baseline s002_m9"
+    assert notes[sampled] == "trial 1 of nas-mnist study 'demo'"
