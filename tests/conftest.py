@@ -63,6 +63,7 @@ def no_traceback_printed(request: pytest.FixtureRequest):
         return
     for text in _process_outputs:
         if TRACEBACK in text:
-            start = text.index(TRACEBACK)
-            pytest.fail("a command printed a Python traceback:\n" + text[start:start + 3000],
-                        pytrace=False)
+            printed = text[text.index(TRACEBACK):]
+            if len(printed) > 6000:  # its start, and its end, which names the exception
+                printed = printed[:2000] + "\n[...]\n" + printed[-4000:]
+            pytest.fail("a command printed a Python traceback:\n" + printed, pytrace=False)

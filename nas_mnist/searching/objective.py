@@ -402,6 +402,12 @@ class Objective:
             if _on_full_disk(exc):  # one line; the next search closes it
                 logger.warning("could not close MLflow run %s of trial %d: the disk is full",
                                run_id, trial.number)
+            elif stop_signal() is not None or "database is locked" in str(exc):
+                # A stopping worker beside another one on an SQLite store: one line, and the
+                # next search's recovery closes the run.
+                logger.warning("could not close MLflow run %s of trial %d (%s); the next "
+                               "search closes it", run_id, trial.number,
+                               (str(exc).strip().splitlines() or [type(exc).__name__])[0])
             else:
                 logger.exception("could not close MLflow run %s of trial %d", run_id,
                                  trial.number)

@@ -58,3 +58,36 @@ def test_without_pruning_nothing_is_reported():
     _TrialReporter(trial, _NoListener(), prune=False, epochs=3).on_epoch_end(
         0, {"val_accuracy": 0.5})
     assert study._storage.get_trial(trial._trial_id).intermediate_values == {}
+
+
+class _TrackerThatCannotClose:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def end_trial_run(self, run_id: str, state: str, reason: str) -> None:
+        raise self.error
+
+
+@pytest.mark.parametrize("error, one_line", [
+    (RuntimeError("(sqlite3.OperationalError) database is locked\n(Background ...)"), True),
+    (RuntimeError("an unexpected bug"), False),
+])
+def test_a_run_that_cannot_be_closed_is_one_line_when_its_store_is_locked(caplog, error,
+                                                                          one_line):
+    """Two stopping workers on one SQLite MLflow store: the run not closed is one warning (the
+    next search closes it); an unknown error keeps its traceback."""
+    from types import SimpleNamespace
+
+    from nas_mnist.searching.objective import Objective
+
+    trial = optuna.trial.FixedTrial({})
+    owner = SimpleNamespace(tracker=_TrackerThatCannotClose(error), listener=_NoListener())
+    with caplog.at_level("WARNING", logger="nas_mnist.searching.objective"):
+        Objective._end(owner, trial, "run-1", "killed", "interrupted")
+    assert trial.user_attrs["reason"] == "interrupted"
+    (record,) = caplog.records
+    assert "could not close MLflow run run-1" in record.getMessage()
+    assert (record.exc_info is None) is one_line
+    if one_line:
+        assert "database is locked" in record.getMessage()
+        assert "Background" not in record.getMessage()
