@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from nas_mnist.tracking.models import model_signature, pip_requirements
+from nas_mnist.tracking.models import log_served_model, model_signature
 
 if TYPE_CHECKING:
     import keras
@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MLFLOW_MODEL_NAME = "best_model"
-"""Name of the model logged to the study's MLflow parent run (``mlflow.keras`` flavour)."""
+"""Name of the model logged to the study's MLflow parent run (``tracking.models.log_served_model``:
+a pyfunc with nas-mnist's input contract)."""
 
 
 BEST_TRIAL_TAG = "best_trial"
@@ -29,11 +30,12 @@ def log_to_mlflow(
     trial_number: int | str,
     metadata: Mapping[str, Any] | None = None,
 ) -> str:
-    """Log ``model`` to the study's parent run as an ``mlflow.keras`` model named ``best_model``.
+    """Log ``model`` to the study's parent run as the MLflow model ``best_model``
+    (``log_served_model``).
 
     The parent run keeps its status (a finished search stays FINISHED) and gets the tag
-    ``best_trial=<trial_number>``. ``mlflow.keras.load_model(uri)`` loads the model back; the
-    MLflow UI can register it.
+    ``best_trial=<trial_number>``. ``mlflow.pyfunc.load_model(uri)`` loads it back; the MLflow UI
+    can register it.
 
     Args:
         model: the exported model.
@@ -53,18 +55,11 @@ def log_to_mlflow(
 
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     before = client.get_run(parent_run_id).info
-    signature = model_signature()
     previous_uri = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(tracking_uri)
     try:
         with mlflow.start_run(run_id=parent_run_id):
-            info = mlflow.keras.log_model(
-                model,
-                name=MLFLOW_MODEL_NAME,
-                signature=signature,
-                pip_requirements=pip_requirements(),  # inferring them takes seconds
-                metadata=dict(metadata or {}),
-            )
+            info = log_served_model(model, MLFLOW_MODEL_NAME, metadata=metadata)
             mlflow.set_tag(BEST_TRIAL_TAG, str(trial_number))
     finally:
         mlflow.set_tracking_uri(previous_uri)

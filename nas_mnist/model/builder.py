@@ -4,8 +4,8 @@ Only ``keras.layers`` / ``keras.optimizers`` are used (no ``tf.*`` calls), so th
 with ``KERAS_BACKEND=tensorflow`` (the default) and ``KERAS_BACKEND=jax``.
 
 A spec with augmentation or label smoothing uses classes defined here (registered with Keras as
-``nas_mnist>RandomTranslation``, ...): import this module before ``keras.saving.load_model`` or
-``mlflow.keras.load_model`` reads such a ``.keras`` file. Exported SavedModels need nothing.
+``nas_mnist>RandomTranslation``, ...): import this module before ``keras.saving.load_model``
+reads such a ``.keras`` file. Exported SavedModels need nothing.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """Trained models kept in MLflow: the one way nas-mnist uploads and downloads a trial's model.
 
-Each complete trial's model is an MLflow model (``mlflow.keras`` flavour, named ``model``) logged
-from its trial run: MLflow 3 records it as a *logged model* of the study's experiment, linked to
-the run (``source_run_id``) and to the metrics of its best epoch, so the MLflow UI's model view
-compares trials by their metrics, ``mlflow.pyfunc.load_model("runs:/<trial run>/model")`` loads it
-and any of them can be registered or served. The trial stores the model's URI
-(``models:/<model_id>``).
+Each complete trial's model is an MLflow model (a pyfunc with nas-mnist's input contract,
+``served_model``, around the Keras model; named ``model``) logged from its trial run: MLflow 3
+records it as a *logged model* of the study's experiment, linked to the run (``source_run_id``)
+and to the metrics of its best epoch, so the MLflow UI's model view compares trials by their
+metrics, ``mlflow.pyfunc.load_model("runs:/<trial run>/model")`` loads it and any of them can be
+registered or served. The trial stores the model's URI (``models:/<model_id>``).
 """
 
 from __future__ import annotations
@@ -36,6 +36,13 @@ OUTPUT_NAME = "output_0"
 the name Keras 3's ``model.export`` gives the serving signature's output): the (n, 10) softmax
 class probabilities."""
 
+LABEL_NAME = "label"
+"""Name of the served answer's most probable class, int64 (n,)."""
+PROBABILITIES_NAME = "probabilities"
+"""Name of the served answer's softmax class probabilities, float32 (n, 10)."""
+SERVED_MODEL_CODE = Path(__file__).with_name("served_model.py")
+"""The "models from code" file logged with every model (its input contract and pyfunc)."""
+
 QUIET_DOWNLOADS = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
 """Environment that turns off MLflow's tqdm "Downloading artifacts" bar."""
 
@@ -51,16 +58,28 @@ def _first_line(exc: BaseException) -> str:
 
 
 def model_signature() -> Any:
-    """The MLflow signature of a nas-mnist model: ``image`` float32 (-1, 28, 28, 1) in [0, 1] to
-    ``probabilities`` float32 (-1, 10) (softmax class probabilities; rows sum to 1)."""
+    """The MLflow signature of a nas-mnist model: outputs only, ``label`` int64 (-1,) and
+    ``probabilities`` float32 (-1, 10) (softmax; rows sum to 1). No input schema: MLflow would
+    cast JSON integers to its dtype (``served_model``'s module doc); the input example and the
+    MLmodel metadata's ``input_contract`` give the input."""
     import numpy as np
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
-    return ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *INPUT_SHAPE), INPUT_NAME)]),
-        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, NUM_CLASSES), OUTPUT_NAME)]),
-    )
+    return ModelSignature(outputs=Schema([
+        TensorSpec(np.dtype(np.int64), (-1,), LABEL_NAME),
+        TensorSpec(np.dtype(np.float32), (-1, NUM_CLASSES), PROBABILITIES_NAME),
+    ]))
+
+
+def input_example() -> Any:
+    """One uint8 (1, 28, 28) image in the contract's form: a "1", a vertical white stroke on
+    black, MNIST's polarity."""
+    import numpy as np
+
+    image = np.zeros((1, *INPUT_SHAPE[:2]), dtype=np.uint8)
+    image[0, 5:23, 13:15] = 255
+    return image
 
 
 def pip_requirements() -> list[str]:
@@ -85,7 +104,8 @@ def log_trial_model(
     step: int = 0,
     metadata: Mapping[str, Any] | None = None,
 ) -> str:
-    """Log a trial's trained model from its MLflow run as an ``mlflow.keras`` model ``model``.
+    """Log a trial's trained model from its MLflow run as its MLflow model ``model``
+    (``log_served_model``).
 
     MLflow 3 links the logged model to ``run_id`` and copies the run's params and its metrics
     logged at ``step`` onto it (pass the best epoch, the epoch whose weights ``model`` holds). The
@@ -116,14 +136,48 @@ def log_trial_model(
         # The fluent run is what files the logged model under the run's experiment.
         with global_tracking_uri(tracking_uri), \
                 mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
-            info = mlflow.keras.log_model(
-                model, name=TRIAL_MODEL_NAME, signature=model_signature(),
-                pip_requirements=pip_requirements(), step=step,
-                metadata=dict(metadata or {}),
-            )
+            info = log_served_model(model, TRIAL_MODEL_NAME, step=step, metadata=metadata)
     finally:
         client.update_run(run_id, status="RUNNING")  # the run's end was not the trial's end
     return info.model_uri
+
+
+def log_served_model(model: Any, name: str, step: int = 0,
+                     metadata: Mapping[str, Any] | None = None) -> Any:
+    """Log ``model`` to the active MLflow run as a pyfunc with nas-mnist's input contract.
+
+    The model is MLflow "models from code" (``served_model.py``, which imports nothing of
+    nas-mnist) with the Keras model as its artifact ``keras_model`` (``model.keras``), the
+    output-only signature of ``model_signature``, a uint8 input example and the metadata
+    ``input_contract``. MLflow checks the example by loading the model and predicting it (about
+    0.2 s per model on the project's CPU, against 0.1 s for the plain Keras flavour).
+
+    Args:
+        model: a ``keras.Model``, float32 (n, 28, 28, 1) in [0, 1] to (n, 10) softmax.
+        name: the logged model's name.
+        step: the step whose metrics describe ``model``.
+        metadata: extra JSON-serialisable facts stored in the MLmodel file.
+
+    Returns:
+        MLflow's ``ModelInfo``.
+
+    Raises:
+        mlflow.exceptions.MlflowException: the model cannot be written.
+    """
+    import mlflow
+
+    from nas_mnist.tracking.served_model import INPUT_CONTRACT, KERAS_ARTIFACT
+
+    with tempfile.TemporaryDirectory(prefix="nas_mnist_keras_") as tmp:
+        keras_file = Path(tmp) / "model.keras"
+        model.save(keras_file)
+        with temporary_environ(**QUIET_DOWNLOADS):  # MLflow loads it to check the example
+            return mlflow.pyfunc.log_model(
+                name=name, python_model=os.fspath(SERVED_MODEL_CODE),
+                artifacts={KERAS_ARTIFACT: os.fspath(keras_file)}, signature=model_signature(),
+                input_example=input_example(), pip_requirements=pip_requirements(), step=step,
+                metadata={"input_contract": INPUT_CONTRACT, **dict(metadata or {})},
+            )
 
 
 @contextlib.contextmanager

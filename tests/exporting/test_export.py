@@ -194,11 +194,12 @@ def test_model_is_logged_to_the_parent_run_and_loads_back(study, exported):
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(study.tracking_uri)
     try:
-        logged = mlflow.keras.load_model(f"runs:/{parent_run_id}/best_model")
+        logged = mlflow.pyfunc.load_model(f"runs:/{parent_run_id}/best_model")
     finally:
         mlflow.set_tracking_uri(previous)
-    assert np.abs(logged.predict(x[:100], verbose=0) - _serving_predict(exported, x[:100])).max() \
-        < 1e-5
+    served = logged.predict(x[:100])  # the served contract: label and probabilities
+    assert np.abs(served["probabilities"] - _serving_predict(exported, x[:100])).max() < 1e-5
+    assert (served["label"] == served["probabilities"].argmax(axis=1)).all()
 
 
 # --- --verify ----------------------------------------------------------------------------------

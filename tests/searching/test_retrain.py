@@ -161,7 +161,7 @@ import json, sys
 import numpy as np
 import mlflow
 model = mlflow.pyfunc.load_model(sys.argv[1])
-out = np.asarray(model.predict(np.zeros((3, 28, 28, 1), np.float32)))
+out = np.asarray(model.predict(np.zeros((3, 28, 28, 1), np.uint8))["probabilities"])
 print(json.dumps({"shape": list(out.shape), "nas_mnist": "nas_mnist" in sys.modules}))
 """
 

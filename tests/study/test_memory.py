@@ -138,7 +138,7 @@ def test_a_search_is_remembered_and_logged_as_classic_ml_with_mlflow_models(
         mlflow.set_tracking_uri(mlflow_uri())  # as a user of MLflow's Python API does
         model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
         mlflow.set_tracking_uri("sqlite:///elsewhere.db")  # nas-mnist must not depend on it
-        predicted = model.predict(np.zeros((3, 28, 28, 1), np.float32))
+        predicted = model.predict(np.zeros((3, 28, 28, 1), np.float32))["probabilities"]
         assert predicted.shape == (3, 10) and np.allclose(predicted.sum(axis=1), 1, atol=1e-4)
         logged = client.get_logged_model(trial.user_attrs["model_uri"].split("/")[-1])
         assert logged.source_run_id == run_id and logged.experiment_id == result.experiment_id
