@@ -174,6 +174,8 @@ def _model(
     else:
         model = load_trial_model(trial, source.tracker.tracking_uri)
         metrics, expected = dict(recorded), trial.user_attrs.get(TEST_ACCURACY_ATTR)
+        if not source.final:
+            metrics["training"] = _search_budget(source.study)
     if model.count_params() != spec.num_params:
         raise VerificationError(
             f"the model of {_what(source)} has {model.count_params():,} parameters but its "
@@ -195,6 +197,18 @@ def _model(
         metrics[FINAL_FACTS_KEY] = final_facts(trial, spec,
                                                final_study_name(source.study.study_name))
     return model, metrics, expected
+
+
+def _search_budget(study: Any) -> dict[str, Any]:
+    """How a search trial's model was trained: the study's search settings (``epochs``,
+    ``max_train_samples``: None for all training images; a resumed study with other values is
+    refused unless ``--allow-mixed-fidelity``, ``searching.settings``)."""
+    from nas_mnist.trial_attributes import SETTINGS_ATTR
+
+    settings = study.user_attrs.get(SETTINGS_ATTR) or {}
+    return {"epochs": settings.get("epochs"),
+            "max_train_samples": settings.get("max_train_samples"),
+            "source": "the study's search settings"}
 
 
 def _search_trial_number(source: _Source) -> int | None:

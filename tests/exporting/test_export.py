@@ -143,6 +143,7 @@ def test_export_is_a_savedmodel_that_predicts_as_the_keras_file(study, exported)
     metrics = json.loads((exported / "metrics.json").read_text())
     assert metrics["trial_number"] == trial.number and metrics["retrained"] is False
     assert metrics["final_model"] is False and "final" not in metrics  # no final study
+    assert metrics["training"]["epochs"] == 1 and metrics["training"]["max_train_samples"] == 500
     assert metrics["val_accuracy"] == trial.user_attrs["val_accuracy"]
     assert metrics["export"]["test_accuracy"] == pytest.approx(accuracy, abs=1e-9)
     assert metrics["export"]["max_abs_difference"] < 1e-5
