@@ -494,13 +494,27 @@ class Tracker:
             reason: why it ended (the run's ``reason`` tag, cut to 5000 characters).
             experiment_id: the run's experiment, if known (saves a request).
         """
-        tags = {"state": state}
+        tags = {"state": state, **self._state_in_run_name(run_id, state)}
         if reason:
             tags["reason"] = reason[:5000]
         self.set_tags(run_id, tags)
         self.client.set_terminated(run_id, status=RUN_STATUS[state])
         if state in ("failed", "killed"):
             self.fail_pending_models(run_id, experiment_id)
+
+    def _state_in_run_name(self, run_id: str, state: str) -> dict[str, str]:
+        """``{"mlflow.runName": "trial-0007 (pruned)"}`` for a run that did not complete: the runs
+        table shows a pruned run FINISHED (it ran correctly), so its name says it. Empty for a
+        complete run, a name that already says it, or a run that cannot be read (the closing
+        requests then report the store's error)."""
+        if state == "complete":
+            return {}
+        try:
+            name = self.client.get_run(run_id).info.run_name or ""
+        except Exception:
+            return {}
+        suffix = f" ({state})"
+        return {"mlflow.runName": name + suffix} if name and not name.endswith(suffix) else {}
 
     def fail_pending_models(self, run_id: str, experiment_id: str | None = None) -> list[str]:
         """Finalize as FAILED the logged models of run ``run_id`` still PENDING.
