@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 
 TENSORFLOW_STARTUP_NOISE = ("All log messages before absl::InitializeLog()", "I0000 ",
@@ -65,6 +66,12 @@ functions, once per new model and last-batch shape). It names an internal functi
 code nas-mnist's users do not write; the CLI hides it unless ``--verbose``."""
 
 
+TQDM_WIDGETS_WARNING = "IProgress not found"
+"""The start of tqdm's warning when ``tqdm.auto`` is imported in Jupyter without ipywidgets
+("IProgress not found. Please update jupyter and ipywidgets ..."); Optuna and MLflow import
+``tqdm.auto``, and ``quiet_libraries`` hides it while they are imported."""
+
+
 class _DropRetracingWarnings(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return RETRACING_WARNING not in record.getMessage()
@@ -91,7 +98,9 @@ def quiet_libraries() -> Iterator[None]:
     Hidden: TensorFlow's C++ start-up lines (``TF_CPP_MIN_LOG_LEVEL=3`` unless set, and
     ``import_tensorflow_quietly``), its retracing warnings, Optuna's INFO lines (a line per trial
     with every parameter, "A new study created in memory ..."), MLflow's and Alembic's INFO lines
-    ("Creating initial MLflow database tables..."), and the tracebacks Optuna logs for a trial's
+    ("Creating initial MLflow database tables..."; MLflow is imported first, as its import sets
+    its logger's level), tqdm's ipywidgets warning in Jupyter (``TQDM_WIDGETS_WARNING``, when
+    Optuna or MLflow is first imported here), and the tracebacks Optuna logs for a trial's
     expected failures (``signals.quiet_expected_failures``: interrupted, NaN loss, full disk, ...;
     one line each instead). Other warnings and errors still show. With the
     ``nas_mnist`` logger at DEBUG (``logging.getLogger("nas_mnist").setLevel(logging.DEBUG)``)
@@ -103,11 +112,15 @@ def quiet_libraries() -> Iterator[None]:
     set_env = "TF_CPP_MIN_LOG_LEVEL" not in os.environ
     if set_env:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    import optuna
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=TQDM_WIDGETS_WARNING)
+        import_tensorflow_quietly()
+        # MLflow sets its logger's level when imported (MLFLOW_LOGGING_LEVEL, else INFO): import
+        # it first, or the level set below is undone by an import during the call.
+        import mlflow  # noqa: F401
+        import optuna
 
-    from nas_mnist.processes.signals import quiet_expected_failures
-
-    import_tensorflow_quietly()
+        from nas_mnist.processes.signals import quiet_expected_failures
     loggers = [logging.getLogger(name) for name in ("mlflow", "alembic")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:

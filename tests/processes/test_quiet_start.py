@@ -43,6 +43,7 @@ def test_the_cli_hides_retracing_warnings_unless_verbose(caplog):
 
 
 def test_api_calls_hide_library_info_lines_and_put_them_back(monkeypatch):
+    import mlflow  # noqa: F401  (imported first: its import sets its logger's level)
     import optuna
 
     from nas_mnist.processes.quiet_start import quiet_libraries
