@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import pandas as pd
-from rich.console import Console
+from rich import box
+from rich.console import Console, Group, RenderableType
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -275,26 +276,65 @@ def epoch_progress_callback(progress: RichProgress, number: int) -> Any:
     return EpochProgress()
 
 
+NUMERIC_COLUMNS = ("trial", "val_accuracy", "test_accuracy", "params", "depth", "train_seconds",
+                   "latency_ms", "epochs_trained", "best_epoch", "seed", "num_params")
+"""Columns aligned right."""
+DROPPED_FIRST = ("kernel_sizes", "train_seconds", "depth", "epochs_trained", "latency_ms",
+                 "optimizer", "best_epoch", "seed", "baseline")
+"""Columns left out, in this order, of a table wider than the terminal (the others keep their
+full headers: an 80-column terminal once showed ``tri… bas… sta…``)."""
+WRAPPED = ("note", "reason")
+"""Free-text columns, folded onto several lines rather than widening the table; listed below
+the table instead when less than ``MIN_WRAPPED_WIDTH`` characters would be left for them."""
+MIN_WRAPPED_WIDTH = 24
+COLUMN_PADDING = 3
+"""Characters a column takes besides its text (``box.SIMPLE_HEAD``: a space each side and the
+separator)."""
+
+
 def table_from_frame(
-    frame: pd.DataFrame, columns: Iterable[str], title: str | None = None, limit: int | None = None
-) -> Table:
-    """A rich Table of ``frame``'s ``columns`` (first ``limit`` rows)."""
-    columns = list(columns)
-    table = Table(title=title, show_lines=False)
-    for column in columns:
-        numeric = column in (
-            "trial",
-            "val_accuracy",
-            "test_accuracy",
-            "params",
-            "depth",
-            "train_seconds",
-        )
-        table.add_column(column, justify="right" if numeric else "left")
+    frame: pd.DataFrame, columns: Iterable[str], title: str | None = None, limit: int | None = None,
+    width: int | None = None,
+) -> RenderableType:
+    """A rich Table of ``frame``'s ``columns`` (first ``limit`` rows) that fits ``width``
+    characters (default: the console's): ``DROPPED_FIRST`` columns are left out, in that order,
+    while the table would be wider; ``WRAPPED`` columns fold, or follow the table as
+    "trial N: text" lines when too narrow."""
     rows = frame if limit is None else frame.head(limit)
-    for _, row in rows.iterrows():
-        table.add_row(*(format_cell(row[c], c) for c in columns))
-    return table
+    cells = {c: [format_cell(row[c], c) for _, row in rows.iterrows()] for c in columns}
+    width = width or console.width
+    columns = _columns_that_fit(cells, width)
+    fixed = sum(_needed(c, cells) for c in columns if c not in WRAPPED)
+    below = [c for c in columns if c in WRAPPED and width - fixed - COLUMN_PADDING
+             < MIN_WRAPPED_WIDTH]
+    columns = [c for c in columns if c not in below]
+    table = Table(title=title, show_lines=False, box=box.SIMPLE_HEAD)
+    for column in columns:
+        table.add_column(column, justify="right" if column in NUMERIC_COLUMNS else "left",
+                         no_wrap=column not in WRAPPED, overflow="fold", min_width=len(column))
+    for i in range(len(rows)):
+        table.add_row(*(cells[c][i] for c in columns))
+    notes = [Text(f"trial {cells['trial'][i] if 'trial' in cells else i}: {cells[c][i]}",
+                  overflow="fold")
+             for c in below for i in range(len(rows)) if cells[c][i] not in ("", "-")]
+    return Group(table, *notes) if notes else table
+
+
+def _needed(column: str, cells: dict[str, list[str]]) -> int:
+    """Characters ``column`` takes: its widest cell or header (a wrapped one: its header)."""
+    text = len(column) if column in WRAPPED else max([len(column), *map(len, cells[column])])
+    return text + COLUMN_PADDING
+
+
+def _columns_that_fit(cells: dict[str, list[str]], width: int) -> list[str]:
+    """The columns of ``cells`` kept for a table of at most ``width`` characters."""
+    kept = list(cells)
+    for column in DROPPED_FIRST:
+        if sum(_needed(c, cells) for c in kept) <= width:
+            break
+        if column in kept:
+            kept.remove(column)
+    return kept
 
 
 def format_cell(value: Any, column: str) -> str:

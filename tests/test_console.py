@@ -3,6 +3,7 @@ numbered from 0 on the epochs bar."""
 
 from __future__ import annotations
 
+import io
 from functools import partial
 
 import optuna
@@ -77,3 +78,37 @@ def test_jupyter_without_ipywidgets_gets_trial_lines_not_bars(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     if find_spec("ipywidgets") is not None:  # with ipywidgets the bars are drawn live
         assert not console_module.RichProgress(3).progress.disable
+
+
+def test_the_leaderboard_fits_80_columns_with_whole_headers():
+    """An 80-column terminal once showed ``tri… bas… sta…``: low-priority columns are left out
+    instead, and a failure's note folds."""
+    import pandas as pd
+    from rich.console import Console
+
+    from nas_mnist.console import table_from_frame
+    from nas_mnist.study.leaderboard import VIEWS
+
+    frame = pd.DataFrame([
+        {"trial": 12, "baseline": "s002_m1", "state": "complete", "val_accuracy": 0.99123,
+         "test_accuracy": 0.9901, "params": 1_211_274, "depth": 5, "kernel_sizes": "3,3,5,5,7",
+         "optimizer": "adadelta", "train_seconds": 123.4, "note": ""},
+        {"trial": 13, "baseline": None, "state": "fail", "val_accuracy": float("nan"),
+         "test_accuracy": float("nan"), "params": 81_000, "depth": 2, "kernel_sizes": "3,3",
+         "optimizer": "adam", "train_seconds": float("nan"),
+         "note": "TypeError: something long went wrong in a library far below us"},
+    ])
+    columns = VIEWS["console"]
+    for width, dropped in ((80, {"kernel_sizes", "train_seconds", "depth", "optimizer", "note"}),
+                           (200, set())):
+        recorder = Console(width=width, record=True, file=io.StringIO())
+        recorder.print(table_from_frame(frame, columns, title="top 2", width=width))
+        text = recorder.export_text()
+        assert max(len(line) for line in text.splitlines()) <= width
+        assert "…" not in text
+        header = next(line for line in text.splitlines() if "trial" in line)
+        for column in columns:
+            assert (column in header) is (column not in dropped), (width, column)
+        assert "0.9912" in text and "1,211,274" in text
+        assert "TypeError: something long went wrong in a library far below us" in " ".join(
+            line.strip() for line in text.splitlines())  # in a column, or after the table
