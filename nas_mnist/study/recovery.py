@@ -229,6 +229,7 @@ def close_orphan_runs(study: Any, tracker: Any, parent_run_id: str | None = None
     A search whose tracking server went away (or that was killed while the server was down)
     leaves its trial runs and its parent run RUNNING. This closes, in the study's experiment:
     each trial run whose Optuna trial is no longer RUNNING (with that trial's state and reason),
+    each trial run of a finished trial that never recorded it (stopped in between; KILLED),
     and each parent run other than ``parent_run_id`` (as KILLED); the logged models that a
     closed run left PENDING are finalized as FAILED (``Tracker.fail_pending_models``).
 
@@ -249,20 +250,29 @@ def close_orphan_runs(study: Any, tracker: Any, parent_run_id: str | None = None
     )
     if not running:
         return []
-    trials = {t.user_attrs[RUN_ATTR]: t for t in study.get_trials(deepcopy=False)
-              if RUN_ATTR in t.user_attrs}
+    all_trials = study.get_trials(deepcopy=False)
+    trials = {t.user_attrs[RUN_ATTR]: t for t in all_trials if RUN_ATTR in t.user_attrs}
+    unrecorded = {str(t.number): t for t in all_trials if t.state != TrialState.RUNNING}
     closed = []
     for run in running:
-        run_id = run.info.run_id
-        role = run.data.tags.get("nas_mnist.role")
+        run_id, tags = run.info.run_id, run.data.tags
+        role = tags.get("nas_mnist.role")
         if (role == "study" and run_id != parent_run_id
-                and run.data.tags.get("engine") != "keras-tuner"):  # KerasTuner's own parents
+                and tags.get("engine") != "keras-tuner"):  # KerasTuner's own parents
             tracker.finish_parent_run(run_id, "KILLED")
             state = "killed"
         elif role == "trial" and run_id in trials and trials[run_id].state != TrialState.RUNNING:
             trial, state = trials[run_id], _run_state(trials[run_id])
             reason = trial.user_attrs.get(REASON_ATTR) or "left running by an earlier search"
             tracker.end_trial_run(run_id, state, reason, experiment_id)
+        elif (role == "trial" and run_id not in trials
+              and tags.get("optuna.study_name") == study.study_name
+              and tags.get("optuna.trial_number") in unrecorded):
+            # Stopped between creating the run and recording it on its trial: the trial ended
+            # without it.
+            state = "killed"
+            tracker.end_trial_run(run_id, state, "interrupted before its trial recorded this run",
+                                  experiment_id)
         else:
             continue
         if role == "study" or state in ("complete", "pruned"):  # end_trial_run did the others

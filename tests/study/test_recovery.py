@@ -177,6 +177,27 @@ def test_close_orphan_runs_closes_trial_and_parent_runs_of_finished_trials(tmp_p
     assert status[new_parent].info.status == "RUNNING"
 
 
+def test_close_orphan_runs_closes_the_run_its_finished_trial_never_recorded(tmp_path):
+    """A worker stopped between creating a trial's run and recording it on the trial (CI's
+    sigkilled-supervisor test, 1 run in 5 here): the trial ended, its run was left RUNNING."""
+    tracker = Tracker(f"sqlite:///{tmp_path / 'm.db'}")
+    study = optuna.create_study(study_name="orphans")
+    parent = tracker.attach_parent_run(study)
+    experiment_id = study.user_attrs["mlflow_experiment_id"]
+    interrupted, running = study.ask(), study.ask()
+    unrecorded = tracker.start_trial_run(experiment_id, parent, interrupted.number, "orphans")
+    still_starting = tracker.start_trial_run(experiment_id, parent, running.number, "orphans")
+    other_study = tracker.start_trial_run(experiment_id, parent, interrupted.number, "other")
+    study.tell(interrupted, state=TrialState.FAIL)
+
+    assert close_orphan_runs(study, tracker, parent_run_id=parent) == [unrecorded]
+    status = {r.info.run_id: r for r in tracker.client.search_runs([experiment_id])}
+    assert status[unrecorded].info.status == "KILLED"
+    assert status[unrecorded].data.tags["reason"].startswith("interrupted before its trial")
+    assert status[still_starting].info.status == "RUNNING"  # its trial may record it yet
+    assert status[other_study].info.status == "RUNNING"  # not this study's
+
+
 # --- MLflow logged models left PENDING ------------------------------------------------------------
 
 
