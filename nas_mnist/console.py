@@ -90,8 +90,8 @@ class RichProgress:
     Where the bars are not drawn live (``disable``, or output to a file or pipe: rich then
     prints them once at the end), ``trial_finished`` logs one line per finished trial instead
     (``trial_line``) to the ``nas_mnist`` logger at INFO; ``trial_lines`` says whether it does.
-    In Jupyter without ipywidgets nothing is drawn (``live_bars_possible``) and the lines come
-    instead.
+    In Jupyter without ipywidgets nothing is drawn (``live_bars_possible``) and the lines are
+    printed to the cell instead (unless ``disable``).
     """
 
     def __init__(
@@ -104,6 +104,9 @@ class RichProgress:
         study_best: Callable[[], float | None] | None = None,
     ) -> None:
         live = live_bars_possible()
+        # Jupyter without ipywidgets: the trial lines are printed to the cell (a notebook has no
+        # handler on the nas_mnist logger), unless the caller turned progress off.
+        self._print_lines = console.is_jupyter and not live and not disable
         disable = disable or (console.is_jupyter and not live)
         self.progress = Progress(
             TextColumn("{task.description:<28}"),
@@ -200,7 +203,11 @@ class RichProgress:
             self._skipped += 1
             logger.debug("%s", trial_line(trial, finished, self._total, best))
             return
-        logger.info("%s", trial_line(trial, finished, self._total, best, self._skipped))
+        line = trial_line(trial, finished, self._total, best, self._skipped)
+        if self._print_lines:
+            console.print(line, highlight=False)
+        else:
+            logger.info("%s", line)
         self._skipped = 0
 
     def _show_best(self, value: float | None) -> None:

@@ -75,6 +75,13 @@ def test_jupyter_without_ipywidgets_gets_trial_lines_not_bars(monkeypatch):
                         lambda name, *a: None if name == "ipywidgets" else find_spec(name, *a))
     bars = console_module.RichProgress(3)
     assert bars.progress.disable and bars.trial_lines
+    printed = []
+    monkeypatch.setattr(console_module.console, "print", lambda *a, **k: printed.append(a[0]))
+    trial = optuna.trial.create_trial(value=0.9, user_attrs={"val_accuracy": 0.9})
+    bars.trial_finished(trial, 1, (0.9, 0))
+    assert len(printed) == 1 and "0.9000" in printed[0]  # in the cell: no handler there
+    console_module.RichProgress(3, disable=True).trial_finished(trial, 1, (0.9, 0))
+    assert len(printed) == 1  # progress turned off: the logger's line only
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     if find_spec("ipywidgets") is not None:  # with ipywidgets the bars are drawn live
         assert not console_module.RichProgress(3).progress.disable
