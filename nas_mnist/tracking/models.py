@@ -211,7 +211,8 @@ def load_logged_model(model_uri: str, tracking_uri: str) -> Any:
     download progress bar (tqdm on stderr) is turned off.
 
     Returns:
-        The ``keras.Model``, compiled as it was saved.
+        The ``keras.Model`` as it was saved (nas-mnist logs uncompiled inference models:
+        ``predict``, not ``evaluate``).
 
     Raises:
         TrackingError: ``tracking_uri`` is MLflow 3's file store, or a store another MLflow

@@ -443,6 +443,28 @@ def test_builder_runs_on_the_jax_backend():
     assert result.returncode == 0, result.stderr[-2000:]
 
 
+def test_inference_model_keeps_the_weights_not_the_optimizer_state(tmp_path):
+    """A trained model's ``.keras`` file holds Adam's two slots per weight; the inference model,
+    logged as each trial's MLflow model, holds the weights alone and predicts the same."""
+    import os
+
+    from nas_mnist.model.builder import compile_model, inference_model
+
+    spec = ArchitectureSpec(layers=(Conv(8, 3), BatchNorm(), MaxPool(2), Flatten(), Dense(64)))
+    model = compile_model(build_model(spec), spec)
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 28, 28, 1), dtype=np.float32)
+    model.fit(x, rng.integers(0, 10, 64), epochs=1, batch_size=32, verbose=0)
+    plain = inference_model(spec, model)
+    assert getattr(plain, "optimizer", None) is None
+    np.testing.assert_allclose(plain.predict(x, verbose=0), model.predict(x, verbose=0),
+                               atol=1e-6)
+    model.save(tmp_path / "trained.keras")
+    plain.save(tmp_path / "plain.keras")
+    assert os.path.getsize(tmp_path / "plain.keras") < 0.5 * os.path.getsize(
+        tmp_path / "trained.keras")
+
+
 def test_inference_model_predicts_as_trained_and_loads_without_nas_mnist(tmp_path):
     """A spec with augmentation and label smoothing trains through nas-mnist's registered layers
     and loss; its inference model predicts the same and loads in a process that never imports
