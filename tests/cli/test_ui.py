@@ -254,7 +254,10 @@ def test_ui_serves_the_study_on_127_0_0_1_only(ui_server):
     assert parents[0]["info"]["run_name"] == "demo"
     parent_id = parents[0]["info"]["run_id"]
     assert all(t["mlflow.parentRunId"] == parent_id for _, t in children)
-    assert sorted(r["info"]["run_name"] for r, _ in children) == ["trial-0000", "trial-0001"]
+    names = sorted((r["info"]["run_name"], t["state"]) for r, t in children)
+    assert [name.split(" (")[0] for name, _ in names] == ["trial-0000", "trial-0001"]
+    # A trial that did not complete says so in its run name ("trial-0000 (pruned)").
+    assert all(name.endswith(f" ({state})") is (state != "complete") for name, state in names)
 
 
 @pytest.mark.slow
