@@ -33,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _add_study_arguments(parser.add_argument_group("study, search space, data and tracking"))
     _add_optimization_arguments(parser.add_argument_group("sampler, pruner, objectives and engine"))
     _add_execution_arguments(parser.add_argument_group("processes, devices and display"))
+    parser.set_defaults(storage=None)  # none named: default_storage(--jobs)
 
 
 def _add_budget_arguments(group: Any) -> None:
@@ -212,9 +213,21 @@ def _add_execution_arguments(group: Any) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> SearchSettings:
     """The ``SearchSettings`` that the parsed flags describe."""
+    from nas_mnist.study.defaults import default_storage
+
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SearchSettings)
               if f.name != "progress"}
+    values["storage"] = values["storage"] or default_storage(values["jobs"])
     return SearchSettings(**values, progress=not args.no_progress)
+
+
+def jobs_storage_line(args: argparse.Namespace, settings: SearchSettings) -> str | None:
+    """The line that says where ``--jobs N`` put a study whose storage was not named."""
+    if args.storage is not None or settings.jobs == 1:
+        return None
+    return (f"--jobs {settings.jobs}: the study is stored in {settings.storage} (an SQLite file "
+            f"takes one writing process at a time); pass --storage {settings.storage} to "
+            "report, export and later searches")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -223,7 +236,11 @@ def run(args: argparse.Namespace) -> int:
     from nas_mnist.study.trial_counts import count_finished
     from nas_mnist.tracking.redaction import redact_uri
 
-    result = search(settings_from_args(args))
+    settings = settings_from_args(args)
+    line = jobs_storage_line(args, settings)
+    if line is not None:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    result = search(settings)
     nothing = result.nothing_trained()  # a line saying no trial trained, or None
     if result.study is None:  # the KerasTuner engine
         _print_keras_tuner_result(result)

@@ -7,6 +7,15 @@ from collections.abc import Sequence
 
 DEFAULT_STORAGE = "sqlite:///nas_mnist.db"
 DEFAULT_STUDY_NAME = "nas-mnist"
+DEFAULT_JOBS_STORAGE = "journal:///nas_mnist.log"
+"""The storage of ``search --jobs N`` (N > 1) that names none: a journal file next to where the
+SQLite default would be (an SQLite file takes one writing process at a time)."""
+
+
+def default_storage(jobs: int) -> str:
+    """The storage of a search that names none: ``DEFAULT_STORAGE``, or
+    ``DEFAULT_JOBS_STORAGE`` for ``jobs`` > 1 worker processes."""
+    return DEFAULT_JOBS_STORAGE if jobs > 1 else DEFAULT_STORAGE
 SAMPLERS = ("tpe", "random", "gp", "nsga2")
 PRUNERS = ("median", "hyperband", "none")
 OBJECTIVES = ("val_accuracy", "params", "latency")

@@ -182,3 +182,31 @@ def test_verbose_is_accepted_before_or_after_the_command(argv):
     parser = build_parser()
     assert parser.parse_args(argv).verbose is True
     assert parser.parse_args([a for a in argv if a not in ("-v", "--verbose")]).verbose is False
+
+
+@pytest.mark.parametrize("argv, storage, says", [
+    (["search"], "sqlite:///nas_mnist.db", False),
+    (["search", "--jobs", "2"], "journal:///nas_mnist.log", True),
+    (["search", "--jobs", "2", "--storage", "journal:///mine.log"], "journal:///mine.log", False),
+    (["search", "--storage", "sqlite:///s.db"], "sqlite:///s.db", False),
+])
+def test_jobs_without_a_named_storage_use_a_journal_file_and_say_so(argv, storage, says):
+    """Issue 20: `search --jobs 2` with the default SQLite storage exited 2; the user named no
+    storage, so the default is one that takes several workers."""
+    from nas_mnist.cli.main import build_parser
+    from nas_mnist.cli.search import jobs_storage_line, settings_from_args
+
+    args = build_parser().parse_args(argv)
+    settings = settings_from_args(args)
+    assert settings.storage == storage
+    line = jobs_storage_line(args, settings)
+    assert (line is not None) is says
+    if says:
+        assert "--storage journal:///nas_mnist.log" in line and "\n" not in line
+
+
+def test_jobs_on_a_named_sqlite_storage_still_exit_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["search", "--jobs", "2", "--storage", "sqlite:///s.db", "--trials", "2"]) == 2
+    assert "a SQLite storage" in capsys.readouterr().err
+    assert not (tmp_path / "s.db").exists()
