@@ -157,4 +157,6 @@ def test_workers_stop_when_their_supervisor_is_sigkilled(tmp_path, real_mnist_pa
     assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 3
     assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
     parents, children = mlflow_runs(f"sqlite:///{tmp_path / 'm.db'}", "demo")
-    assert all(r.info.status != "RUNNING" for r in parents + children)  # the dead parent's too
+    left = [(r.info.run_id, r.data.tags) for r in parents + children if r.info.status == "RUNNING"]
+    # the dead parent's too; what is left, with the trials, says why when it fails
+    assert not left, (left, [(t.number, t.state, t.user_attrs) for t in study.trials], output)
