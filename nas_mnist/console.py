@@ -109,7 +109,7 @@ class RichProgress:
         self._print_lines = console.is_jupyter and not live and not disable
         disable = disable or (console.is_jupyter and not live)
         self.progress = Progress(
-            TextColumn("{task.description:<28}"),
+            TextColumn("{task.description:<18}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[status]}"),
@@ -141,9 +141,9 @@ class RichProgress:
         """What the ETA column shows for the trials bar or the epochs bar."""
         if task_id == self.epochs:
             left = self.clock.trial_remaining()
-            return f"trial ETA {format_duration(left)}" if left is not None else ""
+            return f"ETA {format_duration(left)}" if left is not None else ""
         left = self.search_remaining()
-        return f"search ~{format_duration(left)} left" if left is not None else ""
+        return f"~{format_duration(left)} left" if left is not None else ""
 
     def __enter__(self) -> RichProgress:
         self.progress.start()

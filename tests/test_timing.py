@@ -106,10 +106,10 @@ def test_rich_progress_shows_etas_after_the_first_epoch_and_the_hint_once():
     assert progress.eta_text(progress.epochs) == "" and progress.eta_text(progress.trials) == ""
     now.t += 90
     progress.epoch_ended(2, 0, {"val_accuracy": 0.9})
-    assert progress.eta_text(progress.epochs) == "trial ETA 5 min"  # 3 epochs of 90 s
+    assert progress.eta_text(progress.epochs) == "ETA 5 min"  # 3 epochs of 90 s
     # 270 s for this trial, then 7 more trials of 360 s.
     assert progress.search_remaining() == pytest.approx(270 + 7 * 360)
-    assert progress.eta_text(progress.trials) == f"search ~{format_duration(270 + 7 * 360)} left"
+    assert progress.eta_text(progress.trials) == f"~{format_duration(270 + 7 * 360)} left"
     assert progress.suggestion == "use a smaller budget"
     now.t += 90
     progress.epoch_ended(2, 1, {"val_accuracy": 0.91})
