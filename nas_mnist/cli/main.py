@@ -17,7 +17,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from nas_mnist import __version__
-from nas_mnist.cli import baselines, dashboard, doctor, export, predict, report, retrain, search, ui
+from nas_mnist.cli import (
+    baselines,
+    completion,
+    dashboard,
+    doctor,
+    export,
+    predict,
+    report,
+    retrain,
+    search,
+    ui,
+)
 from nas_mnist.cli.arguments import EXIT_FAILURE, EXIT_USAGE
 from nas_mnist.errors import InputError, RuntimeFailure
 from nas_mnist.processes.signals import (
@@ -134,6 +145,12 @@ COMMANDS: list[Command] = [
         predict.run,
     ),
     Command(
+        "completion",
+        "print the shell completion script (bash, zsh or tcsh)",
+        completion.add_arguments,
+        completion.run,
+    ),
+    Command(
         "doctor",
         "check a study storage; repair a torn journal or a half-made SQLite file (after a backup)",
         doctor.add_arguments,
@@ -166,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_arguments(p)
         _accept_verbose(p)
         p.set_defaults(run=command.run)
+    parser.set_defaults(root_parser=parser)  # for `completion`
     return parser
 
 
