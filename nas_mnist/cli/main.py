@@ -30,6 +30,7 @@ from nas_mnist.cli import (
     ui,
 )
 from nas_mnist.cli.arguments import EXIT_FAILURE, EXIT_USAGE
+from nas_mnist.cli.config_file import CONFIG_COMMANDS, add_config_argument, expand_config
 from nas_mnist.errors import InputError, RuntimeFailure
 from nas_mnist.processes.signals import (
     Terminated,
@@ -181,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     for command in COMMANDS:
         p = sub.add_parser(command.name, help=command.help, description=command.help)
         command.add_arguments(p)
+        if command.name in CONFIG_COMMANDS:
+            add_config_argument(p)
         _accept_verbose(p)
         p.set_defaults(run=command.run)
     parser.set_defaults(root_parser=parser)  # for `completion`
@@ -216,6 +219,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     plus the signal number, the shell convention).
     """
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        argv = expand_config(argv, parser)  # --config FILE: its flags, before the command line's
+    except InputError as exc:
+        command = next((a for a in argv if a in CONFIG_COMMANDS), "")
+        print(f"nas-mnist {command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or bad flags (2)
