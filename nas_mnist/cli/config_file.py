@@ -54,10 +54,11 @@ def expand_config(argv: Sequence[str], root: argparse.ArgumentParser) -> list[st
     position = next((i for i, token in enumerate(argv) if token in commands), None)
     if position is None or argv[position] not in CONFIG_COMMANDS:
         return argv
-    path, rest = _take_config(argv[position + 1:])
+    parser = commands[argv[position]]
+    path, rest = _take_config(argv[position + 1:], _long_options(parser))
     if path is None:
         return argv
-    tokens = _as_flags(_read(path), commands[argv[position]], path)
+    tokens = _as_flags(_read(path), parser, path)
     return [*argv[:position + 1], *tokens, *rest]
 
 
@@ -68,16 +69,42 @@ def _subcommands(root: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPa
     return {}
 
 
-def _take_config(tokens: list[str]) -> tuple[str | None, list[str]]:
-    """(the ``--config`` value, the tokens without it)."""
+def _long_options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    return {option: action for action in parser._actions for option in action.option_strings
+            if option.startswith("--")}
+
+
+def _is_config(name: str, options: Sequence[str]) -> bool:
+    """Whether argparse reads the option ``name`` as ``--config``: the flag itself or, as
+    argparse allows, a prefix that no other long flag starts with (``--conf``)."""
+    if name == CONFIG_FLAG:
+        return True
+    return len(name) > 2 and [o for o in options if o.startswith(name)] == [CONFIG_FLAG]
+
+
+def _take_config(tokens: list[str], options: Sequence[str]) -> tuple[str | None, list[str]]:
+    """(the ``--config`` value, the tokens without it); up to ``--``, where argparse stops
+    reading flags."""
+    found: list[tuple[int, int, str]] = []  # (first token, tokens taken, value)
     for i, token in enumerate(tokens):
-        if token == CONFIG_FLAG:
-            if i + 1 >= len(tokens):
-                raise InputError(f"{CONFIG_FLAG} needs a FILE")
-            return tokens[i + 1], tokens[:i] + tokens[i + 2:]
-        if token.startswith(CONFIG_FLAG + "="):
-            return token.split("=", 1)[1], tokens[:i] + tokens[i + 1:]
-    return None, tokens
+        if token == "--":
+            break
+        name, equals, value = token.partition("=")
+        if not name.startswith("--") or not _is_config(name, options):
+            continue
+        if equals:
+            found.append((i, 1, value))
+        elif i + 1 < len(tokens):
+            found.append((i, 2, tokens[i + 1]))
+        else:
+            raise InputError(f"{CONFIG_FLAG} needs a FILE")
+    if not found:
+        return None, tokens
+    if len(found) > 1:
+        raise InputError(f"{CONFIG_FLAG} given twice: give one file (flags on the command line "
+                         "override it)")
+    i, taken, value = found[0]
+    return value, tokens[:i] + tokens[i + taken:]
 
 
 def _read(path: str) -> dict[str, Any]:
@@ -109,31 +136,39 @@ def _read(path: str) -> dict[str, Any]:
 
 def _as_flags(content: dict[str, Any], parser: argparse.ArgumentParser, path: str) -> list[str]:
     """The command-line tokens that ``content`` stands for."""
-    actions = {option: action for action in parser._actions for option in action.option_strings
-               if option.startswith("--")}
+    actions = _long_options(parser)
     tokens: list[str] = []
     for key, value in content.items():
         flag = "--" + str(key).replace("_", "-")
+        where = f"{CONFIG_FLAG} {os.fspath(path)}: {key!r}"
         if flag not in actions or flag == CONFIG_FLAG:
             close = difflib.get_close_matches(flag, [f for f in actions if f != CONFIG_FLAG], 1)
             hint = f" (did you mean {close[0][2:]}?)" if close else ""
-            raise InputError(f"{CONFIG_FLAG} {os.fspath(path)}: {key!r} is not a flag of this "
-                             f"command{hint}")
+            raise InputError(f"{where} is not a flag of this command{hint}")
         if actions[flag].nargs == 0 and not isinstance(value, bool):
-            raise InputError(f"{CONFIG_FLAG} {os.fspath(path)}: {key!r} is a flag without a "
-                             f"value: write true or false, not {value!r}")
+            raise InputError(f"{where} is a flag without a value: write true or false, not "
+                             f"{value!r}")
+        if value is None:
+            raise InputError(f"{where} has no value: give it one or remove the key")
+        if isinstance(value, dict) or (isinstance(value, list)
+                                       and any(isinstance(v, dict | list) for v in value)):
+            raise InputError(f"{where} takes a value or a list, not a mapping or nested list")
         tokens.extend(_tokens(flag, value, actions[flag]))
     return tokens
 
 
 def _tokens(flag: str, value: Any, action: argparse.Action) -> list[str]:
-    """``flag`` and its value as tokens (see the module doc for booleans and lists)."""
+    """``flag`` and its value as tokens (see the module doc for booleans and lists); one value
+    as ``--flag=value``, so that a value starting with ``-`` is not read as a flag."""
     if action.nargs == 0:  # store_true / store_false / count: true means "given"
         return [flag] if value is True else []
-    if isinstance(value, bool):
-        value = str(value).lower()
     if isinstance(value, list):
         if action.nargs in ("+", "*") or isinstance(action.nargs, int):
-            return [flag, *map(str, value)]
-        return [flag, ",".join(map(str, value))]
-    return [flag, str(value)]
+            return [flag, *map(_text, value)]
+        value = ",".join(map(_text, value))
+    return [f"{flag}={_text(value)}"]
+
+
+def _text(value: Any) -> str:
+    """A YAML/TOML scalar as the command line writes it (``true``, not ``True``)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)

@@ -92,3 +92,39 @@ def test_retrain_and_export_take_a_config_file_too(tmp_path, command):
     args = parser.parse_args(expand_config([command, "--config", str(tmp_path / "c.toml")],
                                            parser))
     assert (args.study_name, args.storage) == ("cfg", "journal:///j.log")
+
+
+@pytest.mark.parametrize("given", [["--conf", "c.yaml"], ["--con=c.yaml"]])
+def test_an_abbreviated_config_flag_is_read_not_ignored(tmp_path, monkeypatch, given):
+    # argparse takes --conf for --config: the file must not be skipped silently
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.yaml").write_text(YAML)
+    assert _settings(["search", *given]).trials == 12
+
+
+@pytest.mark.parametrize("name, text, says", [
+    ("c.yaml", "study-name:\n", "'study-name' has no value"),
+    ("c.yaml", "storage: {url: x}\n", "'storage' takes a value or a list, not a mapping"),
+])
+def test_an_empty_or_nested_value_exits_2_in_one_line(tmp_path, capsys, monkeypatch, name,
+                                                      text, says):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / name).write_text(text)
+    assert main(["search", "--config", name]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and says in error[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_two_config_files_exit_2_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.yaml").write_text("trials: 3\n")
+    (tmp_path / "b.yaml").write_text("trials: 4\n")
+    assert main(["search", "--config", "a.yaml", "--config", "b.yaml"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "--config given twice" in error[0]
+
+
+def test_a_value_that_starts_with_a_dash_is_a_value(tmp_path):
+    (tmp_path / "c.yaml").write_text("study-name: -x\n")
+    assert _settings(["search", "--config", str(tmp_path / "c.yaml")]).study_name == "-x"
