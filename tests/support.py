@@ -12,6 +12,18 @@ if TYPE_CHECKING:
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# Every architecture is valid ('same' padding) and trains in about a second.
+TINY_SPACE = {
+    "name": "tiny",
+    "conv": {"depth": [3], "filters": [4, 8], "kernel_size": [3], "padding": ["same"]},
+    "pooling": {"every": [1], "pool_size": 2, "padding": "valid"},
+    "batch_norm": ["none"],
+    "dense": {"num_layers": 1, "units": [16]},
+    "optimizer": {"name": ["adam"],
+                  "learning_rate": {"adam": {"low": 1e-3, "high": 1e-2, "log": True}}},
+    "batch_size": [128],
+}
+
 # A small space so that each trial trains in seconds on CPU; it keeps 'valid' 7x7 convs so that
 # some sampled architectures are impossible (pruned without training).
 SMALL_SPACE = {
@@ -24,7 +36,6 @@ SMALL_SPACE = {
                                                                 "log": True}}},
     "batch_size": [128],
 }
-
 
 
 def random_splits(n: int = 300, test: int = 20, validation: int = 50) -> DataSplits:

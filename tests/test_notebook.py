@@ -9,22 +9,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support import TINY_SPACE as TINY
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
-# Every architecture is valid ('same' padding) and trains in about a second (test_runner's TINY).
-TINY = {
-    "name": "tiny",
-    "conv": {"depth": [3], "filters": [4, 8], "kernel_size": [3], "padding": ["same"]},
-    "pooling": {"every": [1], "pool_size": 2, "padding": "valid"},
-    "batch_norm": ["none"],
-    "dense": {"num_layers": 1, "units": [16]},
-    "optimizer": {"name": ["adam"],
-                  "learning_rate": {"adam": {"low": 1e-3, "high": 1e-2, "log": True}}},
-    "batch_size": [128],
-}
 
 # What the libraries print at start-up or per trial when nas-mnist does not hide it.
 NOISE = {

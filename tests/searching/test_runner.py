@@ -7,21 +7,10 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from support import TINY_SPACE as TINY
 from support import mlflow_runs, mlflow_uri
 
 import nas_mnist
-
-# Every architecture is valid ('same' padding) and trains in about a second.
-TINY = {
-    "name": "tiny",
-    "conv": {"depth": [3], "filters": [4, 8], "kernel_size": [3], "padding": ["same"]},
-    "pooling": {"every": [1], "pool_size": 2, "padding": "valid"},
-    "batch_norm": ["none"],
-    "dense": {"num_layers": 1, "units": [16]},
-    "optimizer": {"name": ["adam"],
-                  "learning_rate": {"adam": {"low": 1e-3, "high": 1e-2, "log": True}}},
-    "batch_size": [128],
-}
 
 
 @pytest.mark.slow
