@@ -30,6 +30,7 @@ from nas_mnist.searching.takeover import TrialTakenOver, is_taken_over
 from nas_mnist.searching.trial_training import TrialOutcome, TrialPlan, TrialRun, train_trial
 from nas_mnist.study.recovery import requeue_trial, worker_id
 from nas_mnist.study.trial_counts import count_claimed
+from nas_mnist.tracking.sqlite_locks import is_database_locked
 from nas_mnist.tracking.tracker import StudyRuns, TrackingUnavailableError
 from nas_mnist.trial_attributes import (
     BASELINE_ATTR,
@@ -402,7 +403,7 @@ class Objective:
             if _on_full_disk(exc):  # one line; the next search closes it
                 logger.warning("could not close MLflow run %s of trial %d: the disk is full",
                                run_id, trial.number)
-            elif stop_signal() is not None or "database is locked" in str(exc):
+            elif stop_signal() is not None or is_database_locked(exc):
                 # A stopping worker beside another one on an SQLite store: one line, and the
                 # next search's recovery closes the run.
                 logger.warning("could not close MLflow run %s of trial %d (%s); the next "

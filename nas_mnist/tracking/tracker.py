@@ -21,6 +21,7 @@ from typing import Any
 from nas_mnist.environment import temporary_environ
 from nas_mnist.errors import TrialFailure
 from nas_mnist.tracking.redaction import hide_password, redact_uri
+from nas_mnist.tracking.sqlite_locks import call_retrying_locks, quiet_lock_tracebacks
 from nas_mnist.tracking.stores import (
     TrackingError,
     open_client,
@@ -143,8 +144,8 @@ class _GuardedClient:
         def call(*args: Any, **kwargs: Any) -> Any:
             if tracker.unavailable is not None:
                 raise tracker.unavailable
-            try:
-                return attr(*args, **kwargs)
+            try:  # a SQLite store another process holds locked: tried again (sqlite_locks)
+                return call_retrying_locks(attr, *args, retry=not tracker.failing_fast, **kwargs)
             except Exception as exc:
                 if not _is_unreachable(exc):
                     raise
@@ -204,6 +205,8 @@ class Tracker:
         apply_http_defaults()
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
         self.unavailable: TrackingUnavailableError | None = None
+        self.failing_fast = False
+        quiet_lock_tracebacks()
         what = None  # how a refusal names the URI: by where it came from
         if self.tracking_uri == os.environ.get("MLFLOW_TRACKING_URI"):
             what = f"{redact_uri(self.tracking_uri)} ($MLFLOW_TRACKING_URI)"
@@ -235,6 +238,7 @@ class Tracker:
         must not keep the user waiting. Changes this process's environment.
         """
         os.environ.update(FAIL_FAST)
+        self.failing_fast = True  # and no retries of a locked SQLite store
 
     # --- set-up --------------------------------------------------------------------------------
 
