@@ -1,11 +1,12 @@
 """Trained models kept in MLflow: the one way nas-mnist uploads and downloads a trial's model.
 
 Each complete trial's model is an MLflow model (a pyfunc with nas-mnist's input contract,
-``served_model``, around the Keras model; named ``model``) logged from its trial run: MLflow 3
+``served_model``, around the Keras model; named after its run, e.g. ``trial-0007``) logged from
+its trial run: MLflow 3
 records it as a *logged model* of the study's experiment, linked to the run (``source_run_id``)
 and to the metrics of its best epoch, so the MLflow UI's model view compares trials by their
-metrics, ``mlflow.pyfunc.load_model("runs:/<trial run>/model")`` loads it and any of them can be
-registered or served. The trial stores the model's URI (``models:/<model_id>``).
+metrics, ``mlflow.pyfunc.load_model("runs:/<trial run>/trial-0007")`` loads it and any of them
+can be registered or served. The trial stores the model's URI (``models:/<model_id>``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from nas_mnist.tracking.stores import TrackingError, other_version_message, refu
 logger = logging.getLogger(__name__)
 
 TRIAL_MODEL_NAME = "model"
-"""Name of each trial's MLflow model (``runs:/<trial run id>/model``)."""
+"""Name of a trial's MLflow model whose run has no name (studies made before nas-mnist named
+each model after its run, ``trial-0007``, used it for every model)."""
 
 INPUT_NAME = "image"
 """Name of the model input, in the MLflow signature and the exported SavedModel."""
@@ -104,8 +106,8 @@ def log_trial_model(
     step: int = 0,
     metadata: Mapping[str, Any] | None = None,
 ) -> str:
-    """Log a trial's trained model from its MLflow run as its MLflow model ``model``
-    (``log_served_model``).
+    """Log a trial's trained model from its MLflow run as its MLflow model, named after the run
+    (``trial-0007``, ``trial-0003-s000_m1``, ``final-...``; ``log_served_model``).
 
     MLflow 3 links the logged model to ``run_id`` and copies the run's params and its metrics
     logged at ``step`` onto it (pass the best epoch, the epoch whose weights ``model`` holds). The
@@ -132,11 +134,12 @@ def log_trial_model(
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    name = client.get_run(run_id).info.run_name or TRIAL_MODEL_NAME
     try:
         # The fluent run is what files the logged model under the run's experiment.
         with global_tracking_uri(tracking_uri), \
                 mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
-            info = log_served_model(model, TRIAL_MODEL_NAME, step=step, metadata=metadata)
+            info = log_served_model(model, name, step=step, metadata=metadata)
     finally:
         client.update_run(run_id, status="RUNNING")  # the run's end was not the trial's end
     return info.model_uri
@@ -205,7 +208,7 @@ def model_id_of(model_uri: str) -> str | None:
 def load_logged_model(model_uri: str, tracking_uri: str) -> Any:
     """Download a Keras model logged to MLflow and load it (one download).
 
-    Accepts an MLflow model (``models:/<model_id>`` or ``runs:/<run_id>/model``: its keras
+    Accepts an MLflow model (``models:/<model_id>`` or ``runs:/<run_id>/<name>``: its keras
     flavour's ``data/model.keras`` is loaded) and the plain ``.keras`` artifact that studies made
     before nas-mnist logged MLflow models (``runs:/<run_id>/model/model.keras``). MLflow's
     download progress bar (tqdm on stderr) is turned off.

@@ -252,7 +252,8 @@ def test_trial_runs_have_model_summary_learning_curves_and_numeric_params(search
         assert {"spec.json", "model_summary.txt", "learning_curves.png"} <= names
         # the trained model is an MLflow model logged from the run (MLflow 3 keeps it apart)
         model = client.get_logged_model(t.user_attrs["model_uri"].removeprefix("models:/"))
-        assert model.source_run_id == run_id and model.name == "model"
+        assert model.source_run_id == run_id and model.name == client.get_run(run_id).info.run_name
+        assert model.name.startswith(f"trial-{t.number:04d}")  # named after its trial
         summary = Path(client.download_artifacts(run_id, "model_summary.txt", str(tmp_path)))
         text = summary.read_text()
         counts = {kind: int(n.replace(",", "")) for kind, n in

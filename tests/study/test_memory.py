@@ -136,12 +136,15 @@ def test_a_search_is_remembered_and_logged_as_classic_ml_with_mlflow_models(
         assert trial.user_attrs["num_params"] > 0 and "params" not in trial.user_attrs
         run_id = trial.user_attrs["mlflow_run_id"]
         mlflow.set_tracking_uri(mlflow_uri())  # as a user of MLflow's Python API does
-        model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+        run_name = client.get_run(run_id).info.run_name  # e.g. trial-0001: the model's name
+        assert run_name == f"trial-{trial.number:04d}"
+        model = mlflow.pyfunc.load_model(f"runs:/{run_id}/{run_name}")
         mlflow.set_tracking_uri("sqlite:///elsewhere.db")  # nas-mnist must not depend on it
         predicted = model.predict(np.zeros((3, 28, 28, 1), np.float32))["probabilities"]
         assert predicted.shape == (3, 10) and np.allclose(predicted.sum(axis=1), 1, atol=1e-4)
         logged = client.get_logged_model(trial.user_attrs["model_uri"].split("/")[-1])
         assert logged.source_run_id == run_id and logged.experiment_id == result.experiment_id
+        assert logged.name == run_name
         linked = {m.key: m.value for m in logged.metrics}
         assert linked["val_accuracy"] == pytest.approx(trial.value)
         assert linked["test_accuracy"] == pytest.approx(trial.user_attrs["test_accuracy"])
