@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 
 import optuna
 
+from nas_mnist.study import samplers
 from nas_mnist.study.defaults import (
     DEFAULT_PRUNER,
     DEFAULT_SAMPLER,
@@ -28,7 +29,8 @@ def directions(objectives: Sequence[str]) -> list[str]:
 
 
 def make_sampler(seed: int | None, name: str = DEFAULT_SAMPLER) -> optuna.samplers.BaseSampler:
-    """Optuna's sampler ``name``, seeded.
+    """Optuna's sampler ``name``, seeded, its stepped float values on their step
+    (``study.samplers``: 0.3, not 0.30000000000000004, in the study).
 
     tpe: ``TPESampler`` (Optuna's default; handles several objectives too). random:
     ``RandomSampler``. gp: ``GPSampler`` (Gaussian process; needs PyTorch). nsga2:
@@ -39,18 +41,18 @@ def make_sampler(seed: int | None, name: str = DEFAULT_SAMPLER) -> optuna.sample
         ValueError: unknown name, or gp without PyTorch installed.
     """
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
+        return samplers.TPESampler(seed=seed)
     if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
+        return samplers.RandomSampler(seed=seed)
     if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
+        return samplers.NSGAIISampler(seed=seed)
     if name == "gp":
         try:
             import torch  # noqa: F401
         except ImportError:
             raise ValueError("--sampler gp needs PyTorch: pip install torch (CPU wheels suffice), "
                              "or choose tpe") from None
-        return optuna.samplers.GPSampler(seed=seed)
+        return samplers.GPSampler(seed=seed)
     raise ValueError(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
 
 

@@ -26,7 +26,24 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
     ("nsga2", optuna.samplers.NSGAIISampler),
 ])
 def test_sampler_names_give_optunas_samplers(name, cls):
-    assert type(make_sampler(0, name)) is cls
+    sampler = make_sampler(0, name)
+    assert isinstance(sampler, cls) and type(sampler).__name__ == cls.__name__
+
+
+@pytest.mark.parametrize("name", ["tpe", "random", "nsga2"])
+def test_stepped_floats_are_stored_on_their_step(name):
+    """0.30000000000000004 (0 + 6 * 0.05 in floating point) is stored as 0.3."""
+    study = optuna.create_study(sampler=make_sampler(0, name), direction="maximize")
+    for _ in range(30):  # TPE's start-up trials and its model-based ones
+        trial = study.ask()
+        dropout = trial.suggest_float("dropout", 0.0, 0.5, step=0.05)
+        rate = trial.suggest_float("learning_rate", 1e-4, 1e-1, log=True)
+        study.tell(trial, dropout + rate)
+    stored = [t.params["dropout"] for t in study.trials]
+    assert all(value == float(f"{value:.12g}") for value in stored)
+    assert all(round(value / 0.05) * 0.05 == pytest.approx(value, abs=1e-12) for value in stored)
+    assert 0.3 in stored, stored  # 0 + 6 * 0.05: 0.30000000000000004 with Optuna's own samplers
+    assert len({t.params["learning_rate"] for t in study.trials}) == 30  # not stepped: untouched
 
 
 @pytest.mark.parametrize(("name", "cls"), [
