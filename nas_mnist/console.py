@@ -3,9 +3,10 @@ format of their cells."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pandas as pd
@@ -16,6 +17,7 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     ProgressColumn,
+    SpinnerColumn,
     Task,
     TextColumn,
     TimeElapsedColumn,
@@ -49,6 +51,44 @@ def live_bars_possible() -> bool:
 
         return importlib.util.find_spec("ipywidgets") is not None
     return console.is_interactive
+
+
+class StepProgress:
+    """The steps of a long command that is not a search (``export``): on a live display a
+    spinner with the step's name, its number and the seconds it has taken, removed when the step
+    ends; elsewhere (a pipe, a log file, ``progress=False``) one INFO line per step as it starts.
+
+    Usage::
+
+        steps = StepProgress("export", 4, live=True)
+        with steps.step("writing the SavedModel"):
+            ...
+
+    Args:
+        title: what the steps are of, shown before each step ("export").
+        total: the number of steps (each ``step`` call is the next one).
+        live: draw the spinner when a live display is possible (``live_bars_possible``).
+    """
+
+    def __init__(self, title: str, total: int, live: bool = True) -> None:
+        self.title, self.total = title, total
+        self.live = live and live_bars_possible()
+        self.done = 0
+
+    @contextlib.contextmanager
+    def step(self, label: str, spinner: bool = True) -> Iterator[None]:
+        """Run the block as the next step; ``spinner=False`` for a step that draws a live display
+        of its own (rich allows one at a time): then only its line is printed."""
+        self.done += 1
+        text = f"{self.title}: {label} (step {self.done} of {self.total})"
+        if not (self.live and spinner):
+            logger.info("%s", text)
+            yield
+            return
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                      console=console, transient=True) as bar:
+            bar.add_task(text, total=None)
+            yield
 
 
 class _EtaColumn(ProgressColumn):

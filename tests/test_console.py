@@ -119,3 +119,34 @@ def test_the_leaderboard_fits_80_columns_with_whole_headers():
         assert "0.9912" in text and "1,211,274" in text
         assert "TypeError: something long went wrong in a library far below us" in " ".join(
             line.strip() for line in text.splitlines())  # in a column, or after the table
+
+
+def test_step_progress_is_one_line_per_step_without_a_live_display(caplog, monkeypatch):
+    import logging
+
+    from rich.console import Console
+
+    import nas_mnist.console as console_module
+    from nas_mnist.console import StepProgress
+
+    with caplog.at_level(logging.INFO, logger="nas_mnist.console"):
+        steps = StepProgress("export", 2, live=False)
+        with steps.step("reading"):
+            pass
+        with steps.step("writing"):
+            pass
+    assert [r.getMessage() for r in caplog.records] == [
+        "export: reading (step 1 of 2)", "export: writing (step 2 of 2)"]
+
+    caplog.clear()  # a terminal: a spinner that is gone when its step ends; no log line
+    terminal = Console(file=io.StringIO(), force_terminal=True, width=80)
+    monkeypatch.setattr(console_module, "console", terminal)
+    monkeypatch.setattr(console_module, "live_bars_possible", lambda: True)
+    with caplog.at_level(logging.INFO, logger="nas_mnist.console"):
+        steps = StepProgress("export", 2)
+        with steps.step("reading"):
+            pass
+        with steps.step("retraining", spinner=False):  # draws its own bar: a line only
+            pass
+    assert "export: reading (step 1 of 2)" in terminal.file.getvalue()
+    assert [r.getMessage() for r in caplog.records] == ["export: retraining (step 2 of 2)"]

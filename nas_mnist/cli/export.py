@@ -102,6 +102,8 @@ def _add_selection_arguments(parser: argparse.ArgumentParser) -> None:
         "val_accuracy when the study has K of them, else of the K best complete trials (K >= 2; "
         "not with --trial or --retrain)",
     )
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no live progress: one line per step as it starts")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -135,7 +137,7 @@ def _export(args: argparse.Namespace) -> int:
             retrain=args.retrain, epochs=args.epochs, seed=args.seed, force=args.force,
             tracking_uri=args.tracking_uri, data=args.data,
             max_train_samples=args.max_train_samples, ensemble=args.ensemble,
-            from_search=args.from_search,
+            from_search=args.from_search, progress=not args.no_progress,
         )
     except VerificationError as exc:
         console.print(f"[red]export failed its check, nothing written: {exc}[/]")

@@ -68,6 +68,7 @@ def export_ensemble(
     tracking_uri: str | None = None,
     data: str | os.PathLike | None = None,
     from_search: bool = False,
+    progress: bool = True,
 ) -> ExportResult:
     """Export the mean of the K best final models' (or trials') softmax outputs as one verified
     SavedModel.
@@ -76,6 +77,7 @@ def export_ensemble(
         k: number of members, at least 2.
         out, storage, study_name, force, tracking_uri, data: as for ``nas_mnist.export``.
         from_search: take search trials even when the study has ``k`` final models.
+        progress: as for ``nas_mnist.export``.
 
     Returns:
         An ``ExportResult`` with ``members`` (one dict per member, best first) and
@@ -87,11 +89,18 @@ def export_ensemble(
         VerificationError: the written SavedModel does not reproduce the mean of the members'
             predictions within ``PREDICTION_TOLERANCE``; nothing is left.
     """
-    source = _check_inputs(k, out, storage, study_name, force, tracking_uri, data, from_search)
-    models = _load_members(source)
-    prefix = "final" if source.members_from == FROM_FINAL else "trial"
-    model = build_ensemble(models, [t.number for t in source.trials], prefix)
-    return _write(source, model, models, force)
+    from nas_mnist.console import StepProgress
+
+    steps = StepProgress("export", 3, live=progress)
+    with steps.step("reading the study and the data"):
+        source = _check_inputs(k, out, storage, study_name, force, tracking_uri, data,
+                               from_search)
+    with steps.step(f"loading the {k} members' models"):
+        models = _load_members(source)
+        prefix = "final" if source.members_from == FROM_FINAL else "trial"
+        model = build_ensemble(models, [t.number for t in source.trials], prefix)
+    with steps.step("writing the SavedModel and checking it on the test images"):
+        return _write(source, model, models, force)
 
 
 def _check_inputs(k: int, out: Any, storage: str, study_name: str, force: bool,
@@ -227,7 +236,7 @@ def _write(source: _Members, model: Any, models: list[Any], force: bool) -> Expo
 
     result = export_savedmodel(model, None, metrics, source.out, force=force, check=check,
                                extra_json={ENSEMBLE_NAME: listing})
-    logger.info("exported an ensemble of %s %s: test_accuracy %.4f (best member %.4f)",
+    logger.debug("exported an ensemble of %s %s: test_accuracy %.4f (best member %.4f)",
                 source.members_from, [m["trial_number"] for m in members], test_accuracy,
                 best_single)
     return ExportResult(path=result.path, manifest=result.manifest,

@@ -86,7 +86,9 @@ def export(
         tracking_uri: the MLflow store (default: the one the study logged to).
         data: MNIST, as for ``nas_mnist.search`` (its test split verifies the export).
         max_train_samples: with ``retrain``: train on a stratified subset.
-        progress: draw a progress bar while retraining.
+        progress: show each step live (``console.StepProgress``: a spinner with the step and
+            its seconds, and the epochs bar while retraining); False, or output that is not a
+            terminal: one line per step as it starts.
         ensemble: export instead one model averaging the softmax outputs of the ``ensemble``
             best final models by val_accuracy when the study has that many, else of its
             ``ensemble`` best complete search trials (``nas_mnist.exporting.ensemble``); not
@@ -103,23 +105,31 @@ def export(
             bad data; nothing is written.
         VerificationError: the written export does not reproduce the model; nothing is left.
     """
+    from nas_mnist.console import StepProgress
+
     if ensemble is not None:
         return _export_ensemble(ensemble, out, storage, study_name, trial, retrain, force,
-                                tracking_uri, data, from_search)
+                                tracking_uri, data, from_search, progress)
     if not retrain and epochs is not None:
         raise InputError("--epochs applies only with --retrain")
     if not retrain and max_train_samples is not None:
         raise InputError("--max-train-samples applies only with --retrain")
-    source = _check_inputs(out, storage, study_name, trial, force, tracking_uri, data,
-                           max_train_samples, seed, from_search or retrain)
-    model, metrics, expected = _model(source, retrain, epochs, seed, progress)
-    result = _write(source, model, metrics, expected, force)
-    return _log(source, model, result, retrain)
+    steps = StepProgress("export", 4, live=progress)
+    with steps.step("reading the study and the data"):
+        source = _check_inputs(out, storage, study_name, trial, force, tracking_uri, data,
+                               max_train_samples, seed, from_search or retrain)
+    doing = f"retraining {_what(source)}" if retrain else f"loading {_what(source)}'s model"
+    with steps.step(doing, spinner=not retrain):  # retraining draws its own epoch bar
+        model, metrics, expected = _model(source, retrain, epochs, seed, progress)
+    with steps.step("writing the SavedModel and checking it on the test images"):
+        result = _write(source, model, metrics, expected, force)
+    with steps.step("logging it to MLflow"):
+        return _log(source, model, result, retrain)
 
 
 def _export_ensemble(
     k: int, out: Any, storage: str, study_name: str, trial: int | None, retrain: bool,
-    force: bool, tracking_uri: str | None, data: Any, from_search: bool,
+    force: bool, tracking_uri: str | None, data: Any, from_search: bool, progress: bool,
 ) -> ExportResult:
     from nas_mnist.exporting.ensemble import export_ensemble
 
@@ -127,7 +137,8 @@ def _export_ensemble(
         raise InputError("--ensemble exports the best trials' kept models; it cannot be "
                          "combined with --trial or --retrain")
     return export_ensemble(k, out, storage, study_name, force=force,
-                           tracking_uri=tracking_uri, data=data, from_search=from_search)
+                           tracking_uri=tracking_uri, data=data, from_search=from_search,
+                           progress=progress)
 
 
 def _check_inputs(

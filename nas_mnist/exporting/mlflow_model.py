@@ -68,7 +68,7 @@ def log_to_mlflow(
             client.update_run(parent_run_id, status="RUNNING")
         else:
             client.set_terminated(parent_run_id, status=before.status, end_time=before.end_time)
-    logger.info(
+    logger.debug(
         "logged %s to MLflow run %s as %s", MLFLOW_MODEL_NAME, parent_run_id, info.model_uri
     )
     return info.model_uri

@@ -126,7 +126,7 @@ def export_savedmodel(
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    logger.info("exported %d files to %s", len(manifest) + 1, path)
+    logger.debug("exported %d files to %s", len(manifest) + 1, path)
     return ExportResult(path, manifest, verification, removed)
 
 

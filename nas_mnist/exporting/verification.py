@@ -191,7 +191,7 @@ def verify_export(
             "different model, or a different test set (check --data)"
         )
     # Not the folder's name: an export is verified in its temporary ``.partial-*`` folder.
-    logger.info("verified the SavedModel, reloaded: test_accuracy %.4f on %d images, max abs "
+    logger.debug("verified the SavedModel, reloaded: test_accuracy %.4f on %d images, max abs "
                 "difference %.2g", accuracy, len(x_test), difference)
     return Verification(len(x_test), accuracy, difference, keras_difference,
                         expected_test_accuracy, reference_difference)

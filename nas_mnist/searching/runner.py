@@ -171,8 +171,8 @@ def _open_study(settings: SearchSettings, tracker: Any) -> tuple[Any, bool]:
         raise InputError(
             f"another worker ({', '.join(sorted(others))}) is running study "
             f"{settings.study_name!r} on this SQLite storage; SQLite locks under concurrent "
-            "writers, so run several workers on a PostgreSQL storage (see the README's 'Several "
-            "workers')"
+            "writers, so run several workers on a PostgreSQL storage (see 'Several workers' in "
+            "docs/jobs.md)"
         )
     for number in recover_dead_trials(study, tracker):
         logger.warning("trial %d was left running by a dead worker: marked failed, its "

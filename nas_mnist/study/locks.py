@@ -2,7 +2,7 @@
 
 ``one_search_per_storage``: SQLite serialises writers with file locks and answers a busy database
 with "database is locked" errors, so several workers on one SQLite study are not supported (they
-need PostgreSQL: the README's "Several workers"). The refusal must be a guarantee, not a poll of
+need PostgreSQL: "Several workers" in docs/jobs.md). The refusal must be a guarantee, not a poll of
 the study's RUNNING trials (two searches started in the same second both saw none): it takes an
 exclusive, non-blocking lock on ``<database>.lock`` next to the database before the study is
 opened, and holds it until the search ends. The kernel releases it when the process dies, so a
@@ -69,8 +69,8 @@ def one_search_per_storage(storage_url: str | StorageURL, study_name: str) -> It
             f"another search is running on {storage} (it holds {lock}); {what}. Wait for it "
             f"to end, run several trials at once with --jobs N on a journal storage (--storage "
             f"journal:///FILE.log), or run workers of study {study_name!r} on several machines "
-            "on a PostgreSQL storage (--storage postgresql://USER:PASSWORD@HOST/DB; see the "
-            "README's 'Several workers')"
+            "on a PostgreSQL storage (--storage postgresql://USER:PASSWORD@HOST/DB; see "
+            "'Several workers' in docs/jobs.md)"
         ) from None
     with held:
         yield

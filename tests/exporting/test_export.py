@@ -652,5 +652,11 @@ def test_export_messages_name_the_export_not_its_temporary_folder(study, capsys)
     out = study.root / "named"
     assert main(study.export_args("--out", str(out))) == 0
     printed = capsys.readouterr()
-    assert "verified the SavedModel" in printed.out and ".partial" not in printed.out + printed.err
+    assert ".partial" not in printed.out + printed.err
     assert str(out) in printed.out
+    # progress (one line per step: output is not a terminal) and the final paths only
+    steps = [line.rstrip() for line in printed.out.splitlines() if line.startswith("export: ")]
+    assert len(steps) == 4 and steps[0].endswith("(step 1 of 4)"), printed.out
+    assert "loading trial" in steps[1] and "MLflow" in steps[3]
+    assert "verified the SavedModel" not in printed.out  # said once, in the summary
+    assert "reloaded with tf.saved_model.load" in printed.out
