@@ -8,6 +8,8 @@ dashboard and other tools see the same names.
 
 from __future__ import annotations
 
+from typing import Any
+
 # --- trial attributes -------------------------------------------------------------------------
 BASELINE_ATTR = "baseline"
 """Name of the documented baseline a trial trains (absent for sampled trials)."""
@@ -20,7 +22,16 @@ RETRY_OF_ATTR = "retry_of"
 REASON_ATTR = "reason"
 """Why a trial was pruned or failed (``invalid_architecture: ...``, ``nan_loss: ...``, ...)."""
 SPEC_ATTR = "spec"
-"""The trained spec, as ``ArchitectureSpec.to_dict()``."""
+"""The trained spec, as ``ArchitectureSpec.to_dict()``, as a user attribute: in final models
+(``<study>/final``) and in search trials of studies made before ``SPEC_SYSTEM_ATTR``."""
+SPEC_SYSTEM_ATTR = "nas_mnist:spec"
+"""A search trial's trained spec (``ArchitectureSpec.to_dict()``, about 1,000 characters) as a
+system attribute of the trial: nas-mnist reads it (``trial_spec_data``); optuna-dashboard's
+trial table and ``optuna trials`` do not show it (as a user attribute it made the dashboard's
+rows about 1,200 px tall). The same spec is the trial run's MLflow artifact ``spec.json``
+(``SPEC_URI_ATTR``); the trial's user attributes keep its summary (``SUMMARY_ATTRS``)."""
+SPEC_URI_ATTR = "spec_uri"
+"""Where a person finds a search trial's spec: its MLflow artifact, ``runs:/<run id>/spec.json``."""
 MODEL_URI_ATTR = "model_uri"
 """MLflow URI of the trained model kept by a complete trial."""
 RUN_ATTR = "mlflow_run_id"
@@ -45,6 +56,25 @@ RESULT_ATTRS = (VAL_ACCURACY_ATTR, TEST_ACCURACY_ATTR, BEST_EPOCH_ATTR, TRAIN_SE
 """The metrics of a complete trial that an export records."""
 
 _LEGACY_NAMES = {NUM_PARAMS_ATTR: LEGACY_NUM_PARAMS_ATTR}
+
+
+def trial_spec_data(trial: Any) -> dict | None:
+    """The spec stored on ``trial`` (an Optuna ``FrozenTrial``): its ``SPEC_SYSTEM_ATTR``, else
+    the ``SPEC_ATTR`` user attribute (final models, older studies), else None."""
+    return trial.system_attrs.get(SPEC_SYSTEM_ATTR) or trial.user_attrs.get(SPEC_ATTR)
+
+
+def record_trial_spec(trial: Any, data: dict) -> None:
+    """Store ``data`` (``ArchitectureSpec.to_dict()``) as the running ``trial``'s
+    ``SPEC_SYSTEM_ATTR`` (``SPEC_ATTR``, a user attribute, on a trial without a storage: Optuna's
+    ``FixedTrial``)."""
+    storage = getattr(trial, "storage", None)
+    if storage is None:
+        trial.set_user_attr(SPEC_ATTR, data)
+        return
+    # Optuna 5 has no public setter of a trial's system attributes; Optuna's own artifacts
+    # module and optuna-dashboard write theirs through the trial's storage like this.
+    storage.set_trial_system_attr(trial._trial_id, SPEC_SYSTEM_ATTR, data)
 
 
 def user_attr(attrs: dict, key: str, default: object = None) -> object:

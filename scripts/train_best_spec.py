@@ -41,7 +41,7 @@ def main() -> int:
     from nas_mnist.model.training import train_spec
     from nas_mnist.study.leaderboard import leaderboard
     from nas_mnist.study.storage import load_existing_study
-    from nas_mnist.trial_attributes import SPEC_ATTR
+    from nas_mnist.trial_attributes import trial_spec_data
 
     study = load_existing_study(args.storage, args.study_name)
     frame = leaderboard(study)
@@ -50,7 +50,7 @@ def main() -> int:
         done = done[done["baseline"].eq("")]
     best = int(done.iloc[0]["trial"])  # the leaderboard is sorted by val_accuracy
     trial = study.trials[best]
-    spec = ArchitectureSpec.from_dict(trial.user_attrs[SPEC_ATTR])
+    spec = ArchitectureSpec.from_dict(trial_spec_data(trial))
     spec = dataclasses.replace(spec, augmentation=Augmentation(
         translation=args.translation, rotation=args.rotation, zoom=args.zoom))
     data = load_splits(args.data, None, args.seed)

@@ -9,7 +9,7 @@ from nas_mnist.exporting.layout import (
     ExportError,
 )
 from nas_mnist.study.leaderboard import best_trial
-from nas_mnist.trial_attributes import MODEL_URI_ATTR, SPEC_ATTR
+from nas_mnist.trial_attributes import MODEL_URI_ATTR, trial_spec_data
 
 if TYPE_CHECKING:
     import keras
@@ -71,10 +71,10 @@ def trial_spec(trial: optuna.trial.FrozenTrial) -> ArchitectureSpec:
         ExportError: the trial has no spec (it was not written by ``nas-mnist search``).
         SpecError: the stored spec is malformed.
     """
-    data = trial.user_attrs.get(SPEC_ATTR)
+    data = trial_spec_data(trial)
     if data is None:
         raise ExportError(
-            f"trial {trial.number} has no 'spec' user attribute; only trials run by "
+            f"trial {trial.number} records no spec; only trials run by "
             "'nas-mnist search' can be exported"
         )
     return ArchitectureSpec.from_dict(data)

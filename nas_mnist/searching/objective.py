@@ -41,9 +41,10 @@ from nas_mnist.trial_attributes import (
     REASON_ATTR,
     RETRY_OF_ATTR,
     RUN_ATTR,
-    SPEC_ATTR,
+    SPEC_URI_ATTR,
     SUMMARY_ATTRS,
     WORKER_ATTR,
+    record_trial_spec,
 )
 
 logger = logging.getLogger(__name__)
@@ -334,7 +335,8 @@ class Objective:
     def _prepared_spec(self, trial: optuna.Trial, run_id: str) -> ArchitectureSpec:
         """The trial's spec, recorded on the trial and its run; too large ones are pruned."""
         spec = self._spec(trial)
-        trial.set_user_attr(SPEC_ATTR, spec.to_dict())
+        record_trial_spec(trial, spec.to_dict())  # hidden from the dashboard's table
+        trial.set_user_attr(SPEC_URI_ATTR, f"runs:/{run_id}/spec.json")  # log_trial_spec's
         summary = spec.summary()
         for key in SUMMARY_ATTRS:
             trial.set_user_attr(key, summary[key])

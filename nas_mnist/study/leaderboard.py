@@ -27,9 +27,9 @@ from nas_mnist.trial_attributes import (
     NUM_PARAMS_ATTR,
     REASON_ATTR,
     RUN_ATTR,
-    SPEC_ATTR,
     TEST_ACCURACY_ATTR,
     TRAIN_SECONDS_ATTR,
+    trial_spec_data,
     user_attr,
 )
 
@@ -147,7 +147,7 @@ def leaderboard(study: Any, states: tuple[str, ...] | None = None) -> pd.DataFra
         val = val_accuracy_of(t)
         if val is None and t.intermediate_values:
             val = max(t.intermediate_values.values())
-        spec = _spec_summary(attrs.get(SPEC_ATTR))
+        spec = _spec_summary(trial_spec_data(t))
         rows.append(
             {
                 "trial": t.number,

@@ -21,6 +21,7 @@ from typing import Any
 from nas_mnist.architecture.spec import OPTIMIZERS, ArchitectureSpec
 from nas_mnist.study.opening import study_objectives, val_accuracy_of
 from nas_mnist.tracking.trial_artifacts import numeric_params
+from nas_mnist.trial_attributes import trial_spec_data
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def architecture_study(study: Any) -> Any:
 
     rows = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        spec = t.user_attrs.get("spec")
+        spec = trial_spec_data(t)
         value = val_accuracy_of(t)
         if not spec or value is None or not math.isfinite(value):
             continue

@@ -27,6 +27,7 @@ from nas_mnist.exporting.atomic import check_out_dir
 from nas_mnist.exporting.layout import ExportError
 from nas_mnist.exporting.manifest import sha256_file, verify_manifest, write_manifest
 from nas_mnist.exporting.selection import pick_trial
+from nas_mnist.trial_attributes import trial_spec_data
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -147,7 +148,7 @@ def test_export_is_a_savedmodel_that_predicts_as_the_keras_file(study, exported)
     assert metrics["val_accuracy"] == trial.user_attrs["val_accuracy"]
     assert metrics["export"]["test_accuracy"] == pytest.approx(accuracy, abs=1e-9)
     assert metrics["export"]["max_abs_difference"] < 1e-5
-    assert json.loads((exported / "spec.json").read_text()) == trial.user_attrs["spec"]
+    assert json.loads((exported / "spec.json").read_text()) == trial_spec_data(trial)
 
 
 @pytest.mark.slow
@@ -522,7 +523,7 @@ def _final_trial(trial: optuna.trial.FrozenTrial, value: float, seed: int
                  ) -> optuna.trial.FrozenTrial:
     """A complete final trial retraining ``trial`` whose model is ``trial``'s kept model."""
     attrs = trial.user_attrs
-    spec = {**attrs["spec"], "augmentation": RECIPE["augmentation_factors"],
+    spec = {**trial_spec_data(trial), "augmentation": RECIPE["augmentation_factors"],
             "lr_schedule": "cosine"}
     return optuna.trial.create_trial(value=value, user_attrs={
         "spec": spec, "model_uri": attrs["model_uri"], "mlflow_run_id": attrs["mlflow_run_id"],

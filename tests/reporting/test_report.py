@@ -26,6 +26,7 @@ from nas_mnist.searching.refresher import ParentRunRefresher
 from nas_mnist.study.leaderboard import VIEWS
 from nas_mnist.study.plots import write_study_plots
 from nas_mnist.tracking.trial_artifacts import log_trial_artifacts, numeric_params
+from nas_mnist.trial_attributes import trial_spec_data
 
 REPORT_COLUMNS = VIEWS["records"]
 
@@ -262,7 +263,7 @@ def test_trial_runs_have_model_summary_learning_curves_and_numeric_params(search
         curves = Path(client.download_artifacts(run_id, "learning_curves.png", str(tmp_path)))
         assert_real_png(curves, 900, 350)
         metrics = client.get_run(run_id).data.metrics
-        expected = numeric_params(ArchitectureSpec.from_dict(t.user_attrs["spec"]))
+        expected = numeric_params(ArchitectureSpec.from_dict(trial_spec_data(t)))
         for key, value in expected.items():
             assert metrics[f"num.{key}"] == pytest.approx(value)
 

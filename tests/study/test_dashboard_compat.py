@@ -15,7 +15,12 @@ import pytest
 from nas_mnist.search_space.space import load_search_space
 from nas_mnist.searching import baseline_trials as seeding
 from nas_mnist.study.opening import open_study
-from nas_mnist.trial_attributes import NUM_PARAMS_ATTR, REASON_ATTR, SPEC_ATTR, SUMMARY_ATTRS
+from nas_mnist.trial_attributes import (
+    NUM_PARAMS_ATTR,
+    REASON_ATTR,
+    SUMMARY_ATTRS,
+    record_trial_spec,
+)
 
 optuna_dashboard = pytest.importorskip("optuna_dashboard")
 
@@ -34,7 +39,7 @@ def _objective(space, objectives):
         except Exception as exc:  # an impossible architecture: pruned before training
             trial.set_user_attr(REASON_ATTR, f"invalid_architecture: {exc}")
             raise optuna.TrialPruned() from None
-        trial.set_user_attr(SPEC_ATTR, spec.to_dict())
+        record_trial_spec(trial, spec.to_dict())
         summary = spec.summary()
         for key in SUMMARY_ATTRS:
             trial.set_user_attr(key, summary[key])

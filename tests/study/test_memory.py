@@ -3,6 +3,7 @@ parent run's params and each trial's model as an MLflow model."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -12,15 +13,18 @@ import pytest
 from support import mlflow_uri
 
 import nas_mnist
+from nas_mnist.architecture.spec import ArchitectureSpec
 from nas_mnist.data import KERAS_SOURCE, DataFingerprint, data_fingerprint
 from nas_mnist.errors import InputError
 from nas_mnist.searching.settings import SearchSettings
 from nas_mnist.study.memory import remember_search, settings_record, space_sha256, study_data
+from nas_mnist.tracking.models import global_tracking_uri
 from nas_mnist.trial_attributes import (
     DATA_SHA256_ATTR,
     DATA_SOURCE_ATTR,
     SETTINGS_ATTR,
     SPACE_SHA256_ATTR,
+    trial_spec_data,
     user_attr,
 )
 
@@ -134,6 +138,15 @@ def test_a_search_is_remembered_and_logged_as_classic_ml_with_mlflow_models(
     assert complete
     for trial in complete:
         assert trial.user_attrs["num_params"] > 0 and "params" not in trial.user_attrs
+        # Short user attributes (optuna-dashboard's table): the spec is a system attribute,
+        # and the run's spec.json artifact, which the trial names.
+        assert "spec" not in trial.user_attrs and len(json.dumps(trial.user_attrs)) < 800
+        spec = ArchitectureSpec.from_dict(trial_spec_data(trial))
+        assert spec.num_params == trial.user_attrs["num_params"]
+        assert trial.user_attrs["spec_uri"] == f"runs:/{trial.user_attrs['mlflow_run_id']}/spec.json"
+        with global_tracking_uri(mlflow_uri()):
+            text = mlflow.artifacts.load_text(trial.user_attrs["spec_uri"])
+        assert json.loads(text) == trial_spec_data(trial)
         run_id = trial.user_attrs["mlflow_run_id"]
         mlflow.set_tracking_uri(mlflow_uri())  # as a user of MLflow's Python API does
         run_name = client.get_run(run_id).info.run_name  # e.g. trial-0001: the model's name

@@ -28,6 +28,7 @@ from nas_mnist.trial_attributes import (
     RECIPE_ATTR,
     SOURCE_TRIAL_ATTR,
     SPEC_ATTR,
+    trial_spec_data,
 )
 
 
@@ -92,7 +93,7 @@ def _trial_source(trial: Any) -> FinalSource | None:
     """The source of a complete search trial, or None when it records no spec."""
     from nas_mnist.study.opening import val_accuracy_of
 
-    data = trial.user_attrs.get(SPEC_ATTR)
+    data = trial_spec_data(trial)
     if not data:
         return None
     return FinalSource(ArchitectureSpec.from_dict(data), trial.number,
