@@ -83,6 +83,11 @@ def test_a_notebook_search_prints_no_library_noise(tmp_path, real_mnist_path, mo
         found = pattern.search(shown)
         assert found is None, f"the notebook shows a {what} ({found.group()!r}):\n{shown}"
     assert not [o for c in notebook.cells for o in c.outputs if o.output_type == "error"]
+    # No empty outputs (Keras' model summary, drawn by rich for the trial's MLflow artifact,
+    # showed one per trial).
+    empty = [o for c in notebook.cells for o in c.outputs if o.output_type == "display_data"
+             and not o.data.get("text/plain", "").strip()]
+    assert not empty, empty
     # The search's result is shown: its one-line repr, then the leaderboard's two trials.
     assert "SearchResult(study 'demo'; 2 finished trials; best trial" in shown, shown
     leaderboard = notebook.cells[2].outputs[0].data["text/plain"]

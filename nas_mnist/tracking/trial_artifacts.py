@@ -62,9 +62,23 @@ def numeric_params(spec: ArchitectureSpec) -> dict[str, float]:
 
 
 def model_summary_text(model: Any) -> str:
-    """``model.summary()`` as text (Keras 3 draws it with box-drawing characters)."""
+    """``model.summary()`` as text (Keras 3 draws it with box-drawing characters).
+
+    Keras captures the summary with a rich ``Console``; in Jupyter such a console also shows
+    an empty output in the cell (one per trial, seen with Keras 3.15 and rich 15), so rich is
+    told that this is not Jupyter while the summary is drawn.
+    """
+    import rich.console
+
     lines: list[str] = []
-    model.summary(print_fn=lambda text, **_: lines.append(text))
+    detect = getattr(rich.console, "_is_jupyter", None)
+    if detect is not None:
+        rich.console._is_jupyter = lambda: False
+    try:
+        model.summary(print_fn=lambda text, **_: lines.append(text))
+    finally:
+        if detect is not None:
+            rich.console._is_jupyter = detect
     return "\n".join(lines)
 
 
