@@ -90,5 +90,7 @@ def test_a_notebook_search_prints_no_library_noise(tmp_path, real_mnist_path, mo
     assert not empty, empty
     # The search's result is shown: its one-line repr, then the leaderboard's two trials.
     assert "SearchResult(study 'demo'; 2 finished trials; best trial" in shown, shown
+    shown_result = notebook.cells[1].outputs[-1].data  # Jupyter's view: summary and top rows
+    assert "best trial" in shown_result["text/html"] and "</table>" in shown_result["text/html"]
     leaderboard = notebook.cells[2].outputs[0].data["text/plain"]
     assert "val_accuracy" in leaderboard and "complete" in leaderboard, leaderboard

@@ -12,6 +12,9 @@ NOTHING_TRAINED_ADVICE = ("use a larger search space, raise or drop --max-params
                           "space file (--space); the note column says why each trial ended")
 """What to do when no trial of a search trained (``SearchResult.nothing_trained``)."""
 
+HTML_ROWS = 10
+"""Leaderboard rows in ``SearchResult``'s Jupyter view (all of them: ``result.leaderboard``)."""
+
 
 @dataclass(repr=False)
 class SearchResult:
@@ -125,6 +128,22 @@ class SearchResult:
                                                      or "best trial: none (no val_accuracy)"))
         lines += [t for t in (self._champion_text(), self._stopped_text()) if t]
         return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the ``summary`` lines, then the leaderboard's first
+        ``HTML_ROWS`` rows (rounded as in ``leaderboard``; one marker, "-", for a missing number or
+        text)."""
+        import html
+
+        lines = "<br>".join(html.escape(line) for line in self.summary().splitlines())
+        frame = self.leaderboard
+        if frame is None or frame.empty:
+            return f"<p>{lines}</p>"
+        head = frame.head(HTML_ROWS).astype(object)
+        shown = head.where(head.notna() & head.ne(""), "-")
+        more = (f"<p>{len(frame) - HTML_ROWS} more row(s) in <code>.leaderboard</code></p>"
+                if len(frame) > HTML_ROWS else "")
+        return f"<p>{lines}</p>" + shown.to_html(index=False, border=0) + more
 
     def __repr__(self) -> str:
         best = self._best_text() or ("no trial trained" if not self.trained else "no best trial")

@@ -105,6 +105,25 @@ def test_result_repr_is_one_short_line():
     assert result.summary().splitlines()[1] == "best trial 0: val_accuracy 0.9700 (baseline s002_m1)"
 
 
+def test_result_html_is_the_summary_and_the_leaderboards_first_rows(monkeypatch):
+    import nas_mnist.searching.result as result_module
+
+    monkeypatch.setattr(result_module, "HTML_ROWS", 2)
+    study = optuna.create_study(direction="maximize")
+    study.add_trials([
+        _trial(0, TrialState.COMPLETE, 0.97, baseline="s002_m1", spec={"layers": []}),
+        _trial(1, TrialState.COMPLETE, 0.95),
+        _trial(2, TrialState.PRUNED, reason="pruned after epoch 1: below the median"),
+    ])
+    page = _result(study)._repr_html_()
+    assert page.startswith("<p>study &#x27;demo&#x27;: 3 finished trial(s)<br>best trial 0: ")
+    assert page.count("</tr>") == 3  # the header and 2 rows
+    assert "<td>0.97</td>" in page and "<td>-</td>" in page  # test_accuracy: missing
+    assert "NaN" not in page and "&lt;NA&gt;" not in page and "None" not in page
+    assert "<td></td>" not in page
+    assert "1 more row(s) in <code>.leaderboard</code>" in page
+
+
 def test_a_search_that_trained_nothing_says_so_in_its_result():
     study = optuna.create_study(direction="maximize")
     study.add_trials([
