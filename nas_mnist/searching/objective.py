@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import keras
 import optuna
@@ -91,6 +91,8 @@ class ObjectiveConfig:
         storage: the study's storage URL; the folder of its file (SQLite, journal) is checked
             for free space with the MLflow store's and the artifacts' (``disk_space``). None:
             only those two.
+        trial_deadline: ``--time-budget``'s check (``time_budget.TrialDeadline``): a trial
+            whose spec projects past it does not train (``TimeBudgetTrialError``). None: none.
     """
 
     epochs: int = 15
@@ -101,12 +103,21 @@ class ObjectiveConfig:
     training: TrainingOptions = field(default_factory=TrainingOptions)
     objectives: tuple[str, ...] = ("val_accuracy",)
     storage: str | None = None
+    trial_deadline: Any = None
 
 
 class SurplusTrialError(TrialFailure):
     """The study already has ``--trials`` finished or running trials ahead of this one."""
 
     reason = "surplus"
+    silent = True
+
+
+class TimeBudgetTrialError(TrialFailure):
+    """The trial's spec projects past ``--time-budget``: it did not train; its configuration
+    waits in the study for the next run, and the search stops."""
+
+    reason = "time_budget"
     silent = True
 
 
@@ -253,6 +264,8 @@ class Objective:
         except TrackingUnavailableError:
             self.listener.trial_ended(trial.number, "failed", None)
             raise  # its run cannot be closed now; the next search closes it
+        except TimeBudgetTrialError:
+            raise  # _defer closed and deleted its run
         except Exception as exc:
             error = self._failure(trial, run_id, exc)
             if error is exc:
@@ -335,6 +348,7 @@ class Objective:
     def _prepared_spec(self, trial: optuna.Trial, run_id: str) -> ArchitectureSpec:
         """The trial's spec, recorded on the trial and its run; too large ones are pruned."""
         spec = self._spec(trial)
+        self._check_deadline(trial, run_id, spec)
         record_trial_spec(trial, spec.to_dict())  # hidden from the dashboard's table
         trial.set_user_attr(SPEC_URI_ATTR, f"runs:/{run_id}/spec.json")  # log_trial_spec's
         summary = spec.summary()
@@ -348,6 +362,32 @@ class Objective:
                 f"{self.config.max_params:,}"
             )
         return spec
+
+    def _check_deadline(self, trial: optuna.Trial, run_id: str, spec: ArchitectureSpec) -> None:
+        """Under ``--time-budget``: a trial whose spec projects past the deadline does not
+        train. Its configuration is queued again as it was (baseline and retry attributes
+        kept) for the next run, its MLflow run is closed and deleted (nothing ran), and the
+        search stops."""
+        deadline = self.config.trial_deadline
+        too_large = self.config.max_params is not None and spec.num_params > self.config.max_params
+        if deadline is None or too_large:
+            return
+        from nas_mnist.model.cost import forward_flops
+
+        reason = deadline.refusal(float(forward_flops(spec)))
+        if reason is None:
+            return
+        trial.set_user_attr(REASON_ATTR, reason)
+        trial.study.stop()
+        kept = {k: v for k, v in trial.user_attrs.items()
+                if k in (BASELINE_ATTR, IN_SPACE_ATTR, RETRY_OF_ATTR)}
+        trial.study.enqueue_trial(dict(trial.params), user_attrs=kept)
+        self.tracker.end_trial_run(run_id, "killed", reason)
+        self.tracker.client.delete_run(run_id)
+        self.listener.trial_ended(trial.number, "failed", None)
+        logger.info("trial %d not started: %s; its configuration waits for the next run",
+                    trial.number, reason.removeprefix("time_budget: "))
+        raise TimeBudgetTrialError(reason)
 
     def _train(self, trial: optuna.Trial, spec: ArchitectureSpec, run_id: str,
                trial_start: float) -> TrialOutcome:

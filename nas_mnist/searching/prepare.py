@@ -121,15 +121,18 @@ def open_search_study(settings: SearchSettings, tracker: Tracker,
 
 
 def make_objective(settings: SearchSettings, prepared: Prepared, runs: StudyRuns,
-                   listener: SearchListener | None = None) -> Objective:
+                   listener: SearchListener | None = None,
+                   trial_deadline: Any = None) -> Objective:
     """The search's ``Objective``: ``prepared``'s space and data, trial runs under ``runs``'
     parent run, epochs, seed, batch size, parameter limit, budget and objectives from
-    ``settings``; ``listener`` gets progress events (None: none)."""
+    ``settings``; ``listener`` gets progress events (None: none); ``trial_deadline``:
+    ``--time-budget``'s check of each trial at its start (None: none)."""
     from nas_mnist.searching.objective import Objective, ObjectiveConfig
 
     config = ObjectiveConfig(
         epochs=settings.epochs, seed=settings.seed, batch_size=settings.batch_size,
         max_params=settings.max_params, max_trials=settings.trials,
         objectives=settings.objectives, storage=settings.storage,
+        trial_deadline=trial_deadline,
     )
     return Objective(prepared.space, prepared.data, runs, config, listener=listener)

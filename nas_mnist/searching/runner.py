@@ -101,26 +101,27 @@ def search(settings: SearchSettings | None = None, /, **kwargs: Any) -> SearchRe
                                             final_models=final_stage_models(settings),
                                             final_epochs=final_stage_epochs(settings))
         advised = advice is not None
-        settings = _within_time_budget(settings, projection, time.monotonic() - started)
+        settings, deadline = _within_time_budget(settings, projection,
+                                                 time.monotonic() - started)
         if settings.jobs > 1:
-            stopped = _run_workers(settings, study, runs)
+            stopped = _run_workers(settings, study, runs, deadline)
         else:
-            stopped = _run(settings, prepared, study, runs, advised=advised)
+            stopped = _run(settings, prepared, study, runs, advised=advised, deadline=deadline)
         final = run_final_stage(settings, study, stopped)
     return _result(settings, study, runs, stopped, final)
 
 
 def _within_time_budget(settings: SearchSettings, projection: Any,
-                        elapsed: float) -> SearchSettings:
-    """``settings`` fitted to ``--time-budget`` (``searching.time_budget``), its plan logged in
-    one line; unchanged without a budget."""
+                        elapsed: float) -> tuple[SearchSettings, Any]:
+    """(``settings`` fitted to ``--time-budget``, each trial's ``TrialDeadline`` or None)
+    (``searching.time_budget``), the plan logged in one line; unchanged without a budget."""
     if settings.time_budget is None:
-        return settings
+        return settings, None
     from nas_mnist.searching.time_budget import plan_time_budget
 
     plan = plan_time_budget(settings, projection, elapsed)
     logger.info("%s", plan.line)
-    return plan.settings
+    return plan.settings, plan.deadline
 
 
 def _open(settings: SearchSettings, prepared: Any, baselines: Any) -> tuple[Any, Any]:
@@ -232,12 +233,13 @@ def _log_start(settings: SearchSettings, prepared: Any, study: Any, seeded: Any)
 
 
 def _run(settings: SearchSettings, prepared: Any, study: Any, runs: Any,
-         advised: bool = False) -> bool:
+         advised: bool = False, deadline: Any = None) -> bool:
     """Run trials until the study holds ``settings.trials`` finished ones; close the parent run.
 
     Unless the projection before the first trial gave the CPU-sized advice already
     (``advised``), the progress bars give it once the first epoch's time projects past
-    ``timing.CPU_PROJECTION_LIMIT_SECONDS``.
+    ``timing.CPU_PROJECTION_LIMIT_SECONDS``. ``deadline``: ``--time-budget``'s check of each
+    trial at its start (``time_budget.TrialDeadline``), or None.
 
     Returns:
         Whether the search stopped because too many trials failed in a row.
@@ -257,7 +259,8 @@ def _run(settings: SearchSettings, prepared: Any, study: Any, runs: Any,
     with RichProgress(settings.trials, done, disable=not settings.progress,
                       budget_hint=None if advised else budget_hint,
                       study_best=partial(best_val_accuracy, study)) as progress:
-        objective = make_objective(settings, prepared, runs, listener=progress)
+        objective = make_objective(settings, prepared, runs, listener=progress,
+                                   trial_deadline=deadline)
         try:
             outcome = run_trials(
                 study, objective, settings.trials, timeout=settings.timeout,
@@ -282,9 +285,9 @@ def _run(settings: SearchSettings, prepared: Any, study: Any, runs: Any,
     return bool(outcome["stopped_for_failures"])
 
 
-def _run_workers(settings: SearchSettings, study: Any, runs: Any) -> bool:
+def _run_workers(settings: SearchSettings, study: Any, runs: Any, deadline: Any = None) -> bool:
     """``--jobs N``: supervise N worker processes until the budget is spent (no training here);
-    close the parent run.
+    close the parent run. ``deadline``: as for ``_run``, passed to each worker.
 
     Returns:
         Whether the search stopped because too many trials failed in a row.
@@ -308,7 +311,7 @@ def _run_workers(settings: SearchSettings, study: Any, runs: Any) -> bool:
             _trial_finished(progress, study, trial)
             refresher(study, trial)
 
-        config, start_worker = _worker_pool(settings, runs)
+        config, start_worker = _worker_pool(settings, runs, deadline)
         supervisor = Supervisor(study, config, start_worker, on_trial_finished=on_trial_finished,
                                 recover=partial(_recover_workers, study, runs.tracker))
         try:
@@ -364,7 +367,8 @@ def _stop_if_disk_full(trial: Any) -> None:
         raise DiskSpaceError(f"trial {trial.number}: {reason[len(prefix):]}")
 
 
-def _worker_pool(settings: SearchSettings, runs: Any) -> tuple[Any, Any]:
+def _worker_pool(settings: SearchSettings, runs: Any, trial_deadline: Any = None
+                 ) -> tuple[Any, Any]:
     """(SupervisorConfig, start_worker) for ``settings``: how many workers, until when, on
     which GPUs, and how each is started (``workers.start_process``)."""
 
@@ -375,7 +379,7 @@ def _worker_pool(settings: SearchSettings, runs: Any) -> tuple[Any, Any]:
 
     def start_worker(slot: int, serial: int, gpu: str | None) -> Any:
         return start_process(WorkerPlan(settings, runs.parent_run_id, runs.experiment_id, slot,
-                                        serial, gpu, deadline))
+                                        serial, gpu, deadline, trial_deadline))
 
     config = SupervisorConfig(jobs=settings.jobs, trials=settings.trials, deadline=deadline,
                               gpus=settings.gpu_ids)

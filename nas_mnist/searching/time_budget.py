@@ -2,12 +2,14 @@
 
 The budget counts from the call's start (loading, the projection's measurements and the
 seeding included). From the projection before the first trial (``searching.projection``) it
-reserves the final stage's projected time, and lets a trial start only while the projection
-says it can finish before that reserve: trials start until ``start + budget - final stage -
-one trial``. That deadline becomes the search's ``timeout`` (Optuna's: no trial starts after
-it; a running trial finishes). A final stage that does not fit the budget left is dropped, and
-the line says so. One line says up front what will run. The projection is an estimate (FLOPs
-at measured or this project's CPU speed), so the job ends near the budget, not exactly at it.
+reserves the final stage's projected time; the search's trials must end by ``start + budget -
+final stage``. Each trial is checked at its start against its own projected seconds (its spec's
+FLOPs, ``TrialDeadline``): one that cannot end in time does not train (its configuration waits
+in the study for the next run, and the search stops). Optuna's ``timeout`` stops starting
+trials once even the cheapest projected trial cannot fit (a running trial finishes). A final
+stage that does not fit the budget left is dropped, and the line says so. One line says up front
+what will run. The projection is an estimate (FLOPs at measured or this project's CPU speed), so
+the job ends near the budget, not exactly at it.
 """
 
 from __future__ import annotations
@@ -50,17 +52,54 @@ def parse_duration(value: str | float | int) -> float:
 
 
 @dataclass(frozen=True)
+class TrialDeadline:
+    """When a search's trials must have ended, and what one trial costs (``--time-budget``).
+
+    Pickled to ``--jobs`` workers with their plan.
+
+    Attributes:
+        ends_at: ``time.time()`` by which every trial must have ended.
+        stage: a ``timing.StageWork`` of the search's trials (epochs and images per trial).
+        cost: the projection's ``timing.CostModel``.
+        slowdown: how many times longer a trial takes than projected alone (``--jobs N`` on
+            a CPU: N trials share the cores).
+    """
+
+    ends_at: float
+    stage: Any
+    cost: Any
+    slowdown: float = 1.0
+
+    def trial_seconds(self, flops: float) -> float:
+        """Projected seconds of one trial of a spec of ``flops`` forward FLOPs."""
+        return dataclasses.replace(self.stage, flops=(flops,)).seconds(self.cost) * self.slowdown
+
+    def refusal(self, flops: float, now: float | None = None) -> str | None:
+        """Why a trial of ``flops`` FLOPs must not start now (its reason, ``time_budget: ...``),
+        or None when it can end by ``ends_at``."""
+        now = time.time() if now is None else now
+        need, left = self.trial_seconds(flops), self.ends_at - now
+        if need <= left:
+            return None
+        return (f"time_budget: it projects ~{need:,.0f} s, and {max(left, 0.0):,.0f} s of "
+                "--time-budget are left for trials")
+
+
+@dataclass(frozen=True)
 class TimeBudgetPlan:
     """What a budget lets the search run.
 
     Attributes:
-        settings: the search's settings with ``timeout`` (seconds from now until the last trial
-            may start) and, when the final stage does not fit, ``final_top_k=0``.
+        settings: the search's settings with ``timeout`` (seconds from now until the cheapest
+            projected trial may start) and, when the final stage does not fit,
+            ``final_top_k=0``.
         line: the one line said up front.
+        deadline: each trial's check at its start (None without a projection).
     """
 
     settings: Any
     line: str
+    deadline: TrialDeadline | None = None
 
 
 def _clock(epoch_seconds: float) -> str:
@@ -84,42 +123,62 @@ def plan_time_budget(settings: Any, projection: Any | None, elapsed: float,
     wall_now = time.time() if wall_now is None else wall_now
     budget = parse_duration(settings.time_budget)
     left = budget - elapsed
-    trial, final = _trial_and_final_seconds(projection)
+    cheapest, longest, final = _trial_and_final_seconds(projection)
     changes: dict[str, Any] = {}
     final_note = ""
-    if final and final > left - trial:
+    if final and final > left - cheapest:
         changes["final_top_k"] = 0
         final_note = (f"; no final stage: it projects ~{format_duration(final)}, more than the "
                       "budget leaves (run nas-mnist retrain afterwards)")
         final = 0.0
     elif final:
         final_note = f", then the final stage (~{format_duration(final)})"
-    window = max(left - final - trial, 0.0)
+    window = max(left - final - cheapest, 0.0)
     timeout = window if settings.timeout is None else min(window, settings.timeout)
     changes["timeout"] = max(timeout, 0.001)
-    each = f" (each ~{format_duration(trial)} projected)" if trial else ""
+    each = ""
+    if longest:
+        spread = (f"~{format_duration(cheapest)}" if longest - cheapest < 1 else
+                  f"~{format_duration(cheapest)} to ~{format_duration(longest)}")
+        each = f", each only if its own projection ({spread}) ends by then"
     if window > 0:
-        start = f"trials start until {_clock(wall_now + timeout)}{each}"
+        start = (f"trials end by {_clock(wall_now + left - final)}: they start until "
+                 f"{_clock(wall_now + timeout)}{each}")
     else:
-        start = f"no trial starts: one projects ~{format_duration(trial)}, more than is left"
-    line = (f"time budget {format_duration(budget)}: {start}{final_note}; the job ends by about "
+        start = f"no trial starts: one projects ~{format_duration(cheapest)}, more than is left"
+    shown = format_duration(budget) if budget % 60 == 0 else f"{budget:g} s"  # as given
+    line = (f"time budget {shown}: {start}{final_note}; the job ends by about "
             f"{_clock(wall_now + max(left, 0.0))}")
-    return TimeBudgetPlan(dataclasses.replace(settings, **changes), line)
+    return TimeBudgetPlan(dataclasses.replace(settings, **changes), line,
+                          _deadline(projection, wall_now + left - final))
 
 
-def _trial_and_final_seconds(projection: Any | None) -> tuple[float, float]:
-    """(seconds of the longest kind of trial, seconds of the final stage), both projected; on
-    a CPU a trial of ``--jobs N`` shares the cores with N - 1 others, so it takes N times as
-    long."""
+def _deadline(projection: Any | None, ends_at: float) -> TrialDeadline | None:
+    """The check of each trial at its start, from the projection's stage of trials (None
+    without one)."""
     if projection is None:
-        return 0.0, 0.0
-    trial, final = 0.0, 0.0
+        return None
+    stages = [s for s in projection.stages if s.name != "final model" and s.flops]
+    if not stages:
+        return None
+    slowdown = float(projection.jobs) if projection.device == "CPU" else 1.0
+    return TrialDeadline(ends_at, stages[-1], projection.cost, slowdown)
+
+
+def _trial_and_final_seconds(projection: Any | None) -> tuple[float, float, float]:
+    """(seconds of the cheapest trial, of the longest, of the final stage), all projected; on a
+    CPU a trial of ``--jobs N`` shares the cores with N - 1 others, so it takes N times as
+    long. A stage's trials are its specs' FLOPs (the sampled trials': their mean)."""
+    if projection is None:
+        return 0.0, 0.0, 0.0
+    trials, final = [], 0.0
     for stage in projection.stages:
-        seconds = stage.seconds(projection.cost)
         if stage.name == "final model":
-            final += seconds
-        elif stage.flops:
-            trial = max(trial, seconds / len(stage.flops))
-    if projection.device == "CPU":
-        trial *= projection.jobs
-    return trial, final
+            final += stage.seconds(projection.cost)
+            continue
+        trials += [dataclasses.replace(stage, flops=(f,)).seconds(projection.cost)
+                   for f in set(stage.flops) if f > 0]
+    if not trials:
+        return 0.0, 0.0, final
+    slowdown = projection.jobs if projection.device == "CPU" else 1
+    return min(trials) * slowdown, max(trials) * slowdown, final

@@ -69,6 +69,8 @@ class WorkerPlan:
         serial: how many workers this search started before this one (seeds its sampler).
         gpu: the ``CUDA_VISIBLE_DEVICES`` value, or None to leave it alone.
         deadline: ``time.time()`` after which no trial starts (``--timeout``), or None.
+        trial_deadline: ``--time-budget``'s check of each trial at its start
+            (``time_budget.TrialDeadline``), or None.
     """
 
     settings: Any
@@ -78,6 +80,7 @@ class WorkerPlan:
     serial: int
     gpu: str | None = None
     deadline: float | None = None
+    trial_deadline: Any = None
 
 
 def start_process(plan: WorkerPlan) -> Any:
@@ -223,6 +226,7 @@ def _run_worker(plan: WorkerPlan) -> int:
     runs = StudyRuns(prepared.tracker, plan.experiment_id, plan.parent_run_id,
                      mnist_dataset(fingerprint.source, fingerprint.sha256))
     timeout = None if plan.deadline is None else max(plan.deadline - time.time(), 0.001)
-    run_trials(study, make_objective(settings, prepared, runs), settings.trials, timeout=timeout,
+    objective = make_objective(settings, prepared, runs, trial_deadline=plan.trial_deadline)
+    run_trials(study, objective, settings.trials, timeout=timeout,
                max_trials_here=settings.trials_per_worker)
     return EXIT_TRACKING_UNAVAILABLE if prepared.tracker.unavailable is not None else 0

@@ -88,8 +88,8 @@ class FailureStreak:
 
     def add(self, trial: optuna.trial.FrozenTrial) -> bool:
         """Count a finished trial; True when it makes ``limit`` failures in a row (never for a
-        surplus trial)."""
-        if str(trial.user_attrs.get(REASON_ATTR, "")).startswith("surplus"):
+        surplus trial, nor for one that did not start for lack of --time-budget)."""
+        if str(trial.user_attrs.get(REASON_ATTR, "")).startswith(("surplus", "time_budget")):
             return False
         self.count = self.count + 1 if trial.state == TrialState.FAIL else 0
         return self.count >= self.limit

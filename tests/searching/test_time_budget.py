@@ -56,20 +56,33 @@ def _projection(trial_seconds=50.0, final_seconds=200.0, **kw):
     return _Projection(tuple(stages), **kw)
 
 
-def test_trials_start_until_the_final_stage_and_one_trial_are_left():
+def test_trials_start_until_the_final_stage_and_the_cheapest_trial_are_left():
     settings = SearchSettings(time_budget="10m")
     plan = plan_time_budget(settings, _projection(), elapsed=60, wall_now=0)
-    assert plan.settings.timeout == pytest.approx(600 - 60 - 200 - 50)
+    assert plan.settings.timeout == pytest.approx(600 - 60 - 200 - 25)  # a seed: 25 s
     assert plan.settings.resolved_final_top_k == settings.resolved_final_top_k
     assert "then the final stage (~4 min)" in plan.line
-    assert plan.line.startswith("time budget 10 min: trials start until")
+    assert plan.line.startswith("time budget 10 min: trials end by")
+    assert "each only if its own projection (~25 s to ~50 s) ends by then" in plan.line
+    assert plan.deadline.ends_at == pytest.approx(600 - 60 - 200)
+
+
+def test_each_trial_starts_only_if_its_own_projection_ends_in_time():
+    plan = plan_time_budget(SearchSettings(time_budget="10m", final_top_k=0),
+                            _projection(final_seconds=0, device="CPU", jobs=2),
+                            elapsed=0, wall_now=1000)
+    deadline = plan.deadline  # ends at 1600; a sampled trial projects 50 s, twice on 2 jobs
+    assert deadline.trial_seconds(1.0) == pytest.approx(100)
+    assert deadline.refusal(1.0, now=1500) is None
+    reason = deadline.refusal(1.0, now=1501)
+    assert reason.startswith("time_budget: it projects ~100 s, and 99 s of --time-budget")
 
 
 def test_a_final_stage_that_does_not_fit_is_dropped_and_said():
     plan = plan_time_budget(SearchSettings(time_budget="5m"), _projection(final_seconds=400),
                             elapsed=10, wall_now=0)
     assert plan.settings.resolved_final_top_k == 0
-    assert plan.settings.timeout == pytest.approx(300 - 10 - 50)
+    assert plan.settings.timeout == pytest.approx(300 - 10 - 25)
     assert "no final stage" in plan.line and "nas-mnist retrain" in plan.line
 
 
@@ -83,11 +96,11 @@ def test_on_a_cpu_a_trial_of_several_jobs_takes_as_many_times_longer():
     plan = plan_time_budget(SearchSettings(time_budget="10m", final_top_k=0),
                             _projection(final_seconds=0, device="CPU", jobs=2),
                             elapsed=0, wall_now=0)
-    assert plan.settings.timeout == pytest.approx(600 - 100)
+    assert plan.settings.timeout == pytest.approx(600 - 50)  # the cheapest: 25 s, twice
 
 
 def test_a_budget_smaller_than_one_trial_starts_none():
-    plan = plan_time_budget(SearchSettings(time_budget="40s", final_top_k=0),
+    plan = plan_time_budget(SearchSettings(time_budget="20s", final_top_k=0),
                             _projection(final_seconds=0), elapsed=0, wall_now=0)
     assert plan.settings.timeout < 0.01
     assert "no trial starts" in plan.line
@@ -123,4 +136,46 @@ def test_a_search_keeps_its_time_budget_and_leaves_no_trial_running(
     longest = max(t.duration.total_seconds() for t in study.trials if t.duration)
     assert elapsed < 45 + longest + 15
     out = capsys.readouterr()
-    assert "time budget 45 s: trials start until" in out.out + out.err
+    assert "time budget 45 s: trials end by" in out.out + out.err
+
+
+def test_a_trial_that_projects_past_the_deadline_waits_for_the_next_run(tmp_path):
+    """The first trial fits and trains; the second (a baseline, 128 times the FLOPs) does not:
+    it does not train, its configuration is queued again with its baseline, its MLflow run is
+    gone, and the search stops."""
+    from support import random_splits
+
+    from nas_mnist.architecture.spec import ArchitectureSpec, Dense, Flatten
+    from nas_mnist.processes.signals import quiet_expected_failures
+    from nas_mnist.searching.budget import run_trials
+    from nas_mnist.searching.objective import Objective, ObjectiveConfig
+    from nas_mnist.searching.time_budget import TrialDeadline
+    from nas_mnist.timing import CostModel, StageWork
+    from nas_mnist.tracking.tracker import StudyRuns, Tracker
+
+    def spec_for_trial(trial):
+        units = trial.suggest_int("units", 8, 16)
+        return ArchitectureSpec(layers=(Flatten(), Dense(16 if units == 8 else 2048)))
+
+    # ~1.3 s projected for Dense(16) (25 kFLOPs), ~40 s for Dense(2048): 20 s are left.
+    deadline = TrialDeadline(time.time() + 20, StageWork("trial", (0.0,), 1, 1, 0, 0),
+                             CostModel(0.0, 1e4, 0.0, 0.0, "test"))
+    tracker = Tracker(f"sqlite:///{tmp_path / 'm.db'}")
+    runs = StudyRuns(tracker, tracker.experiment_id("budget"))
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial({"units": 8})
+    study.enqueue_trial({"units": 16}, user_attrs={"baseline": "s000_m1", "in_space": True})
+    objective = Objective(None, random_splits(300, test=20, validation=50), runs,
+                          ObjectiveConfig(epochs=1, trial_deadline=deadline),
+                          spec_for_trial=spec_for_trial)
+    with quiet_expected_failures():
+        run_trials(study, objective, 5)
+    trained, deferred, waiting = study.get_trials()  # stopped after the deferred one
+    assert trained.state == optuna.trial.TrialState.COMPLETE
+    assert deferred.state == optuna.trial.TrialState.FAIL
+    assert deferred.user_attrs["reason"].startswith("time_budget: it projects ~")
+    assert waiting.state == optuna.trial.TrialState.WAITING
+    assert waiting.params == {} and waiting.system_attrs["fixed_params"] == {"units": 16}
+    assert waiting.user_attrs == {"baseline": "s000_m1", "in_space": True}
+    run = tracker.client.get_run(deferred.user_attrs["mlflow_run_id"])
+    assert run.info.lifecycle_stage == "deleted" and run.info.status == "KILLED"
