@@ -11,7 +11,7 @@ from nas_mnist.search_space.blocks import BLOCKS
 from nas_mnist.search_space.layout import Layout
 from nas_mnist.search_space.per_layer import PER_LAYER
 from nas_mnist.search_space.shared_sections import read_shared_params, suggest_shared
-from nas_mnist.search_space.trials import CheckingTrial, SuggestingTrial
+from nas_mnist.search_space.trials import CheckingTrial, SpecValuesTrial, SuggestingTrial
 
 
 def layout_for(config: Mapping[str, Any]) -> Layout:
@@ -56,3 +56,25 @@ def params_for_spec(spec: ArchitectureSpec, config: Mapping[str, Any]) -> dict[s
     if trial.outside or rebuilt != spec:
         return None
     return trial.used
+
+
+def shared_params_for_spec(spec: ArchitectureSpec, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The shared params (optimizer, learning_rate, batch size, training levers) that ``spec``
+    has and that lie in the space ``config``, for a spec outside it (a baseline): the searched
+    params that honestly apply to it. Empty when none does (e.g. its optimizer is not one of
+    the space's)."""
+    asker = SpecValuesTrial(read_shared_params(spec, config))
+    try:
+        suggest_shared(asker, config)
+    except (SpecError, KeyError, TypeError, ValueError):
+        return {}
+    return {name: asker.values[name] for name, inside in asker.inside.items() if inside}
+
+
+def record_shared_params(trial: SuggestingTrial, spec: ArchitectureSpec,
+                         config: Mapping[str, Any], params: Mapping[str, Any]) -> None:
+    """Ask ``trial`` (whose enqueued params are ``params``, from ``shared_params_for_spec``)
+    for ``params`` with the space's distributions, in ``suggest_shared``'s order, so that Optuna
+    records them; the other answers come from ``spec`` and are not recorded."""
+    suggest_shared(SpecValuesTrial(read_shared_params(spec, config), trial, list(params)),
+                   config)

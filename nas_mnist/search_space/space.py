@@ -42,7 +42,13 @@ from nas_mnist.search_space.loading import (
     shipped_spaces,
 )
 from nas_mnist.search_space.per_layer import BATCH_NORM_PLACEMENTS
-from nas_mnist.search_space.sampling import layout_for, params_for_spec, suggest_spec
+from nas_mnist.search_space.sampling import (
+    layout_for,
+    params_for_spec,
+    record_shared_params,
+    shared_params_for_spec,
+    suggest_spec,
+)
 from nas_mnist.search_space.trials import SuggestingTrial
 
 __all__ = [
@@ -113,6 +119,18 @@ class SearchSpace:
             {param name: value} with exactly the params ``suggest`` asks for, or None.
         """
         return params_for_spec(spec, self.config)
+
+    def shared_params_for_spec(self, spec: ArchitectureSpec) -> dict[str, Any]:
+        """For a spec outside the space: its optimizer, learning_rate, batch-size and training
+        params that lie in the space (``sampling.shared_params_for_spec``); a baseline outside
+        the space is enqueued with them, so that parameter plots can place it."""
+        return shared_params_for_spec(spec, self.config)
+
+    def record_shared_params(self, trial: SuggestingTrial, spec: ArchitectureSpec,
+                             params: dict[str, Any]) -> None:
+        """Record ``params`` (``shared_params_for_spec(spec)``) on ``trial`` as Optuna params
+        (``sampling.record_shared_params``)."""
+        record_shared_params(trial, spec, self.config, params)
 
     def describe(self) -> str:
         """One line: the space's name and source."""

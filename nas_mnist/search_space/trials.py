@@ -1,7 +1,8 @@
 """The trial objects a search space samples from: the ``SuggestingTrial`` protocol and the two
 stand-ins the package answers ``suggest_*`` calls with itself.
 
-``optuna.Trial``, ``optuna.trial.FixedTrial``, ``CheckingTrial``, ``LeastShrinkingTrial`` and
+``optuna.Trial``, ``optuna.trial.FixedTrial``, ``CheckingTrial``, ``SpecValuesTrial``,
+``LeastShrinkingTrial`` and
 ``nas_mnist.searching.keras_tuner.HyperParametersTrial`` all satisfy ``SuggestingTrial``.
 """
 
@@ -101,6 +102,54 @@ class CheckingTrial:
             inside = abs(k - round(k)) < 1e-8  # Optuna's FloatDistribution._contains
         self.outside |= not inside
         return value
+
+
+class SpecValuesTrial:
+    """Answers each ``suggest_*`` with a spec's own value (``values``), noting which answers lie
+    in what was asked (``inside``); for the names in ``forward``, asks ``trial`` instead (an
+    ``optuna.Trial`` whose enqueued params hold those values), so that Optuna records them.
+
+    Used for a baseline outside the space: its shared params that lie in the space (optimizer,
+    learning_rate, ...) are its honest Optuna params (``sampling.shared_params_for_spec``).
+
+    Raises (from ``suggest_*``):
+        KeyError: a param that ``values`` does not hold.
+    """
+
+    def __init__(self, values: dict[str, Any], trial: SuggestingTrial | None = None,
+                 forward: Sequence[str] = ()) -> None:
+        self.values = values
+        self.trial = trial
+        self.forward = set(forward)
+        self.inside: dict[str, bool] = {}
+
+    def _answer(self, kind: str, name: str, *args: Any, **kwargs: Any) -> Any:
+        if name not in self.values:
+            raise KeyError(name)
+        check = CheckingTrial({name: self.values[name]})
+        getattr(check, kind)(name, *args, **kwargs)
+        self.inside[name] = not check.outside
+        if self.trial is not None and name in self.forward:
+            return getattr(self.trial, kind)(name, *args, **kwargs)
+        return self.values[name]
+
+    def suggest_categorical(
+        self, name: str, choices: Sequence[CategoricalChoiceType]
+    ) -> CategoricalChoiceType:
+        """The spec's value (``trial``'s for a forwarded name)."""
+        return self._answer("suggest_categorical", name, choices)
+
+    def suggest_int(
+        self, name: str, low: int, high: int, *, step: int = 1, log: bool = False
+    ) -> int:
+        """The spec's value (``trial``'s for a forwarded name)."""
+        return self._answer("suggest_int", name, low, high, step=step, log=log)
+
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
+    ) -> float:
+        """The spec's value (``trial``'s for a forwarded name)."""
+        return self._answer("suggest_float", name, low, high, step=step, log=log)
 
 
 class LeastShrinkingTrial:

@@ -1,8 +1,10 @@
 """Seed the documented baselines into a study as its first trials, within the trial budget.
 
 A baseline inside the active search space is enqueued with the params that reproduce it, so the
-sampler learns from it like from any trial. A baseline outside the space is enqueued with no
-params; the objective trains its catalog spec as is. Both carry the user attribute
+sampler learns from it like from any trial. A baseline outside the space is enqueued with the
+shared params of its spec that lie in the space (optimizer, learning_rate, batch size, training
+levers: the searched params that honestly apply to it, so parameter plots can place it); the
+objective records them and trains its catalog spec as is. Both carry the user attribute
 ``baseline=<name>`` (and ``in_space``), which the objective copies to an MLflow tag.
 
 Which baselines, in which order, and how many (``--baselines``):
@@ -194,8 +196,9 @@ def seed_baselines(
         params = space.params_for_spec(baseline.spec)
         if params is None and plan.in_space_only:
             continue
+        # Outside the space: the shared params that apply to it (spec_for_trial records them).
         study.enqueue_trial(
-            params or {},
+            params if params is not None else space.shared_params_for_spec(baseline.spec),
             user_attrs={BASELINE_ATTR: baseline.name, IN_SPACE_ATTR: params is not None},
         )
         enqueued.append(baseline.name)
@@ -229,4 +232,7 @@ def spec_for_trial(trial: Any, space: SearchSpace) -> ArchitectureSpec:
                 f"baseline {name}'s enqueued params no longer give its spec in "
                 f"{space.describe()}; was the space file changed?"
             )
+    else:  # outside the space: its shared params that lie in it, recorded as Optuna params
+        space.record_shared_params(trial, baseline.spec,
+                                   space.shared_params_for_spec(baseline.spec))
     return baseline.spec

@@ -193,3 +193,31 @@ def test_seeded_baselines_rebuild_their_specs_through_a_sqlite_storage(space, tm
         assert space.suggest(trial) == get_baseline(name).spec
         study.tell(trial, 0.5)
     assert len(study.trials) == 5
+
+
+def test_a_baseline_outside_the_space_records_the_searched_params_that_apply_to_it(space):
+    """small_cnn holds no seed's architecture, but its optimizers and learning rates: an
+    out-of-space baseline gets those of its params that lie in the space, no others."""
+    small = load_search_space("small_cnn")
+    study = new_study()
+    seed_baselines(study, small, seeding_plan("s002_m1,s004_linear"))
+    search(study, small, 2)
+    for trial in study.trials:
+        baseline = get_baseline(trial.user_attrs[BASELINE_ATTR])
+        assert not trial.user_attrs[IN_SPACE_ATTR] and trial.state == TrialState.COMPLETE
+        honest = small.shared_params_for_spec(baseline.spec)
+        assert trial.params == honest and trial.params  # recorded by Optuna, same values
+        assert trial.params["optimizer"] == baseline.spec.optimizer.name
+        for name, distribution in trial.distributions.items():  # each value is in the space
+            assert distribution._contains(distribution.to_internal_repr(trial.params[name]))
+    adadelta, sgd = (t.params for t in study.trials)
+    assert adadelta == {"optimizer": "adadelta", "learning_rate_adadelta": 1.0, "batch_size": 128}
+    assert sgd == {"optimizer": "sgd", "batch_size": 100}  # its rate 0.5 is above the range
+    # A value outside the space is left out: a learning rate above small_cnn's range.
+    import dataclasses
+
+    spec = get_baseline("s002_m1").spec
+    fast = dataclasses.replace(spec, optimizer=dataclasses.replace(spec.optimizer,
+                                                                   learning_rate=50.0))
+    assert f"learning_rate_{spec.optimizer.name}" not in small.shared_params_for_spec(fast)
+    assert "optimizer" in small.shared_params_for_spec(fast)
