@@ -18,6 +18,11 @@ from nas_mnist.study.storage_url import StorageError, StorageURL
 __all__ = ["StorageError", "StorageURL", "TornJournalError", "load_existing_study",
            "make_storage", "validate_storage_url"]
 
+SQLITE_BUSY_TIMEOUT = 30.0
+"""Seconds a SQLite connection waits for another one's write lock before "database is locked"
+(Python's ``sqlite3`` waits 5 s): the heartbeat thread writes beside the trials, and on a loaded
+2-core machine a write once waited longer than 5 s while a stopped search failed its trial."""
+
 HEARTBEAT_INTERVAL = 30
 """Seconds between a running trial's heartbeats on RDB storages (Optuna's heartbeat)."""
 
@@ -84,6 +89,11 @@ def validate_storage_url(url: str, must_exist: bool = False) -> str:
     return StorageURL.parse(url, must_exist=must_exist).url
 
 
+def _sqlite_kwargs(url: str) -> dict:
+    """``create_engine`` arguments for a SQLite URL (``SQLITE_BUSY_TIMEOUT``); none otherwise."""
+    return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}} if url.startswith("sqlite") else {}
+
+
 def make_storage(
     url: str | StorageURL,
     on_stale_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
@@ -122,7 +132,7 @@ def make_storage(
                     heartbeat_interval=HEARTBEAT_INTERVAL,
                     grace_period=HEARTBEAT_GRACE_PERIOD,
                     heartbeat_stale_trial_callback=on_stale_trial,
-                    engine_kwargs=engine_kwargs(parsed.url),
+                    engine_kwargs=engine_kwargs(parsed.url) or _sqlite_kwargs(parsed.url),
                 )
         except SQLAlchemyError as exc:
             if isinstance(exc, OperationalError) and server_kind(parsed.url):
