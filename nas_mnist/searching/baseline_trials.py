@@ -233,6 +233,7 @@ def spec_for_trial(trial: Any, space: SearchSpace) -> ArchitectureSpec:
                 f"{space.describe()}; was the space file changed?"
             )
     else:  # outside the space: its shared params that lie in it, recorded as Optuna params
-        space.record_shared_params(trial, baseline.spec,
-                                   space.shared_params_for_spec(baseline.spec))
+        honest = space.shared_params_for_spec(baseline.spec)
+        if honest:  # none when the space's shared sections do not fit it at all
+            space.record_shared_params(trial, baseline.spec, honest)
     return baseline.spec

@@ -221,3 +221,16 @@ def test_a_baseline_outside_the_space_records_the_searched_params_that_apply_to_
                                                                    learning_rate=50.0))
     assert f"learning_rate_{spec.optimizer.name}" not in small.shared_params_for_spec(fast)
     assert "optimizer" in small.shared_params_for_spec(fast)
+
+
+def test_a_baseline_whose_optimizer_the_space_lacks_gets_no_params(tmp_path):
+    import yaml
+    from support import SMALL_SPACE  # adam only
+
+    (tmp_path / "small.yaml").write_text(yaml.safe_dump(SMALL_SPACE))
+    small = load_search_space(tmp_path / "small.yaml")
+    assert small.shared_params_for_spec(get_baseline("s004_linear").spec) == {}  # sgd
+    study = new_study()
+    seed_baselines(study, small, seeding_plan("s004_linear"))
+    search(study, small, 1)
+    assert study.trials[0].state == TrialState.COMPLETE and study.trials[0].params == {}

@@ -34,9 +34,9 @@ TINY = {  # every trial trains (no invalid architectures), in seconds
 }
 
 
-def _search(folder: Path, data: Path, trials: int) -> subprocess.Popen:
+def _search(folder: Path, data: Path, trials: int, epochs: int = 1) -> subprocess.Popen:
     command = [sys.executable, "-m", "nas_mnist", "search", "--jobs", "2", "--trials",
-               str(trials), "--trials-per-worker", "2", "--epochs", "1",
+               str(trials), "--trials-per-worker", "2", "--epochs", str(epochs),
                "--max-train-samples", "2000", "--data", str(data), "--space", "tiny.yaml",
                "--storage", "journal:///s.log", "--study-name", "demo", "--baselines", "none",
                "--tracking-uri", f"sqlite:///{folder / 'm.db'}", "--no-progress"]
@@ -124,7 +124,9 @@ def _alive(pid: int) -> bool:
 
 def test_workers_stop_when_their_supervisor_is_sigkilled(tmp_path, real_mnist_path):
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
-    search = _search(tmp_path, real_mnist_path, 3)
+    # 4 epochs: a 1-epoch trial (2 s) once completed between being seen RUNNING and the kill,
+    # on a loaded machine (the study is read and the workers listed in between).
+    search = _search(tmp_path, real_mnist_path, 3, epochs=4)
     deadline = time.monotonic() + 300
     victim, workers = None, []
     while victim is None and time.monotonic() < deadline and search.poll() is None:
@@ -147,7 +149,7 @@ def test_workers_stop_when_their_supervisor_is_sigkilled(tmp_path, real_mnist_pa
     assert interrupted.state == TrialState.FAIL  # closed by its own worker, not trained on
     assert interrupted.user_attrs[REASON_ATTR] == "interrupted"
 
-    search = _search(tmp_path, real_mnist_path, 3)  # the same command finishes the study
+    search = _search(tmp_path, real_mnist_path, 3, epochs=4)  # the same command finishes it
     output = search.communicate(timeout=600)[0]
     assert search.returncode == 0, output
     assert "Traceback" not in output
