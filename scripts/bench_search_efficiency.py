@@ -26,17 +26,15 @@ timeout`` gives them ``--timeout BUDGET`` instead (trials start until the budget
 run at the budget. Their trials are read back with ``optuna.load_study``: start and end are
 ``datetime_start`` and ``datetime_complete`` minus the subprocess's start time.
 
-``keras-tuner`` has no ``--time-budget``; it gets ``--timeout BUDGET``, but the KerasTuner engine
-does not read ``--timeout`` (``searching.keras_tuner.run_keras_tuner_search`` builds its
-``TunerConfig`` without it), so this script sends SIGINT at the budget itself: the trial
-running then is cut off and is left out. Its trials are read from MLflow, where that engine
+``keras-tuner`` has no ``--time-budget``; it gets ``--timeout BUDGET`` (the KerasTuner engine
+starts no trial after it, and repeats Hyperband's brackets until then), and this script also
+sends SIGINT at the budget: a trial cut off then is left out. Its trials are
+read from MLflow, where that engine
 records them (one nested run per trial: the run's ``start_time`` and ``end_time``, the
 ``state`` tag, the metrics ``best_val_accuracy``, ``test_accuracy``, ``num_params`` and
 ``epochs_trained``); KerasTuner's own ``trial.json`` files hold no times. A run's end is after
 its test evaluation and MLflow upload. Hyperband trials that trained fewer than ``--epochs``
-epochs count with the val_accuracy they reached (they are models the search found). Also, with
-KerasTuner's ``hyperband_iterations=1`` (the CLI's) a small ``--epochs`` makes one Hyperband
-iteration short: the search may end well before the budget (the table's ``job s`` says when).
+epochs count with the val_accuracy they reached (they are models the search found).
 
 Output in ``--out``: ``trials.csv``, ``runs.csv`` (method, seed, job_s: the job's wall-clock
 seconds, ended: its exit), ``anytime.png`` and ``summary.md`` (also printed), and each

@@ -115,6 +115,8 @@ class TunerConfig:
         max_epochs_total: stop starting trials once the trials trained this many epochs in all
             (an epoch budget, as ``scripts/compare_engines.py`` uses).
         hyperband_iterations: KerasTuner's ``hyperband_iterations`` (full Hyperband runs).
+        timeout: seconds from the tuner's creation after which no trial starts (the running
+            one finishes), as Optuna's ``timeout``; None: none.
     """
 
     name: str
@@ -126,6 +128,7 @@ class TunerConfig:
     overwrite: bool = False
     max_epochs_total: int | None = None
     hyperband_iterations: int = 1
+    timeout: float | None = None
 
 
 @dataclass
@@ -206,7 +209,8 @@ class SpaceHyperModel(kt.HyperModel):
 class TrialTracking:
     """What nas-mnist adds to a KerasTuner tuner (a mixin, listed before the tuner class): each
     trial gets a seed, an MLflow run closed with its state and a ``TrialRecord`` in ``records``,
-    and the tuner stops once ``config.max_epochs_total`` epochs were trained.
+    and the tuner starts no trial once ``config.max_epochs_total`` epochs were trained or
+    ``config.timeout`` seconds have passed.
 
     A trial that fails (an impossible architecture, a NaN loss, ...) is recorded, then returns
     the worst objective (-inf) instead of raising, and ``on_trial_end`` marks it FAILED before
@@ -227,6 +231,7 @@ class TrialTracking:
         self.runs = runs
         self.records: list[TrialRecord] = []
         self._failures: dict[str, str] = {}
+        self._started = time.monotonic()  # for config.timeout
 
     def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> Any:
         """Run KerasTuner's trial with a fresh Keras state, the trial's seed and an MLflow run;
@@ -289,7 +294,10 @@ class TrialTracking:
             number=running.number, state=state, reason=reason,
             seconds=time.perf_counter() - running.started))
         spent = sum(r.epochs_trained for r in self.records)
-        if self.config.max_epochs_total is not None and spent >= self.config.max_epochs_total:
+        timed_out = (self.config.timeout is not None
+                     and time.monotonic() - self._started >= self.config.timeout)
+        if timed_out or (self.config.max_epochs_total is not None
+                         and spent >= self.config.max_epochs_total):
             self.oracle.max_trials = len(self.oracle.trials)  # the next trial is STOPPED
         if running.run is not None:
             running.run.tracker.end_trial_run(running.run.run_id, state, reason or None)
@@ -383,8 +391,11 @@ def run_keras_tuner_search(
     experiment_id, parent_run_id = start_parent_run(tracker, settings.study_name, settings.tuner)
     record_parent_params(tracker, parent_run_id,
                          settings_record(settings, data_fingerprint(settings.data)))
+    # Hyperband repeats its brackets until --trials or --timeout ends the search: with one
+    # iteration, 2 epochs made a bracket of 2 trials and the search ended after them.
     config = TunerConfig(settings.tuner, settings.epochs, settings.trials, settings.seed,
-                         settings.tuner_dir, settings.study_name)
+                         settings.tuner_dir, settings.study_name,
+                         hyperband_iterations=max(1, settings.trials), timeout=settings.timeout)
     status = "FINISHED"
     try:  # from here on, the parent run is closed whatever happens
         tuner = make_tuner(config, space, data, StudyRuns(tracker, experiment_id, parent_run_id))

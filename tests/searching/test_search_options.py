@@ -133,9 +133,9 @@ def test_keras_tuner_engine_logs_trials_to_mlflow_like_optuna(workdir, real_mnis
     assert main(args) == 0
     assert Path("keras_tuner/demo").is_dir()
     parents, children = mlflow_runs(mlflow_uri(), "demo")
-    # Random search runs --trials trials; Hyperband stops earlier when its own schedule (2
-    # epochs at most: 2 models) is done.
-    assert len(parents) == 1 and len(children) == (3 if tuner == "random" else 2)
+    # Both run --trials trials: Hyperband repeats its brackets (at 2 epochs one bracket holds
+    # 2 models; with a single iteration it stopped after them).
+    assert len(parents) == 1 and len(children) == 3
     client = MlflowClient(mlflow_uri())
     complete = 0
     for run in children:
@@ -156,6 +156,24 @@ def test_keras_tuner_engine_logs_trials_to_mlflow_like_optuna(workdir, real_mnis
         names = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"spec.json", "learning_curves.png"} <= names
     assert complete >= 1
+
+
+def test_keras_tuner_starts_no_trial_after_its_timeout(tmp_path):
+    from support import random_splits
+
+    from nas_mnist.search_space.space import load_search_space
+    from nas_mnist.searching.keras_tuner import RunningTrial, TunerConfig, make_tuner
+
+    def tuner(timeout):
+        config = TunerConfig("hyperband", 2, 50, 0, tmp_path, f"t{timeout}",
+                             hyperband_iterations=50, timeout=timeout)
+        made = make_tuner(config, load_search_space("small_cnn"), random_splits(60))
+        made._end(RunningTrial(0), "complete", "")  # a trial ended
+        return made
+
+    assert tuner(None).oracle.max_trials == 50
+    assert tuner(3600).oracle.max_trials == 50  # time left: trials go on
+    assert tuner(0).oracle.max_trials == 0  # the next trial is STOPPED (none started yet)
 
 
 def test_keras_tuner_hyperparameters_sample_the_default_space():
