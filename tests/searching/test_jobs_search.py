@@ -14,7 +14,7 @@ import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
-from support import REPO_ROOT, mlflow_runs
+from support import REPO_ROOT, TINY_SPACE, mlflow_runs
 
 from nas_mnist.processes.quiet_start import TENSORFLOW_STARTUP_NOISE
 from nas_mnist.study.storage import make_storage
@@ -22,16 +22,8 @@ from nas_mnist.trial_attributes import REASON_ATTR, RUN_ATTR, WORKER_ATTR
 
 pytestmark = pytest.mark.slow
 
-TINY = {  # every trial trains (no invalid architectures), in seconds
-    "name": "tiny",
-    "conv": {"depth": [2], "filters": [4, 8], "kernel_size": [3], "padding": ["same"]},
-    "pooling": {"every": [1], "pool_size": 2, "padding": "valid"},
-    "batch_norm": ["none"],
-    "dense": {"num_layers": 1, "units": [16]},
-    "optimizer": {"name": ["adam"],
-                  "learning_rate": {"adam": {"low": 1e-3, "high": 1e-2, "log": True}}},
-    "batch_size": [128],
-}
+# every trial trains (no invalid architectures), in seconds: support's tiny space, 2 conv layers
+TINY = {**TINY_SPACE, "conv": {**TINY_SPACE["conv"], "depth": [2]}}
 
 
 def _search(folder: Path, data: Path, trials: int, epochs: int = 1) -> subprocess.Popen:
