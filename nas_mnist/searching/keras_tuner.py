@@ -117,6 +117,8 @@ class TunerConfig:
         hyperband_iterations: KerasTuner's ``hyperband_iterations`` (full Hyperband runs).
         timeout: seconds from the tuner's creation after which no trial starts (the running
             one finishes), as Optuna's ``timeout``; None: none.
+        max_params: specs with more parameters end as pruned ("too_large: ...") before their
+            model is built, as in the Optuna engine (``--max-params``); None: no limit.
     """
 
     name: str
@@ -129,6 +131,7 @@ class TunerConfig:
     max_epochs_total: int | None = None
     hyperband_iterations: int = 1
     timeout: float | None = None
+    max_params: int | None = None
 
 
 @dataclass
@@ -168,7 +171,8 @@ class SpaceHyperModel(kt.HyperModel):
 
         Raises:
             keras_tuner.errors.FailedTrialError: an impossible architecture
-                ("invalid_architecture: ...").
+                ("invalid_architecture: ..."), or a spec over ``config.max_params``
+                ("too_large: ..."; checked on the spec, before a model is built).
         """
         from nas_mnist.model.builder import build_model, compile_model
         from nas_mnist.model.training import learning_rate_for
@@ -177,6 +181,10 @@ class SpaceHyperModel(kt.HyperModel):
             spec = self.space.suggest(HyperParametersTrial(hp))
         except SpecError as exc:
             raise kt.errors.FailedTrialError(f"invalid_architecture: {exc}") from None
+        limit = self.config.max_params
+        if limit is not None and spec.num_params > limit:
+            raise kt.errors.FailedTrialError(
+                f"too_large: {spec.num_params:,} params exceed --max-params {limit:,}")
         self.spec = spec
         steps = math.ceil(self.data.num_train / spec.batch_size)
         return compile_model(build_model(spec), spec,
@@ -395,7 +403,8 @@ def run_keras_tuner_search(
     # iteration, 2 epochs made a bracket of 2 trials and the search ended after them.
     config = TunerConfig(settings.tuner, settings.epochs, settings.trials, settings.seed,
                          settings.tuner_dir, settings.study_name,
-                         hyperband_iterations=max(1, settings.trials), timeout=settings.timeout)
+                         hyperband_iterations=max(1, settings.trials), timeout=settings.timeout,
+                         max_params=settings.max_params)
     status = "FINISHED"
     try:  # from here on, the parent run is closed whatever happens
         tuner = make_tuner(config, space, data, StudyRuns(tracker, experiment_id, parent_run_id))

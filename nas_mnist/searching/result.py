@@ -12,6 +12,9 @@ NOTHING_TRAINED_ADVICE = ("use a larger search space, raise or drop --max-params
                           "space file (--space); the note column says why each trial ended")
 """What to do when no trial of a search trained (``SearchResult.nothing_trained``)."""
 
+TIME_REASONS = ("time_budget",)
+"""Trial reasons that a time limit explains: the trials ran out of time, not of space."""
+
 HTML_ROWS = 10
 """Leaderboard rows in ``SearchResult``'s Jupyter view (all of them: ``result.leaderboard``)."""
 
@@ -72,14 +75,28 @@ class SearchResult:
             return None
         frame = self.leaderboard
         if frame is None or frame.empty:
-            return f"no trial trained: no trial ran; {NOTHING_TRAINED_ADVICE}"
+            advice = self._time_advice() or NOTHING_TRAINED_ADVICE
+            return f"no trial trained: no trial ran; {advice}"
         states = Counter(str(s) for s in frame["state"])
         notes = frame["reason"].fillna("") if "reason" in frame else frame["state"]
         reasons = Counter(str(r).split(":", 1)[0].strip() or "no reason" for r in notes)
         how = ", ".join(f"{n} {state}" for state, n in states.most_common())
         why = ", ".join(f"{reason} x{n}" for reason, n in reasons.most_common(3))
+        advice = self._time_advice() if set(reasons) <= set(TIME_REASONS) else None
         return (f"no trial trained: {len(frame)} trial(s) ran and none completed ({how}; "
-                f"{why}); {NOTHING_TRAINED_ADVICE}")
+                f"{why}); {advice or NOTHING_TRAINED_ADVICE}")
+
+    def _time_advice(self) -> str | None:
+        """What to do when the search's time limit, not the space, left no trial trained: the
+        limit said as given; None without ``timeout`` or ``time_budget``."""
+        budget, timeout = self.settings.time_budget, self.settings.timeout
+        if budget is not None:
+            return (f"--time-budget {budget} ran out before a trial could finish in it (each "
+                    "trial starts only if its projected time fits); raise --time-budget")
+        if timeout is not None:
+            return (f"--timeout {timeout:g} s ran out before a trial started (the start-up, "
+                    "loading data and starting workers, counts towards it); raise --timeout")
+        return None
 
     def _finished(self) -> int:
         """Trials that count towards ``--trials`` (``trial_counts.count_finished``)."""

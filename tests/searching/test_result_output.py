@@ -85,10 +85,11 @@ def test_live_bars_log_no_trial_lines(caplog):
     assert caplog.records == [] and progress.best == 0.9
 
 
-def _result(study: optuna.Study, **fields) -> SearchResult:
+def _result(study: optuna.Study, settings: SearchSettings | None = None, **fields
+            ) -> SearchResult:
     return SearchResult(study=study, leaderboard=leaderboard(study), best_trial=best_trial(study),
                         parent_run_id="p", experiment_id="1", tracking_uri="sqlite:///m.db",
-                        settings=SearchSettings(study_name="demo"), **fields)
+                        settings=settings or SearchSettings(study_name="demo"), **fields)
 
 
 def test_result_repr_is_one_short_line():
@@ -138,6 +139,24 @@ def test_a_search_that_trained_nothing_says_so_in_its_result():
     assert "--max-params" in line and "--space" in line
     assert line in result.summary().splitlines()
     assert "no trial trained" in repr(result) and "FrozenTrial" not in repr(result)
+
+
+def test_a_search_whose_time_limit_ran_out_says_so_not_to_enlarge_the_space():
+    empty = optuna.create_study(direction="maximize")
+    line = _result(empty, SearchSettings(study_name="demo", timeout=5)).nothing_trained()
+    assert line.startswith("no trial trained: no trial ran; --timeout 5 s ran out before a "
+                           "trial started"), line
+    assert line.endswith("raise --timeout") and "--space" not in line
+    assert "larger search space" in _result(empty).nothing_trained()  # no time limit: the space
+
+    refused = optuna.create_study(direction="maximize")
+    refused.add_trial(_trial(0, TrialState.FAIL, reason="time_budget: it projects ~90 s"))
+    budget = SearchSettings(study_name="demo", time_budget="2m")
+    line = _result(refused, budget).nothing_trained()
+    assert "(1 fail; time_budget x1); --time-budget 2m ran out" in line, line
+    assert line.endswith("raise --time-budget") and "--space" not in line
+    refused.add_trial(_trial(1, TrialState.PRUNED, reason="too_large: 9,000 params"))
+    assert "larger search space" in _result(refused, budget).nothing_trained()
 
 
 def test_cli_search_whose_trials_were_all_too_large_exits_1_with_one_line(

@@ -176,6 +176,32 @@ def test_keras_tuner_starts_no_trial_after_its_timeout(tmp_path):
     assert tuner(0).oracle.max_trials == 0  # the next trial is STOPPED (none started yet)
 
 
+def test_keras_tuner_ends_a_spec_over_max_params_before_building_it(tmp_path, monkeypatch):
+    import keras_tuner as kt
+    from support import random_splits
+
+    import nas_mnist.model.builder as builder
+    from nas_mnist.search_space.space import load_search_space
+    from nas_mnist.searching.keras_tuner import TunerConfig, make_tuner
+
+    def tuner(max_params):
+        config = TunerConfig("random", 1, 5, 0, tmp_path, f"p{max_params}", max_params=max_params)
+        return make_tuner(config, load_search_space("small_cnn"), random_splits(60))
+
+    built = []
+    real_build = builder.build_model
+    monkeypatch.setattr(builder, "build_model", lambda spec: built.append(spec) or real_build(spec))
+    hp = kt.HyperParameters()
+    model = tuner(None).hypermodel.build(hp)  # KerasTuner's defaults: the lowest values
+    assert built and model.count_params() == built[0].num_params
+    calls, limit = len(built), built[0].num_params - 1
+    with pytest.raises(kt.errors.FailedTrialError,
+                       match=rf"^too_large: {built[0].num_params:,} params exceed "
+                             rf"--max-params {limit:,}$"):
+        tuner(limit).hypermodel.build(kt.HyperParameters())
+    assert len(built) == calls  # refused on the spec: no model was built
+
+
 def test_keras_tuner_hyperparameters_sample_the_default_space():
     import keras_tuner as kt
 
