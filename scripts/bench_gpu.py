@@ -199,7 +199,10 @@ def run_jobs(args: argparse.Namespace) -> None:
             if out.returncode != 0:
                 print(out.stderr[-2000:], file=sys.stderr)
             storage = JournalStorage(JournalFileBackend(f"{folder}/study.log"))
-            trials = optuna.load_study(study_name="bench", storage=storage).trials
+            try:
+                trials = optuna.load_study(study_name="bench", storage=storage).trials
+            except KeyError:  # the search failed before it made its study: a row of zeros
+                trials = []
         complete = sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
         row = {"jobs": jobs, "window_s": args.window, "command_s": round(seconds, 1),
                "complete_trials": complete, "finished_trials": sum(t.state.is_finished()
