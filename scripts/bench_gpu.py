@@ -18,6 +18,7 @@ the compilation and is left out.
 study with the same seed and settings (so the same sampled specs come first), stopped by
 ``--timeout``; the whole command is timed (start-up and the last trials' finish included).
 Trials pruned as impossible architectures finish in milliseconds, so only complete trials count.
+``--max-params N`` passes ``--max-params`` on (the CPU smoke test keeps its trials small with it).
 
     KERAS_BACKEND=jax python scripts/bench_gpu.py epochs --data mnist.npz --csv epochs.csv
     KERAS_BACKEND=jax python scripts/bench_gpu.py augmentation --data mnist.npz --csv aug.csv
@@ -175,6 +176,8 @@ def search_command(args: argparse.Namespace, jobs: int, folder: str) -> list[str
            "--tracking-uri", f"sqlite:///{folder}/mlflow.db"]
     if args.max_train_samples:
         cmd += ["--max-train-samples", str(args.max_train_samples)]
+    if args.max_params:
+        cmd += ["--max-params", str(args.max_params)]
     return cmd
 
 
@@ -254,6 +257,7 @@ def main() -> None:
         p.add_argument("--mixed", type=int, default=0)
         p.add_argument("--jobs", default="1,2,4", help="--jobs values, comma-separated")
         p.add_argument("--window", type=int, default=40, help="search --timeout, seconds")
+        p.add_argument("--max-params", type=int, help="jobs: search --max-params (default none)")
     p = sub.add_parser("table")
     p.add_argument("--epochs-csv")
     p.add_argument("--jobs-csv")

@@ -49,7 +49,7 @@ export PYTHONUNBUFFERED=1
 if [[ $smoke == 1 ]]; then
   epochs_flags=(--epochs 2 --max-train-samples 1000 --steps-without-xla 3)
   aug_flags=(--epochs 2 --max-train-samples 500)
-  jobs_flags=(--epochs 1 --max-train-samples 500 --window 15 --jobs 1,2)
+  jobs_flags=(--epochs 1 --max-train-samples 500 --window 15 --jobs 1,2 --max-params 300000)
   search_flags=(--trials 2 --epochs 1 --max-train-samples 500)
 else
   epochs_flags=(--epochs 4)
