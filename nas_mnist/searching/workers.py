@@ -117,9 +117,15 @@ def _interrupt_once() -> None:
     A ``KeyboardInterrupt`` raised while Python runs a garbage-collection callback or a
     ``__del__`` (JAX's, TensorFlow's) is swallowed by Python as "Exception ignored in", with a
     traceback: then the handler is re-armed and the signal sent again, quietly, so that the
-    interrupt reaches the trial after all.
+    interrupt reaches the trial after all. A stop signal that comes while that hook runs (the
+    parent-death SIGTERM and the watcher's, one after the other) raises nothing there: raised in
+    the hook, Python would print it as a traceback and drop it; the resent signal follows.
     """
+    in_hook = threading.Event()
+
     def on_signal(signum: int, frame: Any) -> None:
+        if in_hook.is_set():
+            return  # the hook's timer sends SIGTERM again in a moment
         for stop in STOP_SIGNALS:
             signal.signal(stop, _ignore)
         note_stop_signal(signum)  # an error a library makes of it is still the interruption
@@ -131,10 +137,14 @@ def _interrupt_once() -> None:
         if isinstance(unraisable.exc_value, KeyboardInterrupt):
             if _finished.is_set():
                 return
-            for stop in STOP_SIGNALS:
-                signal.signal(stop, on_signal)
-            # Sent from a thread, a moment later: raised here, it would be swallowed again.
-            threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM)).start()
+            in_hook.set()
+            try:
+                for stop in STOP_SIGNALS:
+                    signal.signal(stop, on_signal)
+                # Sent from a thread, a moment later: raised here, it would be swallowed again.
+                threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM)).start()
+            finally:
+                in_hook.clear()
             return
         previous_hook(unraisable)
 

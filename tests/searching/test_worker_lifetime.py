@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -97,6 +98,36 @@ def test_an_interrupt_swallowed_by_a_finalizer_is_raised_again():
         workers._interrupt_once()
         with pytest.raises(KeyboardInterrupt):
             Finalized()  # dropped at once: its __del__ runs
+            for _ in range(100):
+                time.sleep(0.01)
+    finally:
+        sys.unraisablehook = hook
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def test_a_stop_signal_during_the_resend_hook_raises_nothing_there_and_the_interrupt_follows(
+        monkeypatch):
+    # The parent-death SIGTERM and the watcher's came one after the other: the second reached
+    # the re-armed handler while the hook started its timer, and its KeyboardInterrupt was
+    # printed as "Exception ignored in sys.unraisablehook" (a traceback) instead of stopping.
+    class Unraisable:
+        exc_value = KeyboardInterrupt()
+
+    real_timer = threading.Timer
+
+    def timer_hit_by_a_signal(*args):
+        signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)  # raises nothing in the hook
+        return real_timer(*args)
+
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    hook = sys.unraisablehook
+    try:
+        workers._interrupt_once()
+        monkeypatch.setattr(workers.threading, "Timer", timer_hit_by_a_signal)
+        sys.unraisablehook(Unraisable())  # returns: nothing raised inside the hook
+        monkeypatch.setattr(workers.threading, "Timer", real_timer)
+        with pytest.raises(KeyboardInterrupt):  # the resent SIGTERM, outside the hook
             for _ in range(100):
                 time.sleep(0.01)
     finally:
