@@ -66,48 +66,48 @@ def test_a_worker_stops_when_its_supervisor_is_sigkilled():
             os.kill(worker_pid, signal.SIGKILL)
 
 
-def test_a_second_stop_signal_during_the_clean_up_finds_a_python_handler():
+@pytest.fixture
+def handlers_restored():
+    """The stop signals' handlers and ``sys.unraisablehook`` as they were, after the test
+    (``workers._interrupt_once`` replaces them)."""
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    hook = sys.unraisablehook
+    yield
+    sys.unraisablehook = hook
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+
+
+def test_a_second_stop_signal_during_the_clean_up_finds_a_python_handler(handlers_restored):
     # Python reports "OSError: Signal 15 ignored due to race condition" (with a traceback) when a
     # signal already pending finds its handler set to SIG_IGN or SIG_DFL: the worker's later
     # handler must be a Python function that does nothing.
-    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    try:
-        workers._interrupt_once()
-        with pytest.raises(KeyboardInterrupt):
-            signal.getsignal(signal.SIGINT)(signal.SIGINT, None)  # the terminal's Ctrl-C
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            later = signal.getsignal(signum)
-            assert callable(later)  # not SIG_IGN / SIG_DFL
-            assert later(signum, None) is None  # the supervisor's SIGTERM: ignored
-        signal.raise_signal(signal.SIGTERM)  # a real one: nothing happens
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    workers._interrupt_once()
+    with pytest.raises(KeyboardInterrupt):
+        signal.getsignal(signal.SIGINT)(signal.SIGINT, None)  # the terminal's Ctrl-C
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        later = signal.getsignal(signum)
+        assert callable(later)  # not SIG_IGN / SIG_DFL
+        assert later(signum, None) is None  # the supervisor's SIGTERM: ignored
+    signal.raise_signal(signal.SIGTERM)  # a real one: nothing happens
 
 
-def test_an_interrupt_swallowed_by_a_finalizer_is_raised_again():
+def test_an_interrupt_swallowed_by_a_finalizer_is_raised_again(handlers_restored):
     # JAX's garbage-collection callback ran when SIGTERM came: Python swallowed the
     # KeyboardInterrupt ("Exception ignored in", a traceback) and the worker trained on.
     class Finalized:
         def __del__(self):
             signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
 
-    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    hook = sys.unraisablehook
-    try:
-        workers._interrupt_once()
-        with pytest.raises(KeyboardInterrupt):
-            Finalized()  # dropped at once: its __del__ runs
-            for _ in range(100):
-                time.sleep(0.01)
-    finally:
-        sys.unraisablehook = hook
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    workers._interrupt_once()
+    with pytest.raises(KeyboardInterrupt):
+        Finalized()  # dropped at once: its __del__ runs
+        for _ in range(100):
+            time.sleep(0.01)
 
 
 def test_a_stop_signal_during_the_resend_hook_raises_nothing_there_and_the_interrupt_follows(
-        monkeypatch):
+        monkeypatch, handlers_restored):
     # The parent-death SIGTERM and the watcher's came one after the other: the second reached
     # the re-armed handler while the hook started its timer, and its KeyboardInterrupt was
     # printed as "Exception ignored in sys.unraisablehook" (a traceback) instead of stopping.
@@ -120,17 +120,10 @@ def test_a_stop_signal_during_the_resend_hook_raises_nothing_there_and_the_inter
         signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)  # raises nothing in the hook
         return real_timer(*args)
 
-    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    hook = sys.unraisablehook
-    try:
-        workers._interrupt_once()
-        monkeypatch.setattr(workers.threading, "Timer", timer_hit_by_a_signal)
-        sys.unraisablehook(Unraisable())  # returns: nothing raised inside the hook
-        monkeypatch.setattr(workers.threading, "Timer", real_timer)
-        with pytest.raises(KeyboardInterrupt):  # the resent SIGTERM, outside the hook
-            for _ in range(100):
-                time.sleep(0.01)
-    finally:
-        sys.unraisablehook = hook
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    workers._interrupt_once()
+    monkeypatch.setattr(workers.threading, "Timer", timer_hit_by_a_signal)
+    sys.unraisablehook(Unraisable())  # returns: nothing raised inside the hook
+    monkeypatch.setattr(workers.threading, "Timer", real_timer)
+    with pytest.raises(KeyboardInterrupt):  # the resent SIGTERM, outside the hook
+        for _ in range(100):
+            time.sleep(0.01)
