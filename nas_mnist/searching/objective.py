@@ -149,10 +149,17 @@ class _TrialReporter(keras.callbacks.Callback):
         if epochs is not None and epoch + 1 >= epochs:
             return
         if self.trial.should_prune():
-            raise optuna.TrialPruned(
-                f"pruned after epoch {epoch + 1}: val_accuracy {value:.4f} is below the median "
-                "of earlier trials at this epoch"
-            )
+            raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}: val_accuracy {value:.4f} "
+                                     + _pruning_rule(self.trial.study.pruner))
+
+
+def _pruning_rule(pruner: optuna.pruners.BasePruner) -> str:
+    """Why ``pruner`` stops a trial, in the words of its rule (Optuna's pruner docs)."""
+    if isinstance(pruner, optuna.pruners.MedianPruner):
+        return "is below the median of earlier trials at this epoch"
+    if isinstance(pruner, optuna.pruners.HyperbandPruner):
+        return "is not in the top third of its Hyperband bracket's trials at this epoch"
+    return f"was stopped by the {type(pruner).__name__}"
 
 
 def _run_name(trial: optuna.Trial) -> str:

@@ -6,7 +6,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState, create_trial
 
-from nas_mnist.searching.objective import _NoListener, _TrialReporter
+from nas_mnist.searching.objective import _NoListener, _pruning_rule, _TrialReporter
 from nas_mnist.study.opening import make_pruner
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -50,6 +50,24 @@ def test_a_trial_is_never_pruned_at_its_last_epoch(pruner, keras_params):
     earlier = study.ask()
     with pytest.raises(optuna.TrialPruned, match="pruned after epoch 2: val_accuracy 0.5000"):
         reporter(earlier, keras_params).on_epoch_end(1, {"val_accuracy": 0.5})
+
+
+@pytest.mark.parametrize("pruner, rule", [
+    ("median", "is below the median of earlier trials at this epoch"),
+    ("threshold", "was stopped by the ThresholdPruner"),
+])
+def test_the_pruning_reason_names_the_rule_of_the_pruner_that_pruned(pruner, rule):
+    """A Hyperband search's trials were said to be "below the median"; each pruner's own rule."""
+    study = study_with_strong_trials(PRUNERS[pruner]())
+    with pytest.raises(optuna.TrialPruned) as pruned:
+        reporter(study.ask(), keras_params=False).on_epoch_end(1, {"val_accuracy": 0.5})
+    assert str(pruned.value) == f"pruned after epoch 2: val_accuracy 0.5000 {rule}"
+
+
+def test_hyperband_prunes_with_the_rule_of_its_brackets():
+    rule = _pruning_rule(make_pruner("hyperband", epochs=9))
+    assert rule == "is not in the top third of its Hyperband bracket's trials at this epoch"
+    assert "median" not in rule
 
 
 def test_without_pruning_nothing_is_reported():
