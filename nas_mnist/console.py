@@ -266,12 +266,17 @@ class RichProgress:
         self.progress.update(self.trials, status=best)
 
 
+# Long enough for every reason nas-mnist writes itself (a pruner's rule, the NaN advice, the time
+# budget's; up to about 120 characters), so that only a long exception message is cut.
+REASON_CHARS = 128
+
+
 def trial_line(trial: Any, finished: int, total: int, best: tuple[float, int] | None,
                skipped: int = 0) -> str:
     """One line on a finished trial, for logs where no progress bar is drawn, e.g.
     ``trial 12 complete: val_accuracy 0.9876 (s002_m1), 41 s; best 0.9901 (trial 7); 12 of 60
-    finished``; a pruned or failed trial gives its state and the start of its reason instead
-    of a value.
+    finished``; a pruned or failed trial gives its state and its reason (cut after
+    ``REASON_CHARS``) instead of a value.
 
     Args:
         trial: a finished ``optuna.trial.FrozenTrial``.
@@ -291,7 +296,7 @@ def trial_line(trial: Any, finished: int, total: int, best: tuple[float, int] | 
         head = f"trial {trial.number} complete: val_accuracy {shown}{label}{took}"
     else:
         reason = str(attrs.get(REASON_ATTR) or "no reason recorded")
-        reason = reason if len(reason) <= 64 else reason[:63] + "…"
+        reason = reason if len(reason) <= REASON_CHARS else reason[:REASON_CHARS - 1] + "…"
         head = f"trial {trial.number} {state}{label}{took}: {reason}"
     tail = (f"best {best[0]:.4f} (trial {best[1]})" if best is not None
             else "no best yet")

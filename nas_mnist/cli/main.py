@@ -191,10 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 INTERRUPTED = {
-    "search": "the running trial was marked failed and queued for one retry. Run the same "
-    "command again to resume.",
-    "retrain": "the running final model was marked failed and queued for one retry. Run the "
-    "same command again to finish.",
+    "search": "the running trial was marked failed and, unless it was a retry itself, queued "
+    "for one retry. Run the same command again to resume.",
+    "retrain": "the running final model was marked failed. Run the same command again to "
+    "finish: it trains every final model still missing.",
 }
 """What each command adds to its 'interrupted' line (the others write nothing half-made)."""
 

@@ -13,6 +13,8 @@ from optuna.trial import TrialState
 from support import search_args
 
 from nas_mnist.console import RichProgress, trial_line
+from nas_mnist.model.training import NanLossError
+from nas_mnist.searching.objective import _pruning_rule
 from nas_mnist.searching.result import SearchResult
 from nas_mnist.searching.runner import _trial_finished
 from nas_mnist.searching.settings import SearchSettings
@@ -44,6 +46,17 @@ def test_trial_lines_give_value_label_time_best_and_count():
     failed = _trial(14, TrialState.FAIL, reason="nan_loss: " + "x" * 200)
     line = trial_line(failed, 13, 60, (0.99, 1))
     assert line.startswith("trial 14 failed, 41 s: nan_loss: xxx") and "…; best 0.9900" in line
+
+
+def test_trial_lines_keep_the_reasons_nas_mnist_writes_whole():
+    """The pruner's rule and the NaN advice were cut at 64 characters ("is not in the top thi…",
+    "lower the learnin…"); only a long exception message is cut now."""
+    hyperband = ("pruned after epoch 2: val_accuracy 0.9306 "
+                 + _pruning_rule(optuna.pruners.HyperbandPruner()))
+    nan = f"{NanLossError.reason}: {NanLossError(1, float('nan'))}"
+    for state, reason in ((TrialState.PRUNED, hyperband), (TrialState.FAIL, nan)):
+        line = trial_line(_trial(11, state, reason=reason), 11, 80, (0.98, 9))
+        assert f": {reason}; best 0.9800 (trial 9)" in line and "…" not in line
 
 
 def test_a_search_without_bars_logs_one_line_per_trial_through_the_runner(caplog):

@@ -128,6 +128,22 @@ def test_an_interrupted_final_model_is_retried_once_under_its_key():
     assert retry.user_attrs[SPEC_ATTR] == plan[0].spec.to_dict()
 
 
+def test_a_final_model_interrupted_twice_is_queued_again_by_the_next_retrain():
+    """Its retry, interrupted too, is not retried (``requeue_trial``), yet the model is still
+    missing: the same command enqueues it again, as its 'interrupted' line says."""
+    plan, final = _plan(seeds=1), _final_study()
+    enqueue_final_models(final, plan, {"epochs": 2})
+    first = final.ask()
+    final.tell(first, state=TrialState.FAIL)
+    assert requeue_trial(final, first.number, {}, dict(first.user_attrs), "interrupted")
+    final.tell(final.ask(), 0.5)  # the other planned model
+    retry = final.ask()
+    final.tell(retry, state=TrialState.FAIL)
+    assert not requeue_trial(final, retry.number, {}, dict(retry.user_attrs), "interrupted")
+    assert [m.key for m in missing_final_models(final, plan)] == [first.user_attrs[FINAL_KEY_ATTR]]
+    assert enqueue_final_models(final, plan, {"epochs": 2}) == [first.user_attrs[FINAL_KEY_ATTR]]
+
+
 def test_a_trial_not_enqueued_by_retrain_is_refused():
     final = _final_study()
     objective = FinalObjective(None, SimpleNamespace(tracker=None), SimpleNamespace())
