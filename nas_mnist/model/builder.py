@@ -89,32 +89,47 @@ FILL_VALUE = 0.0
 """What augmentation fills uncovered pixels with: MNIST's background (0 after scaling to [0, 1])."""
 
 
-# Keras 3's random image layers default to ``training=True`` in ``call``: a model called without
-# ``training`` (``model(x)``, ``model.export``'s serving function, a reloaded ``.keras`` model)
-# would augment. These subclasses default to ``training=False``; ``fit`` still passes
-# ``training=True`` through the call context, and ``predict``/``evaluate`` pass False.
-@keras.saving.register_keras_serializable(package="nas_mnist")
-class RandomTranslation(keras.layers.RandomTranslation):
-    """``keras.layers.RandomTranslation`` that is identity unless called in training."""
+class _TrainingOnlyAugmentation:
+    """Mixin for Keras' random image layers: identity unless called in training, and XLA-ready
+    on JAX.
+
+    Keras 3's random image layers default to ``training=True`` in ``call``: a model called
+    without ``training`` (``model(x)``, ``model.export``'s serving function, a reloaded
+    ``.keras`` model) would augment. These subclasses default to ``training=False``; ``fit``
+    still passes ``training=True`` through the call context, and ``predict``/``evaluate`` pass
+    False.
+
+    Keras 3.15 also sets ``supports_jit = False`` on RandomTranslation, RandomRotation and
+    RandomZoom, and one such layer turns XLA off for the whole model (``jit_compile="auto"``).
+    On JAX that trains op by op: ``s002_m1`` with the final recipe's augmentation took over 20 s
+    per epoch on an H200, and 0.65 s with XLA (docs/benchmarks.md, section 5). On JAX the
+    layers are ``jax.numpy`` code (``jax.scipy.ndimage.map_coordinates``) that XLA compiles, so
+    ``supports_jit`` is restored there. TensorFlow keeps Keras' setting: it uses XLA only on a
+    GPU, and its ``ImageProjectiveTransformV3`` op has not been tried under XLA here.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if keras.backend.backend() == "jax":
+            self.supports_jit = True
 
     def call(self, data: Any, training: bool = False) -> Any:
         return super().call(data, training=training)
 
 
 @keras.saving.register_keras_serializable(package="nas_mnist")
-class RandomRotation(keras.layers.RandomRotation):
-    """``keras.layers.RandomRotation`` that is identity unless called in training."""
-
-    def call(self, data: Any, training: bool = False) -> Any:
-        return super().call(data, training=training)
+class RandomTranslation(_TrainingOnlyAugmentation, keras.layers.RandomTranslation):
+    """``keras.layers.RandomTranslation``, identity unless called in training (see the mixin)."""
 
 
 @keras.saving.register_keras_serializable(package="nas_mnist")
-class RandomZoom(keras.layers.RandomZoom):
-    """``keras.layers.RandomZoom`` that is identity unless called in training."""
+class RandomRotation(_TrainingOnlyAugmentation, keras.layers.RandomRotation):
+    """``keras.layers.RandomRotation``, identity unless called in training (see the mixin)."""
 
-    def call(self, data: Any, training: bool = False) -> Any:
-        return super().call(data, training=training)
+
+@keras.saving.register_keras_serializable(package="nas_mnist")
+class RandomZoom(_TrainingOnlyAugmentation, keras.layers.RandomZoom):
+    """``keras.layers.RandomZoom``, identity unless called in training (see the mixin)."""
 
 
 def augmentation_layers(augmentation: Augmentation) -> list[keras.layers.Layer]:
