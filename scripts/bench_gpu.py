@@ -14,6 +14,10 @@ epoch.
 layers (``nas_mnist.searching.final.recipe``), which ``nas-mnist retrain`` adds; epoch 1 holds
 the compilation and is left out.
 
+``batches``: first and later epochs of ``s000_m1`` fed by Keras' array adapter and by
+``nas_mnist.model.training.FullBatches`` (every batch of one shape, so XLA compiles the train step
+once on JAX).
+
 ``jobs``: complete trials per hour of ``nas-mnist search --jobs N`` for each N, each a fresh
 study with the same seed and settings (so the same sampled specs come first), stopped by
 ``--timeout``; the whole command is timed (start-up and the last trials' finish included).
@@ -22,6 +26,8 @@ Trials pruned as impossible architectures finish in milliseconds, so only comple
 
     KERAS_BACKEND=jax python scripts/bench_gpu.py epochs --data mnist.npz --csv epochs.csv
     KERAS_BACKEND=jax python scripts/bench_gpu.py augmentation --data mnist.npz --csv aug.csv
+    KERAS_BACKEND=jax python scripts/bench_gpu.py batches --data mnist.npz --max-train-samples \\
+        2000 --csv batches.csv
     KERAS_BACKEND=jax python scripts/bench_gpu.py jobs --data mnist.npz --jobs 1,2,4 \\
         --window 40 --csv jobs.csv
     python scripts/bench_gpu.py table --epochs-csv epochs.csv --jobs-csv jobs.csv
@@ -125,6 +131,43 @@ def augmentation_seconds(args: argparse.Namespace) -> None:
                      "device": device_line()})
         print(rows[-1], flush=True)
         write_csv(args.csv, rows)
+
+
+def batch_seconds(args: argparse.Namespace) -> None:
+    """Print and write one row per run: ``s000_m1`` fed by Keras' array adapter (its last batch
+    of an epoch is smaller, a second XLA compilation of the train step on JAX) and by
+    ``nas_mnist.model.training.FullBatches`` (one batch shape), alternating, twice each; first
+    epoch (compilation included) and the median of the later ones, validation included."""
+    import keras
+
+    from nas_mnist.architecture.baselines import get_baseline
+    from nas_mnist.data import load_mnist, make_splits
+    from nas_mnist.model.builder import build_model, compile_model
+    from nas_mnist.model.training import EVAL_BATCH_SIZE, FullBatches
+
+    data = make_splits(load_mnist(args.data), max_train_samples=args.max_train_samples)
+    spec = get_baseline(BASELINE).spec
+    validation = {"validation_data": (data.x_val, data.y_val),
+                  "validation_batch_size": EVAL_BATCH_SIZE}
+    rows = []
+    for feed in ("keras arrays", "FullBatches") * 2:
+        keras.utils.set_random_seed(0)
+        model = compile_model(build_model(spec), spec)
+        times: list[float] = []
+        inputs = ({"x": data.x_train, "y": data.y_train, "batch_size": spec.batch_size}
+                  if feed == "keras arrays" else
+                  {"x": FullBatches(data.x_train, data.y_train, spec.batch_size, 0),
+                   "shuffle": False})
+        model.fit(**inputs, **validation, epochs=args.epochs, verbose=0,
+                  callbacks=[epoch_timer(times)])
+        rows.append({"model": BASELINE, "feed": feed, "train_images": data.num_train,
+                     "last_batch": data.num_train % spec.batch_size or spec.batch_size,
+                     "first_epoch_s": round(times[0], 2),
+                     "seconds_per_epoch": round(statistics.median(times[1:]), 2),
+                     "device": device_line()})
+        print(rows[-1], flush=True)
+        write_csv(args.csv, rows)
+        keras.backend.clear_session()
 
 
 def run_epochs(args: argparse.Namespace) -> None:
@@ -246,7 +289,7 @@ def read_csv(path: str | None) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("epochs", "_one_epoch_mode", "augmentation", "jobs"):
+    for name in ("epochs", "_one_epoch_mode", "augmentation", "batches", "jobs"):
         p = sub.add_parser(name)
         p.add_argument("--data", required=True, help="MNIST .npz")
         p.add_argument("--epochs", type=int, default=3)
@@ -268,8 +311,8 @@ def main() -> None:
         print(epoch_seconds(args.data, args.epochs, bool(args.jit), bool(args.mixed),
                             args.steps_without_xla, args.max_train_samples))
     else:
-        commands = {"epochs": run_epochs, "augmentation": augmentation_seconds, "jobs": run_jobs,
-                    "table": print_table}
+        commands = {"epochs": run_epochs, "augmentation": augmentation_seconds,
+                    "batches": batch_seconds, "jobs": run_jobs, "table": print_table}
         commands[args.command](args)
 
 

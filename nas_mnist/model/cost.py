@@ -103,7 +103,7 @@ def measure_step_cost(
     *,
     steps: int = CALIBRATION_STEPS,
     batch_size: int | None = None,
-    eval_batch_size: int = 1024,
+    eval_batch_size: int = 1000,
 ) -> StepCost:
     """Seconds per training image and per evaluated image of ``spec``, measured on this
     process's Keras device.

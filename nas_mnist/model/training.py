@@ -27,8 +27,11 @@ from nas_mnist.model.precise_bn import (
     precise_bn_images,
 )
 
-EVAL_BATCH_SIZE = 1024
-"""Images per batch when evaluating: larger than training batches, since no gradients are kept."""
+EVAL_BATCH_SIZE = 1000
+"""Images per batch when evaluating: larger than training batches, since no gradients are kept.
+A divisor of the 10,000 validation and test images, so every evaluation batch has one shape: on
+JAX, XLA compiles one function per batch shape, and 1,024 left a last batch of 784 images that
+compiled the test step a second time."""
 
 
 @dataclass(frozen=True)
@@ -40,8 +43,8 @@ class TrainingOptions:
 
     Attributes:
         input_pipeline: "dataset" feeds ``tf.data`` pipelines built once per process from tensors
-            (TensorFlow backend only; other backends fall back to "arrays"); "arrays" passes the
-            NumPy arrays to ``fit`` as the notebooks do.
+            (TensorFlow backend only); "arrays" passes the NumPy arrays to ``fit`` as the
+            notebooks do. On JAX both feed ``FullBatches`` (one batch shape for XLA).
         eval_batch_size: images per batch for validation and test evaluation.
         steps_per_execution: training steps per compiled call (Keras' ``steps_per_execution``);
             more steps per call means less Python work per step.
@@ -304,6 +307,49 @@ def _device_arrays(data: DataSplits) -> dict[str, Any]:
     return _JAX_ARRAYS
 
 
+class FullBatches(keras.utils.PyDataset):
+    """Training batches that all hold ``batch_size`` images, reshuffled every epoch (for JAX).
+
+    XLA compiles one train step per batch shape. Keras' array adapter ends an epoch with a
+    smaller batch whenever ``batch_size`` does not divide the number of images (50,000 % 128 =
+    80), and on JAX that compiled the whole train step a second time: 3.6 s of a 16 s trial of
+    ``s000_m1`` on 2,000 images on this CPU, more with several processes compiling on a GPU
+    host. Here every epoch takes each image once, in a new seeded order, and fills its last batch
+    up with images from the start of that order (as ``drop_remainder=False`` input pipelines on
+    TPUs do), so an epoch has as many steps as Keras' own, all of one shape. With fewer images
+    than ``batch_size``, the one batch holds all of them.
+
+    Args:
+        x: images, (n, 28, 28, 1) float32 (a NumPy array, or a ``jax.Array`` on the GPU).
+        y: labels, (n,) int32.
+        batch_size: images per batch.
+        seed: seed of the shuffling (None: not reproducible).
+    """
+
+    def __init__(self, x: Any, y: Any, batch_size: int, seed: int | None) -> None:
+        super().__init__()
+        self.x, self.y = x, y
+        self.num_images = int(x.shape[0])
+        self.batch_size = min(batch_size, self.num_images)
+        self._rng = np.random.default_rng(seed)
+        self.order = self._new_order()
+
+    def __len__(self) -> int:
+        return math.ceil(self.num_images / self.batch_size)
+
+    def _new_order(self) -> np.ndarray:
+        """A permutation of the images, its first ones repeated to fill the last batch."""
+        permutation = self._rng.permutation(self.num_images)
+        return np.resize(permutation, len(self) * self.batch_size)
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        batch = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        return self.x[batch], self.y[batch]
+
+    def on_epoch_end(self) -> None:
+        self.order = self._new_order()
+
+
 def _uses_datasets(options: TrainingOptions) -> bool:
     return options.input_pipeline == "dataset" and keras.backend.backend() == "tensorflow"
 
@@ -314,7 +360,8 @@ def fit_inputs(
     """Keyword arguments for ``model.fit``: training data, batch size, validation data.
 
     With ``options.input_pipeline == "dataset"`` on TensorFlow, seeded-shuffle ``tf.data``
-    pipelines over tensors made once per process; else the NumPy arrays.
+    pipelines over tensors made once per process; on JAX, ``FullBatches`` over the arrays (one
+    batch shape, so one compiled train step); else the NumPy arrays.
     """
     if _uses_datasets(options):
         return {
@@ -323,13 +370,13 @@ def fit_inputs(
             "shuffle": False,  # the dataset shuffles itself
         }
     arrays = _device_arrays(data)
-    return {
-        "x": arrays["x_train"],
-        "y": arrays["y_train"],
-        "batch_size": batch_size,
-        "validation_data": (arrays["x_val"], arrays["y_val"]),
-        "validation_batch_size": options.eval_batch_size,
-    }
+    validation = {"validation_data": (arrays["x_val"], arrays["y_val"]),
+                  "validation_batch_size": options.eval_batch_size}
+    if keras.backend.backend() == "jax":
+        return {"x": FullBatches(arrays["x_train"], arrays["y_train"], batch_size, seed),
+                "shuffle": False, **validation}  # FullBatches shuffles itself
+    return {"x": arrays["x_train"], "y": arrays["y_train"], "batch_size": batch_size,
+            **validation}
 
 
 def test_metrics(model: keras.Model, data: DataSplits, options: TrainingOptions) -> tuple[

@@ -1,6 +1,13 @@
-"""Tests for nas_mnist.model.training: learning-rate schedules and precise BN inside train_spec."""
+"""Tests for nas_mnist.model.training: learning-rate schedules, precise BN inside train_spec, and
+the batches fed to fit on JAX."""
 
 from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -24,7 +31,9 @@ from nas_mnist.model.precise_bn import (
     recompute_batch_norm_statistics,
 )
 from nas_mnist.model.training import (
+    EVAL_BATCH_SIZE,
     REDUCE_ON_PLATEAU,
+    FullBatches,
     TrainingOptions,
     learning_rate_for,
     schedule_callbacks,
@@ -166,3 +175,74 @@ def test_precise_bn_removes_the_batch_norm_lag_of_a_short_training(real_mnist_pa
     print(f"val_accuracy: lagging {lagging.val_accuracy:.4f}, precise {precise.val_accuracy:.4f}")
     assert precise.val_accuracy >= 0.7
     assert precise.val_accuracy >= lagging.val_accuracy + 0.3
+
+
+# ---------------------------------------------------------------------------------------------
+# One batch shape on JAX (XLA compiles one function per shape)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_full_batches_take_every_image_once_per_epoch_in_batches_of_one_size():
+    x = np.arange(300, dtype=np.float32).reshape(300, 1, 1, 1)
+    y = np.arange(300, dtype=np.int32)
+    batches = FullBatches(x, y, batch_size=128, seed=0)
+    assert len(batches) == 3  # as many steps as Keras' own epoch of 300 images
+    epochs = []
+    for _ in range(2):
+        labels = [batches[i][1] for i in range(len(batches))]
+        assert [len(b) for b in labels] == [128, 128, 128]
+        seen = np.concatenate(labels)
+        assert set(seen) == set(range(300))  # every image, the last batch filled up
+        assert np.array_equal(batches[0][0].ravel(), labels[0])  # images and labels match
+        epochs.append(seen)
+        batches.on_epoch_end()
+    assert not np.array_equal(epochs[0], epochs[1])  # a new order each epoch
+    again = FullBatches(x, y, batch_size=128, seed=0)
+    assert np.array_equal(np.concatenate([again[i][1] for i in range(3)]), epochs[0])
+
+
+def test_full_batches_with_fewer_images_than_a_batch_take_them_all_once():
+    x, y = np.zeros((20, 28, 28, 1), np.float32), np.arange(20, dtype=np.int32)
+    batches = FullBatches(x, y, batch_size=128, seed=1)
+    assert len(batches) == 1
+    assert sorted(batches[0][1]) == list(range(20))
+
+
+def test_evaluation_batches_divide_the_validation_and_test_splits():
+    assert 10_000 % EVAL_BATCH_SIZE == 0
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+def test_jax_training_traces_one_batch_shape_when_the_batch_size_does_not_divide_the_images():
+    """Each traced batch shape is one XLA compilation of the train step; Keras' last, smaller
+    batch of an epoch compiled it a second time (``nas_mnist.model.training.FullBatches``)."""
+    code = (
+        "import numpy as np, keras\n"
+        "from nas_mnist.architecture.spec import ArchitectureSpec, Dense, Flatten\n"
+        "from nas_mnist.data import DataSplits\n"
+        "from nas_mnist.model.training import fit_compiled_model\n"
+        "from nas_mnist.model.builder import compile_model\n"
+        "assert keras.backend.backend() == 'jax'\n"
+        "shapes = []\n"
+        "class Record(keras.layers.Layer):\n"
+        "    def call(self, x, training=False):\n"
+        "        if training: shapes.append(x.shape[0])\n"
+        "        return x\n"
+        "spec = ArchitectureSpec(layers=(Flatten(), Dense(8)), batch_size=64)\n"
+        "inputs = keras.Input((28, 28, 1))\n"
+        "outputs = keras.layers.Dense(10, activation='softmax')(\n"
+        "    keras.layers.Flatten()(Record()(inputs)))\n"
+        "model = compile_model(keras.Model(inputs, outputs), spec)\n"
+        "rng = np.random.default_rng(0)\n"
+        "def split(n):\n"
+        "    return rng.random((n, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, n)\n"
+        "data = DataSplits(*split(200), *split(50), *split(30), source='random')\n"
+        "result = fit_compiled_model(model, spec, data, 2, seed=0)\n"
+        "assert len(result.history) == 2\n"
+        "assert set(shapes) == {64}, shapes\n"
+    )
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                            cwd=root, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
