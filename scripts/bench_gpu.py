@@ -262,7 +262,7 @@ def run_jobs(args: argparse.Namespace) -> None:
 
 
 def print_table(args: argparse.Namespace) -> None:
-    """Both CSVs as one Markdown table (measurement, setting, value)."""
+    """The CSVs as one Markdown table (measurement, setting, value)."""
     lines = ["| measurement | setting | value |", "| --- | --- | --- |"]
     for row in read_csv(args.epochs_csv):
         lines.append(f"| s/epoch {row['model']} ({row['train_images']} images, batch "
@@ -271,6 +271,10 @@ def print_table(args: argparse.Namespace) -> None:
     for row in read_csv(args.augmentation_csv):
         lines.append(f"| s/epoch {row['model']} ({row['train_images']} images) | "
                      f"{row['variant']} | {row['seconds_per_epoch']} s |")
+    for row in read_csv(args.batches_csv):
+        lines.append(f"| first epoch {row['model']} ({row['train_images']} images, last batch "
+                     f"{row['last_batch']}) | {row['feed']} | {row['first_epoch_s']} s (later "
+                     f"{row['seconds_per_epoch']} s) |")
     for row in read_csv(args.jobs_csv):
         lines.append(f"| complete trials/hour ({row['epochs']} epochs, {row['train_images']} "
                      f"images) | --jobs {row['jobs']} | {row['complete_trials_per_hour']} "
@@ -305,6 +309,7 @@ def main() -> None:
     p.add_argument("--epochs-csv")
     p.add_argument("--jobs-csv")
     p.add_argument("--augmentation-csv")
+    p.add_argument("--batches-csv")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     if args.command == "_one_epoch_mode":

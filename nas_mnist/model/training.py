@@ -312,12 +312,12 @@ class FullBatches(keras.utils.PyDataset):
 
     XLA compiles one train step per batch shape. Keras' array adapter ends an epoch with a
     smaller batch whenever ``batch_size`` does not divide the number of images (50,000 % 128 =
-    80), and on JAX that compiled the whole train step a second time: 3.6 s of a 16 s trial of
-    ``s000_m1`` on 2,000 images on this CPU, more with several processes compiling on a GPU
-    host. Here every epoch takes each image once, in a new seeded order, and fills its last batch
-    up with images from the start of that order (as ``drop_remainder=False`` input pipelines on
-    TPUs do), so an epoch has as many steps as Keras' own, all of one shape. With fewer images
-    than ``batch_size``, the one batch holds all of them.
+    80), and on JAX that compiled the whole train step a second time: the first epoch of
+    ``s000_m1`` on 2,000 images took 7.7 to 8.0 s on this project's CPU, and 5.7 to 6.3 s with
+    one batch shape (``scripts/bench_gpu.py batches``; docs/benchmarks.md, section 5). Here every
+    epoch takes each image once, in a new seeded order, and fills its last batch up with images
+    from the start of that order, so an epoch has as many steps as Keras' own, all of one shape.
+    With fewer images than ``batch_size``, the one batch holds all of them.
 
     Args:
         x: images, (n, 28, 28, 1) float32 (a NumPy array, or a ``jax.Array`` on the GPU).
