@@ -1,9 +1,12 @@
 """Helpers shared by the test modules: a small search space, the CLI's search arguments, MLflow
-runs of a study. Test modules import them with ``from support import ...`` (``tests`` is on
+runs of a study, a snippet run on the JAX backend. Test modules import them with ``from support import ...`` (``tests`` is on
 pytest's ``pythonpath``)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -75,3 +78,9 @@ def mlflow_runs(tracking_uri: str, experiment: str) -> tuple[list, list]:
     return parents, children
 
 
+def run_on_jax(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run the Python snippet ``code`` in a fresh process with ``KERAS_BACKEND=jax`` (the backend
+    is fixed per process), from the repository root; its output captured as text."""
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          cwd=REPO_ROOT, timeout=timeout)

@@ -5,14 +5,12 @@ from __future__ import annotations
 import ast
 import importlib.util
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+from support import run_on_jax
 
 import nas_mnist.model.builder as builder
 from nas_mnist.architecture.spec import (
@@ -436,10 +434,7 @@ def test_builder_runs_on_the_jax_backend():
         "p = np.asarray(model(np.random.rand(2, 28, 28, 1).astype('float32')))\n"
         "assert np.allclose(p.sum(axis=1), 1, atol=1e-5)\n"
     )
-    env = {**os.environ, "KERAS_BACKEND": "jax"}
-    root = Path(__file__).resolve().parents[2]
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                            cwd=root, timeout=120)
+    result = run_on_jax(code)
     assert result.returncode == 0, result.stderr[-2000:]
 
 
@@ -466,10 +461,7 @@ def test_augmented_model_trains_under_xla_on_jax_with_a_new_draw_each_step():
         "test = {float(np.ravel(model.test_on_batch(x, y))[0]) for _ in range(3)}\n"
         "assert len(train) == 3 and len(test) == 1, (train, test)\n"
     )
-    env = {**os.environ, "KERAS_BACKEND": "jax"}
-    root = Path(__file__).resolve().parents[2]
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                            cwd=root, timeout=120)
+    result = run_on_jax(code)
     assert result.returncode == 0, result.stderr[-2000:]
 
 

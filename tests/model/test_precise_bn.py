@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+from support import run_on_jax
 
 from nas_mnist.model.precise_bn import (
     BatchNormStatistics,
@@ -188,8 +185,5 @@ def test_recompute_runs_on_the_jax_backend():
         "a = np.asarray(keras.Model(i, bn.input).predict(x, verbose=0)).reshape(-1, 3)\n"
         "assert np.allclose(np.asarray(bn.moving_variance), a.var(0), rtol=1e-4)\n"
     )
-    env = {**os.environ, "KERAS_BACKEND": "jax"}
-    root = Path(__file__).resolve().parents[2]
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                            cwd=root, timeout=180)
+    result = run_on_jax(code, timeout=180)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -4,14 +4,11 @@ the batches fed to fit on JAX."""
 from __future__ import annotations
 
 import importlib.util
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+from support import run_on_jax
 
 from nas_mnist.architecture.baselines import get_baseline
 from nas_mnist.architecture.spec import (
@@ -241,8 +238,5 @@ def test_jax_training_traces_one_batch_shape_when_the_batch_size_does_not_divide
         "assert len(result.history) == 2\n"
         "assert set(shapes) == {64}, shapes\n"
     )
-    env = {**os.environ, "KERAS_BACKEND": "jax"}
-    root = Path(__file__).resolve().parents[2]
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                            cwd=root, timeout=120)
+    result = run_on_jax(code)
     assert result.returncode == 0, result.stderr[-2000:]
