@@ -1,6 +1,6 @@
 """Helpers shared by the test modules: a small search space, the CLI's search arguments, MLflow
-runs of a study, a snippet run on the JAX backend. Test modules import them with ``from support import ...`` (``tests`` is on
-pytest's ``pythonpath``)."""
+runs of a study, a snippet run on the JAX backend. Test modules import them with
+``from support import ...`` (``tests`` is on pytest's ``pythonpath``)."""
 
 from __future__ import annotations
 
