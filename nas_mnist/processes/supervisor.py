@@ -27,7 +27,12 @@ from optuna.trial import TrialState
 
 from nas_mnist.errors import RuntimeFailure
 from nas_mnist.study.recovery import parse_worker
-from nas_mnist.study.trial_counts import FailureStreak, ImpossibleStreak, count_claimed
+from nas_mnist.study.trial_counts import (
+    FailureStreak,
+    ImpossibleStreak,
+    TimeRefusalStreak,
+    count_claimed,
+)
 from nas_mnist.trial_attributes import WORKER_ATTR
 
 logger = logging.getLogger(__name__)
@@ -140,6 +145,7 @@ class Supervisor:
         self._seen = {t.number for t in study.get_trials(deepcopy=False, states=_DONE_STATES)}
         self._failures = FailureStreak(config.max_consecutive_failures)
         self._impossible = ImpossibleStreak()
+        self._refused = TimeRefusalStreak()
         self._crashes_in_row = 0
         self._stopping = False
 
@@ -242,4 +248,6 @@ class Supervisor:
             # logs why).
             if self._failures.add(trial) | self._impossible.add(trial):
                 self.outcome.stopped_for_failures = self._stopping = True
+            if self._refused.add(trial):  # sampled specs that --time-budget refused
+                self._stopping = True
             self.on_trial_finished(trial)

@@ -14,6 +14,7 @@ from nas_mnist.searching.takeover import TrialTakenOver
 from nas_mnist.study.trial_counts import (
     FailureStreak,
     ImpossibleStreak,
+    TimeRefusalStreak,
     count_claimed,
     count_finished,
 )
@@ -26,14 +27,21 @@ __all__ = ["count_claimed", "count_finished", "run_trials"]
 class _StopAfterFailures:
     """An Optuna callback that stops the study after ``limit`` failed trials in a row in this
     process (``FailureStreak``: surplus trials do not count), or after
-    ``trial_counts.IMPOSSIBLE_LIMIT`` impossible architectures in a row (logged)."""
+    ``trial_counts.IMPOSSIBLE_LIMIT`` impossible architectures in a row (logged). It also stops
+    the study, without counting it as failures, after ``trial_counts.TIME_REFUSAL_LIMIT``
+    sampled specs in a row that ``--time-budget`` refused (logged)."""
 
     def __init__(self, limit: int) -> None:
         self.streak = FailureStreak(limit)
         self.impossible = ImpossibleStreak()
+        self.refused = TimeRefusalStreak()
         self.stopped = False
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if self.refused.add(trial):
+            logger.info("the last %d sampled specs all projected past --time-budget: "
+                        "stopping", self.refused.limit)
+            study.stop()
         if self.impossible.add(trial):
             logger.warning("the last %d sampled architectures were all impossible (they do not "
                            "fit a 28x28 image): stopping; widen the search space or raise "

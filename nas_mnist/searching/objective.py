@@ -114,8 +114,9 @@ class SurplusTrialError(TrialFailure):
 
 
 class TimeBudgetTrialError(TrialFailure):
-    """The trial's spec projects past ``--time-budget``: it did not train; its configuration
-    waits in the study for the next run, and the search stops."""
+    """A queued trial's spec (a baseline, a retry, one the user enqueued) projects past
+    ``--time-budget``: it did not train; its configuration waits in the study for the next run,
+    and the search stops."""
 
     reason = "time_budget"
     silent = True
@@ -353,9 +354,10 @@ class Objective:
         return run_id
 
     def _prepared_spec(self, trial: optuna.Trial, run_id: str) -> ArchitectureSpec:
-        """The trial's spec, recorded on the trial and its run; too large ones are pruned."""
+        """The trial's spec, recorded on the trial and its run; too large ones, and sampled
+        ones that project past ``--time-budget``, are pruned."""
         spec = self._spec(trial)
-        self._check_deadline(trial, run_id, spec)
+        late = self._check_deadline(trial, run_id, spec)
         record_trial_spec(trial, spec.to_dict())  # hidden from the dashboard's table
         trial.set_user_attr(SPEC_URI_ATTR, f"runs:/{run_id}/spec.json")  # log_trial_spec's
         summary = spec.summary()
@@ -368,23 +370,35 @@ class Objective:
                 f"too_large: {spec.num_params:,} params exceed --max-params "
                 f"{self.config.max_params:,}"
             )
+        if late is not None:
+            raise optuna.TrialPruned(late)
         return spec
 
-    def _check_deadline(self, trial: optuna.Trial, run_id: str, spec: ArchitectureSpec) -> None:
-        """Under ``--time-budget``: a trial whose spec projects past the deadline does not
-        train. Its configuration is queued again as it was (baseline and retry attributes
-        kept) for the next run, its MLflow run is closed and deleted (nothing ran), and the
-        search stops."""
+    def _check_deadline(self, trial: optuna.Trial, run_id: str,
+                        spec: ArchitectureSpec) -> str | None:
+        """Under ``--time-budget``: a trial whose spec projects past the deadline does not train.
+
+        A sampled trial: returns its reason (``time_budget: ...``), and ``_prepared_spec``
+        prunes it after logging its spec, so that the sampler proposes another spec (after
+        ``trial_counts.TIME_REFUSAL_LIMIT`` such trials in a row, the search stops: the
+        callbacks of ``searching.budget`` and ``processes.supervisor``). A queued trial
+        (a baseline, a retry, one enqueued by the user): its configuration is queued again as it
+        was (baseline and retry attributes kept) for the next run, its MLflow run is closed and
+        deleted (nothing ran), and the search stops (raises ``TimeBudgetTrialError``). None: it
+        fits, or there is no deadline, or the spec is pruned as too large anyway.
+        """
         deadline = self.config.trial_deadline
         too_large = self.config.max_params is not None and spec.num_params > self.config.max_params
         if deadline is None or too_large:
-            return
+            return None
         from nas_mnist.model.cost import forward_flops
 
         reason = deadline.refusal(float(forward_flops(spec)))
         if reason is None:
-            return
+            return None
         trial.set_user_attr(REASON_ATTR, reason)
+        if not _was_enqueued(trial):
+            return reason
         trial.study.stop()
         kept = {k: v for k, v in trial.user_attrs.items()
                 if k in (BASELINE_ATTR, IN_SPACE_ATTR, RETRY_OF_ATTR)}
@@ -473,11 +487,22 @@ def _on_full_disk(exc: BaseException) -> bool:
     return is_disk_full(exc) or isinstance(exc, TornJournalError)
 
 
-def _queued_params(trial: optuna.Trial) -> dict:
-    """The trial's params, with those it was enqueued with (a queued baseline or retry that
-    stopped before it sampled them: Optuna keeps them as the ``fixed_params`` system
-    attribute)."""
+def _fixed_params(trial: optuna.Trial) -> dict | None:
+    """The params the trial was enqueued with (Optuna keeps them as the ``fixed_params`` system
+    attribute); None for a trial the sampler proposes."""
     frozen = next((t for t in trial.study.get_trials(deepcopy=False)
                    if t.number == trial.number), None)
-    fixed = frozen.system_attrs.get("fixed_params", {}) if frozen is not None else {}
-    return {**fixed, **trial.params}
+    return frozen.system_attrs.get("fixed_params") if frozen is not None else None
+
+
+def _was_enqueued(trial: optuna.Trial) -> bool:
+    """Whether the trial came from the study's queue: a baseline, a retry, or one the user
+    enqueued with ``study.enqueue_trial``."""
+    return (BASELINE_ATTR in trial.user_attrs or RETRY_OF_ATTR in trial.user_attrs
+            or _fixed_params(trial) is not None)
+
+
+def _queued_params(trial: optuna.Trial) -> dict:
+    """The trial's params, with those it was enqueued with (a queued baseline or retry that
+    stopped before it sampled them)."""
+    return {**(_fixed_params(trial) or {}), **trial.params}

@@ -4,8 +4,9 @@ The budget counts from the call's start (loading, the projection's measurements 
 seeding included). From the projection before the first trial (``searching.projection``) it
 reserves the final stage's projected time; the search's trials must end by ``start + budget -
 final stage``. Each trial is checked at its start against its own projected seconds (its spec's
-FLOPs, ``TrialDeadline``): one that cannot end in time does not train (its configuration waits
-in the study for the next run, and the search stops). Optuna's ``timeout`` stops starting
+FLOPs, ``TrialDeadline``): one that cannot end in time does not train. A sampled spec is pruned
+and the sampler proposes another; a queued one (a seed, a retry) waits in the study for the next
+run, and the search stops (``objective.Objective``). Optuna's ``timeout`` stops starting
 trials once even the cheapest projected trial cannot fit (a running trial finishes). A final
 stage that does not fit the budget left is dropped, and the line says so. One line says up front
 what will run. The projection is an estimate (FLOPs at measured or this project's CPU speed), so

@@ -6,7 +6,8 @@ pruned in milliseconds before anything is built, reason ``invalid_architecture: 
 the study, so the sampler learns to avoid its region, but does not count towards ``--trials``:
 with the default space about half of the random points are impossible, and counting them spent
 half of a small budget on nothing. ``ImpossibleStreak`` ends a search whose space gives almost
-nothing else."""
+nothing else. A sampled spec that ``--time-budget`` refused before it trained (pruned, reason
+``time_budget: ...``) does not count either: the sampler proposes another in its place."""
 
 from __future__ import annotations
 
@@ -21,6 +22,17 @@ FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 IMPOSSIBLE_REASON = "invalid_architecture"
 """The reason prefix of a trial pruned as an impossible architecture (not counted)."""
 
+TOO_LARGE_REASON = "too_large"
+"""The reason prefix of a trial pruned before training as over ``--max-params``."""
+
+TIME_BUDGET_REASON = "time_budget"
+"""The reason prefix of a trial that ``--time-budget`` did not let start."""
+
+TIME_REFUSAL_LIMIT = 5
+"""Sampled specs in a row refused by ``--time-budget`` after which a search stops: each is
+pruned in about a second and the sampler proposes another, but when so many in a row do not fit
+the time left, few that fit are left to find (a choice of this project)."""
+
 IMPOSSIBLE_LIMIT = 200
 """Impossible architectures in a row after which a search stops: its space (or
 ``--max-params``) leaves almost nothing that trains."""
@@ -32,10 +44,23 @@ def is_impossible(trial: optuna.trial.FrozenTrial) -> bool:
             and str(trial.user_attrs.get(REASON_ATTR, "")).startswith(IMPOSSIBLE_REASON))
 
 
+def is_refused_for_time(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether ``trial`` was pruned before training because its spec projected past
+    ``--time-budget``."""
+    return (trial.state == TrialState.PRUNED
+            and str(trial.user_attrs.get(REASON_ATTR, "")).startswith(TIME_BUDGET_REASON))
+
+
+def counts_towards_trials(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether a finished or running ``trial`` counts towards ``--trials``: not an impossible
+    architecture, nor a sampled spec refused by ``--time-budget``."""
+    return not (is_impossible(trial) or is_refused_for_time(trial))
+
+
 def count_finished(study: optuna.Study) -> int:
     """Number of trials that count towards ``--trials``: complete or pruned, impossible
-    architectures excepted."""
-    return sum(not is_impossible(t)
+    architectures and specs refused by ``--time-budget`` excepted."""
+    return sum(counts_towards_trials(t)
                for t in study.get_trials(deepcopy=False, states=FINISHED_STATES))
 
 
@@ -47,7 +72,7 @@ def count_claimed(study: optuna.Study, before_number: int | None = None) -> int:
     """
     claimed = 0
     for t in study.get_trials(deepcopy=False, states=(*FINISHED_STATES, TrialState.RUNNING)):
-        if is_impossible(t):
+        if not counts_towards_trials(t):
             continue
         if t.state != TrialState.RUNNING or before_number is None or t.number < before_number:
             claimed += 1
@@ -68,6 +93,29 @@ class ImpossibleStreak:
     def add(self, trial: optuna.trial.FrozenTrial) -> bool:
         """Count a finished trial; True when it makes ``limit`` impossible ones in a row."""
         self.count = self.count + 1 if is_impossible(trial) else 0
+        return self.count >= self.limit
+
+
+class TimeRefusalStreak:
+    """Sampled specs refused by ``--time-budget`` in a row, as trials finish; ``add`` is True
+    at ``limit``. A trial pruned before training for another reason (an impossible
+    architecture, one over ``--max-params``) neither counts nor breaks the streak.
+
+    Args:
+        limit: refused trials in a row that stop the search (>= 1).
+    """
+
+    def __init__(self, limit: int = TIME_REFUSAL_LIMIT) -> None:
+        self.limit = limit
+        self.count = 0
+
+    def add(self, trial: optuna.trial.FrozenTrial) -> bool:
+        """Count a finished trial; True when it makes ``limit`` refused ones in a row."""
+        if is_refused_for_time(trial):
+            self.count += 1
+        elif not (is_impossible(trial)
+                  or str(trial.user_attrs.get(REASON_ATTR, "")).startswith(TOO_LARGE_REASON)):
+            self.count = 0
         return self.count >= self.limit
 
 

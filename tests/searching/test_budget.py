@@ -108,6 +108,24 @@ def test_one_failure_streak_counts_for_the_callback_and_the_supervisor():
     assert not streak.add(trial(TrialState.COMPLETE)) and streak.count == 0
 
 
+def test_one_time_refusal_streak_counts_for_the_callback_and_the_supervisor():
+    from nas_mnist.study.trial_counts import TimeRefusalStreak
+
+    def trial(state: TrialState, reason: str = "") -> optuna.trial.FrozenTrial:
+        return optuna.trial.create_trial(state=state, value=0.5 if state == TrialState.COMPLETE
+                                         else None, user_attrs={"reason": reason})
+
+    refused = trial(TrialState.PRUNED, "time_budget: it projects ~900 s, and 300 s are left")
+    streak = TimeRefusalStreak(limit=3)
+    assert not streak.add(refused)
+    assert not streak.add(trial(TrialState.PRUNED, "invalid_architecture: layer 3"))
+    assert not streak.add(trial(TrialState.PRUNED, "too_large: 2,000,000 params exceed"))
+    assert streak.count == 1  # neither pruned-before-training reason counts nor resets
+    assert not streak.add(refused)
+    assert streak.add(refused)
+    assert not streak.add(trial(TrialState.COMPLETE)) and streak.count == 0
+
+
 def _impossible_every_other(trial: optuna.Trial) -> float:
     # What the objective does for a point whose layers do not fit a 28x28 image.
     if trial.number % 2 == 0:

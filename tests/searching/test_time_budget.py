@@ -179,3 +179,70 @@ def test_a_trial_that_projects_past_the_deadline_waits_for_the_next_run(tmp_path
     assert waiting.user_attrs == {"baseline": "s000_m1", "in_space": True}
     run = tracker.client.get_run(deferred.user_attrs["mlflow_run_id"])
     assert run.info.lifecycle_stage == "deleted" and run.info.status == "KILLED"
+
+
+def _sampled_search(tmp_path, units_in_order, deadline_seconds=20):
+    """An objective whose sampled trials train ``Dense(units)`` in the given order, under a
+    deadline ``deadline_seconds`` away (~1.3 s projected for Dense(16), ~40 s for
+    Dense(2048)); its study, tracker and objective."""
+    from support import random_splits
+
+    from nas_mnist.architecture.spec import ArchitectureSpec, Dense, Flatten
+    from nas_mnist.searching.objective import Objective, ObjectiveConfig
+    from nas_mnist.searching.time_budget import TrialDeadline
+    from nas_mnist.timing import CostModel, StageWork
+    from nas_mnist.tracking.tracker import StudyRuns, Tracker
+
+    units = iter(units_in_order)
+
+    def spec_for_trial(trial):
+        trial.suggest_int("units", 8, 16)  # a sampled param, as the space would have
+        return ArchitectureSpec(layers=(Flatten(), Dense(next(units))))
+
+    deadline = TrialDeadline(time.time() + deadline_seconds,
+                             StageWork("trial", (0.0,), 1, 1, 0, 0),
+                             CostModel(0.0, 1e4, 0.0, 0.0, "test"))
+    tracker = Tracker(f"sqlite:///{tmp_path / 'm.db'}")
+    runs = StudyRuns(tracker, tracker.experiment_id("budget"))
+    study = optuna.create_study(direction="maximize")
+    objective = Objective(None, random_splits(300, test=20, validation=50), runs,
+                          ObjectiveConfig(epochs=1, trial_deadline=deadline),
+                          spec_for_trial=spec_for_trial)
+    return study, tracker, objective
+
+
+def test_a_sampled_spec_past_the_deadline_is_pruned_and_the_search_goes_on(tmp_path):
+    """A sampled trial that projects past the deadline is pruned with its reason, its MLflow
+    run kept with the spec; it does not count towards the trials asked for, nothing is queued,
+    and the next sampled trials train."""
+    from nas_mnist.processes.signals import quiet_expected_failures
+    from nas_mnist.searching.budget import run_trials
+    from nas_mnist.study.trial_counts import count_finished
+
+    study, tracker, objective = _sampled_search(tmp_path, [2048, 16, 16])
+    with quiet_expected_failures():
+        run_trials(study, objective, 2)
+    refused, *trained = study.get_trials()
+    assert refused.state == optuna.trial.TrialState.PRUNED
+    assert refused.user_attrs["reason"].startswith("time_budget: it projects ~")
+    assert [t.state for t in trained] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert count_finished(study) == 2
+    assert not study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    run = tracker.client.get_run(refused.user_attrs["mlflow_run_id"])
+    assert run.info.lifecycle_stage == "active" and run.info.status == "FINISHED"
+    assert run.data.tags["reason"] == refused.user_attrs["reason"]
+    assert "spec.json" in {f.path for f in tracker.client.list_artifacts(run.info.run_id)}
+
+
+def test_five_sampled_specs_in_a_row_past_the_deadline_stop_the_search(tmp_path):
+    from nas_mnist.processes.signals import quiet_expected_failures
+    from nas_mnist.searching.budget import run_trials
+    from nas_mnist.study.trial_counts import TIME_REFUSAL_LIMIT
+
+    study, _, objective = _sampled_search(tmp_path, [2048, 2048, 16] + [2048] * 20)
+    with quiet_expected_failures():
+        run_trials(study, objective, 10)
+    states = [t.state for t in study.get_trials()]
+    # Two refused, one trained (which resets the count), then five refused in a row.
+    assert states == ([optuna.trial.TrialState.PRUNED] * 2 + [optuna.trial.TrialState.COMPLETE]
+                      + [optuna.trial.TrialState.PRUNED] * TIME_REFUSAL_LIMIT)
