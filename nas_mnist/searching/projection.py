@@ -32,6 +32,7 @@ from nas_mnist.timing import (
     CostModel,
     SearchProjection,
     StageWork,
+    format_duration,
     suggest_cpu_budget,
 )
 from nas_mnist.trial_attributes import BASELINE_ATTR
@@ -158,6 +159,45 @@ def final_stage(models: int, epochs: int, flops: float, data: Any) -> StageWork:
 
     return StageWork("final model", (flops,) * models, epochs, FULL_TRAIN_SAMPLES,
                      data.num_val + PRECISE_BN_IMAGES, data.num_test)
+
+
+def final_models_line(models: list[tuple[str, ArchitectureSpec]], epochs: int, data: Any) -> str:
+    """One line with each final model's projected time and their total, before ``retrain``
+    trains them, e.g. "final models projected on the CPU (...): s000_m1/seed:0 ~10 min,
+    trial:59/seed:0 ~2 h 50 min; in all ~3 h 00 min".
+
+    Each model is ``epochs`` epochs on ``data``'s training images (``--max-train-samples``
+    already applied), its validation and precise-BN images each epoch and one test evaluation,
+    at its spec's forward FLOPs (the recipe's augmentation layers are not counted). The device
+    is measured on the specs (``measure_cost_model``, a few seconds) on a GPU or when this
+    project's CPU numbers project ``CALIBRATE_ABOVE_SECONDS`` or more.
+
+    Args:
+        models: (key, spec) of each final model still to train, non-empty.
+        epochs: epochs per final model.
+        data: the loaded ``DataSplits``.
+    """
+    from nas_mnist.model.devices import gpu_available
+    from nas_mnist.model.precise_bn import PRECISE_BN_IMAGES
+
+    flops = [float(forward_flops(spec)) for _, spec in models]
+
+    def stage(cost: CostModel) -> list[float]:
+        return [StageWork("final model", (f,), epochs, data.num_train,
+                          data.num_val + PRECISE_BN_IMAGES, data.num_test).seconds(cost)
+                for f in flops]
+
+    on_gpu = gpu_available()
+    cost, how = CPU_COST_MODEL, CPU_COST_MODEL.source
+    if on_gpu or sum(stage(cost)) >= CALIBRATE_ABOVE_SECONDS:
+        start = time.perf_counter()
+        cost = measure_cost_model([spec for _, spec in models], data)
+        how = f"{cost.source}, in {time.perf_counter() - start:.0f} s"
+    seconds = stage(cost)
+    each = ", ".join(f"{key} ~{format_duration(s)}"
+                     for (key, _), s in zip(models, seconds, strict=True))
+    return (f"final models projected on the {'GPU' if on_gpu else 'CPU'} ({how}): {each}; in "
+            f"all ~{format_duration(sum(seconds))}")
 
 
 def project_search(settings: Any, prepared: Any, study: Any, *, final_models: int = 0,

@@ -83,6 +83,27 @@ def test_measuring_the_device_fits_a_cost_model_to_two_specs():
     assert model.train_seconds(1e7) > 0 and model.eval_seconds(1e7) > 0
 
 
+def test_final_models_are_projected_one_by_one_on_their_own_training_images(monkeypatch):
+    small, large = get_baseline("s004_linear").spec, get_baseline("s000_m1").spec
+    data = random_splits(300)
+    line = projection.final_models_line([("a/seed:0", small), ("b/seed:0", large)], 1, data)
+    assert line.startswith("final models projected on the CPU (FLOPs at this project's")
+    each = dict(part.split(" ~") for part in line.split(": ", 1)[1].split("; ")[0].split(", "))
+    assert set(each) == {"a/seed:0", "b/seed:0"} and "; in all ~" in line
+
+    def measure(specs, data):  # stands in for the device's timing
+        return CPU_COST_MODEL.__class__(*(10 * v for v in (
+            CPU_COST_MODEL.train_fixed, CPU_COST_MODEL.train_per_gflop,
+            CPU_COST_MODEL.eval_fixed, CPU_COST_MODEL.eval_per_gflop)), source="measured")
+
+    monkeypatch.setattr(projection, "measure_cost_model", measure)
+    # 30 epochs of s000_m1 on 50,000 images project past CALIBRATE_ABOVE_SECONDS: measured.
+    full = random_splits(60_000, test=10, validation=10_000)
+    assert full.num_train == 50_000
+    line = projection.final_models_line([("b/seed:0", large)], 30, full)
+    assert "(measured, in " in line
+
+
 def test_a_failing_projection_never_stops_the_search(monkeypatch, caplog):
     def broken(*args, **kwargs):
         raise RuntimeError("no")

@@ -192,7 +192,7 @@ def _load_in_fresh_process(uri: str, tracking_uri: str) -> dict:
 
 @pytest.mark.slow
 def test_tiny_search_retrained_into_a_registered_champion_and_again_trains_nothing(
-        workdir, real_mnist_path):
+        workdir, real_mnist_path, caplog):
     from mlflow import MlflowClient
     from support import mlflow_uri
 
@@ -206,8 +206,13 @@ def test_tiny_search_retrained_into_a_registered_champion_and_again_trains_nothi
                                 tracking_uri=store, **common)
     expected = {f"{s.name}/seed:0" for s in top_distinct_sources(searched.study, 2)}
     expected.add("baseline:s004_linear/seed:0")
+    caplog.set_level("INFO", logger="nas_mnist")
     result = nas_mnist.retrain(top_k=2, epochs=1, max_train_samples=300, **common)
     assert set(result.final_models["key"]) == expected
+    projected = [r.getMessage() for r in caplog.records
+                 if r.getMessage().startswith("final models projected on the CPU")]
+    assert len(projected) == 1 and all(f"{key} ~" in projected[0] for key in expected)
+    caplog.clear()
     assert result.final_models["state"].eq("complete").all() and result.trained == len(expected)
     assert result.champion_key == result.final_models["key"].iloc[0]  # best val_accuracy
     client = MlflowClient(store)
@@ -221,6 +226,7 @@ def test_tiny_search_retrained_into_a_registered_champion_and_again_trains_nothi
 
     again = nas_mnist.retrain(top_k=2, epochs=1, max_train_samples=300, **common)
     assert again.trained == 0
+    assert not any("final models projected" in r.getMessage() for r in caplog.records)
     assert len(again.final_study.trials) == len(expected)  # nothing enqueued or trained
     assert (again.champion_version, again.ensemble_version) == (result.champion_version,
                                                                 result.ensemble_version)

@@ -241,6 +241,8 @@ def _train_queue(job: _Job, prepared: Any, final_study: Any, runs: Any) -> None:
     waiting = waiting_count(final_study)
     logger.info("%s; final models: %d asked for, %d to train (%s)", prepared.devices,
                 len(job.plan), waiting, job.recipe.describe())
+    if waiting:
+        _log_projection(job, prepared, final_study)
     status = "FINISHED"
     done = len(_complete_keys(final_study, job.plan))
     with RichProgress(len(job.plan), done, disable=not job.settings.progress) as progress:
@@ -258,6 +260,19 @@ def _train_queue(job: _Job, prepared: Any, final_study: Any, runs: Any) -> None:
             runs.tracker.finish_parent_run(runs.parent_run_id, status)
     if runs.tracker.unavailable is not None:
         raise runs.tracker.unavailable
+
+
+def _log_projection(job: _Job, prepared: Any, final_study: Any) -> None:
+    """Log the projected time of each final model still to train
+    (``projection.final_models_line``); never fails the call."""
+    from nas_mnist.searching.projection import final_models_line
+
+    done = _complete_keys(final_study, job.plan)
+    models = [(m.key, m.spec) for m in job.plan if m.key not in done]
+    try:
+        logger.info("%s", final_models_line(models, job.recipe.epochs, prepared.data))
+    except Exception:  # a projection is a courtesy, as in the search
+        logger.debug("no projection of the final models", exc_info=True)
 
 
 def _finish(job: _Job, prepared: Any, final_study: Any, runs: Any,
