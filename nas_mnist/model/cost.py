@@ -68,6 +68,36 @@ def forward_flops(spec: ArchitectureSpec) -> int:
     return 2 * macs
 
 
+TOO_LARGE_REASON = "too_large"
+"""The reason prefix of a spec pruned before training as over ``--max-params``."""
+
+TOO_COSTLY_REASON = "too_costly"
+"""The reason prefix of a spec pruned before training as over ``--max-mflops``."""
+
+
+def limit_reason(spec: ArchitectureSpec, max_params: int | None = None,
+                 max_mflops: int | None = None) -> str | None:
+    """Why a search prunes ``spec`` before training, or None when it is within the limits.
+
+    Args:
+        spec: the spec.
+        max_params: ``--max-params``, the most parameters (a memory guard); None: no limit.
+        max_mflops: ``--max-mflops``, the most forward MFLOPs per image (``forward_flops`` /
+            1e6; a time guard: a trial's seconds follow its FLOPs); None: no limit.
+
+    Returns:
+        "too_large: N params exceed --max-params M", "too_costly: X MFLOPs per image exceed
+        --max-mflops M", or None.
+    """
+    if max_params is not None and spec.num_params > max_params:
+        return (f"{TOO_LARGE_REASON}: {spec.num_params:,} params exceed --max-params "
+                f"{max_params:,}")
+    if max_mflops is not None and forward_flops(spec) > max_mflops * 1e6:
+        return (f"{TOO_COSTLY_REASON}: {forward_flops(spec) / 1e6:,.1f} MFLOPs per image exceed "
+                f"--max-mflops {max_mflops:,}")
+    return None
+
+
 @dataclass(frozen=True)
 class StepCost:
     """Measured seconds per image of one spec on this process's device.

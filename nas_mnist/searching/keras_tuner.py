@@ -32,6 +32,7 @@ import keras_tuner as kt
 
 from nas_mnist.architecture.spec import ArchitectureSpec, SpecError
 from nas_mnist.data import DataSplits, data_fingerprint
+from nas_mnist.model.cost import limit_reason
 from nas_mnist.model.training import TrainingOptions
 from nas_mnist.search_space.space import SearchSpace
 from nas_mnist.searching.settings import TUNERS
@@ -119,6 +120,8 @@ class TunerConfig:
             one finishes), as Optuna's ``timeout``; None: none.
         max_params: specs with more parameters end as pruned ("too_large: ...") before their
             model is built, as in the Optuna engine (``--max-params``); None: no limit.
+        max_mflops: specs of more forward MFLOPs per image end as pruned ("too_costly: ...")
+            the same way (``--max-mflops``); None: no limit.
     """
 
     name: str
@@ -132,6 +135,7 @@ class TunerConfig:
     hyperband_iterations: int = 1
     timeout: float | None = None
     max_params: int | None = None
+    max_mflops: int | None = None
 
 
 @dataclass
@@ -172,7 +176,8 @@ class SpaceHyperModel(kt.HyperModel):
         Raises:
             keras_tuner.errors.FailedTrialError: an impossible architecture
                 ("invalid_architecture: ..."), or a spec over ``config.max_params``
-                ("too_large: ..."; checked on the spec, before a model is built).
+                ("too_large: ...") or ``config.max_mflops`` ("too_costly: ..."), checked on the
+                spec, before a model is built.
         """
         from nas_mnist.model.builder import build_model, compile_model
         from nas_mnist.model.training import learning_rate_for
@@ -181,10 +186,9 @@ class SpaceHyperModel(kt.HyperModel):
             spec = self.space.suggest(HyperParametersTrial(hp))
         except SpecError as exc:
             raise kt.errors.FailedTrialError(f"invalid_architecture: {exc}") from None
-        limit = self.config.max_params
-        if limit is not None and spec.num_params > limit:
-            raise kt.errors.FailedTrialError(
-                f"too_large: {spec.num_params:,} params exceed --max-params {limit:,}")
+        over = limit_reason(spec, self.config.max_params, self.config.max_mflops)
+        if over:
+            raise kt.errors.FailedTrialError(over)
         self.spec = spec
         steps = math.ceil(self.data.num_train / spec.batch_size)
         return compile_model(build_model(spec), spec,
@@ -404,7 +408,7 @@ def run_keras_tuner_search(
     config = TunerConfig(settings.tuner, settings.epochs, settings.trials, settings.seed,
                          settings.tuner_dir, settings.study_name,
                          hyperband_iterations=max(1, settings.trials), timeout=settings.timeout,
-                         max_params=settings.max_params)
+                         max_params=settings.max_params, max_mflops=settings.max_mflops)
     status = "FINISHED"
     try:  # from here on, the parent run is closed whatever happens
         tuner = make_tuner(config, space, data, StudyRuns(tracker, experiment_id, parent_run_id))

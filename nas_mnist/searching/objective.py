@@ -22,6 +22,7 @@ from nas_mnist.architecture.spec import ArchitectureSpec, SpecError
 from nas_mnist.data import DataSplits
 from nas_mnist.disk_space import check_free_space, disk_full_error, is_disk_full
 from nas_mnist.errors import DiskSpaceError, TrialFailure
+from nas_mnist.model.cost import forward_flops, limit_reason
 from nas_mnist.model.training import TrainingOptions
 from nas_mnist.processes.signals import interruption, stop_signal
 from nas_mnist.search_space.space import SearchSpace
@@ -79,6 +80,8 @@ class ObjectiveConfig:
         seed: base seed; trial ``n`` trains with seed ``seed + n``.
         batch_size: overrides every spec's batch size when set (images per step).
         max_params: specs with more parameters are pruned before training (memory guard).
+        max_mflops: specs of more forward MFLOPs per image are pruned before training (time
+            guard, ``model.cost.limit_reason``).
         max_trials: the study-wide ``--trials``; a trial that would exceed it (several workers
             started the last trials at once) ends at once as a failed "surplus" trial, without
             training or an MLflow run, and its worker stops.
@@ -99,6 +102,7 @@ class ObjectiveConfig:
     seed: int = 0
     batch_size: int | None = None
     max_params: int | None = None
+    max_mflops: int | None = None
     max_trials: int | None = None
     training: TrainingOptions = field(default_factory=TrainingOptions)
     objectives: tuple[str, ...] = ("val_accuracy",)
@@ -354,10 +358,11 @@ class Objective:
         return run_id
 
     def _prepared_spec(self, trial: optuna.Trial, run_id: str) -> ArchitectureSpec:
-        """The trial's spec, recorded on the trial and its run; too large ones, and sampled
-        ones that project past ``--time-budget``, are pruned."""
+        """The trial's spec, recorded on the trial and its run; those over ``--max-params`` or
+        ``--max-mflops``, and sampled ones that project past ``--time-budget``, are pruned."""
         spec = self._spec(trial)
-        late = self._check_deadline(trial, run_id, spec)
+        over = limit_reason(spec, self.config.max_params, self.config.max_mflops)
+        late = None if over else self._check_deadline(trial, run_id, spec)
         record_trial_spec(trial, spec.to_dict())  # hidden from the dashboard's table
         trial.set_user_attr(SPEC_URI_ATTR, f"runs:/{run_id}/spec.json")  # log_trial_spec's
         summary = spec.summary()
@@ -365,13 +370,8 @@ class Objective:
             trial.set_user_attr(key, summary[key])
         trial.set_user_attr(NUM_PARAMS_ATTR, spec.num_params)
         self.tracker.log_trial_spec(run_id, spec, trial.params, trial.number)
-        if self.config.max_params is not None and spec.num_params > self.config.max_params:
-            raise optuna.TrialPruned(
-                f"too_large: {spec.num_params:,} params exceed --max-params "
-                f"{self.config.max_params:,}"
-            )
-        if late is not None:
-            raise optuna.TrialPruned(late)
+        if over or late:
+            raise optuna.TrialPruned(over or late)
         return spec
 
     def _check_deadline(self, trial: optuna.Trial, run_id: str,
@@ -385,13 +385,11 @@ class Objective:
         (a baseline, a retry, one enqueued by the user): its configuration is queued again as it
         was (baseline and retry attributes kept) for the next run, its MLflow run is closed and
         deleted (nothing ran), and the search stops (raises ``TimeBudgetTrialError``). None: it
-        fits, or there is no deadline, or the spec is pruned as too large anyway.
+        fits, or there is no deadline.
         """
         deadline = self.config.trial_deadline
-        too_large = self.config.max_params is not None and spec.num_params > self.config.max_params
-        if deadline is None or too_large:
+        if deadline is None:
             return None
-        from nas_mnist.model.cost import forward_flops
 
         reason = deadline.refusal(float(forward_flops(spec)))
         if reason is None:

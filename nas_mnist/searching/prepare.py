@@ -131,7 +131,8 @@ def make_objective(settings: SearchSettings, prepared: Prepared, runs: StudyRuns
 
     config = ObjectiveConfig(
         epochs=settings.epochs, seed=settings.seed, batch_size=settings.batch_size,
-        max_params=settings.max_params, max_trials=settings.trials,
+        max_params=settings.max_params, max_mflops=settings.max_mflops,
+        max_trials=settings.trials,
         objectives=settings.objectives, storage=settings.storage,
         trial_deadline=trial_deadline,
     )

@@ -21,7 +21,7 @@ from typing import Any
 
 from nas_mnist.architecture.baselines import get_baseline
 from nas_mnist.architecture.spec import ArchitectureSpec, SpecError
-from nas_mnist.model.cost import forward_flops
+from nas_mnist.model.cost import forward_flops, limit_reason
 from nas_mnist.search_space.space import SearchSpace
 from nas_mnist.timing import (
     CALIBRATE_ABOVE_SECONDS,
@@ -81,9 +81,10 @@ def sampled_specs(space: SearchSpace, count: int = SAMPLED_SPECS,
     return out
 
 
-def _flops(spec: ArchitectureSpec | None, max_params: int | None) -> float:
-    """A trial's forward FLOPs; 0 for one pruned before training (impossible or too large)."""
-    if spec is None or (max_params is not None and spec.num_params > max_params):
+def _flops(spec: ArchitectureSpec | None, settings: Any) -> float:
+    """A trial's forward FLOPs; 0 for one pruned before training (impossible, or over
+    ``settings``' ``--max-params`` or ``--max-mflops``)."""
+    if spec is None or limit_reason(spec, settings.max_params, settings.max_mflops):
         return 0.0
     return float(forward_flops(spec))
 
@@ -135,17 +136,18 @@ class QueuedWork:
 
 
 def queued_work(settings: Any, space: SearchSpace, study: Any) -> QueuedWork:
-    """What ``study`` has left to train under ``settings`` (``--trials``, ``--max-params``)."""
+    """What ``study`` has left to train under ``settings`` (``--trials``, ``--max-params``,
+    ``--max-mflops``)."""
     from nas_mnist.study.trial_counts import count_finished
 
     queued = queued_specs(study, space)
     sampled = max(0, settings.trials - count_finished(study) - len(queued))
     drawn = sampled_specs(space, seed=settings.seed) if sampled else []
-    drawn_flops = [_flops(s, settings.max_params) for s in drawn]
+    drawn_flops = [_flops(s, settings) for s in drawn]
     mean = statistics.fmean(drawn_flops) if drawn_flops else 0.0
     return QueuedWork(
-        seeds=tuple(_flops(s, settings.max_params) for s, seed in queued if seed),
-        sampled=(*[_flops(s, settings.max_params) for s, seed in queued if not seed],
+        seeds=tuple(_flops(s, settings) for s, seed in queued if seed),
+        sampled=(*[_flops(s, settings) for s, seed in queued if not seed],
                  *[mean] * sampled),
         specs=tuple(s for s in [*(s for s, _ in queued), *drawn] if s is not None),
     )

@@ -8,8 +8,9 @@ from typing import Any
 
 from nas_mnist.searching.settings import SearchSettings
 
-NOTHING_TRAINED_ADVICE = ("use a larger search space, raise or drop --max-params, or check the "
-                          "space file (--space); the note column says why each trial ended")
+NOTHING_TRAINED_ADVICE = ("use a larger search space, raise or drop --max-params or --max-mflops, "
+                          "or check the space file (--space); the note column says why each "
+                          "trial ended")
 """What to do when no trial of a search trained (``SearchResult.nothing_trained``)."""
 
 TIME_REASONS = ("time_budget",)

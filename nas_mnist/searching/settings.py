@@ -138,6 +138,8 @@ class SearchSettings:
         tracking_uri: MLflow tracking URI; ``None``: ``$MLFLOW_TRACKING_URI``, else MLflow's
             default ``sqlite:///mlflow.db``.
         max_params: specs with more parameters are pruned before training.
+        max_mflops: specs of more forward MFLOPs per image (``model.cost.forward_flops``) are
+            pruned before training: on a CPU a trial's time follows its FLOPs.
         baselines: documented baselines to seed, within ``trials``: "auto" (those inside the
             search space, strong tiers first and the fewest FLOPs first within a tier,
             ``seeding_order``; at most half of ``trials``), "all", "none" or "NAME,NAME"
@@ -192,6 +194,7 @@ class SearchSettings:
     study_name: str = DEFAULT_STUDY_NAME
     tracking_uri: str | None = None
     max_params: int | None = None
+    max_mflops: int | None = None
     baselines: str = "auto"
     sampler: str = DEFAULT_SAMPLER
     pruner: str | None = None
@@ -272,8 +275,8 @@ def _check_numbers(settings: SearchSettings) -> None:
     """The integer and number fields, the seed and the study name."""
     for name in ("trials", "epochs", "jobs", "trials_per_worker"):
         _check_int(name, getattr(settings, name), minimum=1)
-    for name in ("batch_size", "max_params", "max_train_samples", "worker_threads",
-                 "final_epochs"):
+    for name in ("batch_size", "max_params", "max_mflops", "max_train_samples",
+                 "worker_threads", "final_epochs"):
         if getattr(settings, name) is not None:
             _check_int(name, getattr(settings, name), minimum=1)
     if settings.final_top_k is not None:

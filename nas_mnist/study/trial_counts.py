@@ -14,6 +14,7 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 
+from nas_mnist.model.cost import TOO_COSTLY_REASON, TOO_LARGE_REASON
 from nas_mnist.trial_attributes import REASON_ATTR
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -21,9 +22,6 @@ FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 
 IMPOSSIBLE_REASON = "invalid_architecture"
 """The reason prefix of a trial pruned as an impossible architecture (not counted)."""
-
-TOO_LARGE_REASON = "too_large"
-"""The reason prefix of a trial pruned before training as over ``--max-params``."""
 
 TIME_BUDGET_REASON = "time_budget"
 """The reason prefix of a trial that ``--time-budget`` did not let start."""
@@ -99,7 +97,8 @@ class ImpossibleStreak:
 class TimeRefusalStreak:
     """Sampled specs refused by ``--time-budget`` in a row, as trials finish; ``add`` is True
     at ``limit``. A trial pruned before training for another reason (an impossible
-    architecture, one over ``--max-params``) neither counts nor breaks the streak.
+    architecture, one over ``--max-params`` or ``--max-mflops``) neither counts nor breaks the
+    streak.
 
     Args:
         limit: refused trials in a row that stop the search (>= 1).
@@ -114,7 +113,8 @@ class TimeRefusalStreak:
         if is_refused_for_time(trial):
             self.count += 1
         elif not (is_impossible(trial)
-                  or str(trial.user_attrs.get(REASON_ATTR, "")).startswith(TOO_LARGE_REASON)):
+                  or str(trial.user_attrs.get(REASON_ATTR, "")).startswith(
+                      (TOO_LARGE_REASON, TOO_COSTLY_REASON))):
             self.count = 0
         return self.count >= self.limit
 

@@ -167,6 +167,18 @@ def test_too_many_params_is_pruned_before_training_and_next_trials_run(tmp_path)
     assert "train_seconds" not in study.trials[0].user_attrs
 
 
+def test_too_many_mflops_is_pruned_before_training_and_next_trials_run(tmp_path):
+    # Flatten, Dense(2048), output: 2 * (784 * 2048 + 2048 * 10) FLOPs, 3.25 MFLOPs per image;
+    # SMALL_DENSE's Dense(16): 0.03.
+    costly = ArchitectureSpec(layers=(Flatten(), Dense(2048)))
+    study = in_memory_search(tmp_path, [costly, SMALL_DENSE], trials=2,
+                             config=ObjectiveConfig(epochs=1, max_mflops=1))
+    assert [t.state for t in study.trials] == [TrialState.PRUNED, TrialState.COMPLETE]
+    assert study.trials[0].user_attrs["reason"] == (
+        "too_costly: 3.3 MFLOPs per image exceed --max-mflops 1")
+    assert "train_seconds" not in study.trials[0].user_attrs
+
+
 def test_out_of_memory_fails_the_trial_with_its_reason_and_next_trials_run(tmp_path, monkeypatch):
     import nas_mnist.model.training as training
 

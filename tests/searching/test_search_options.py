@@ -200,6 +200,12 @@ def test_keras_tuner_ends_a_spec_over_max_params_before_building_it(tmp_path, mo
                              rf"--max-params {limit:,}$"):
         tuner(limit).hypermodel.build(kt.HyperParameters())
     assert len(built) == calls  # refused on the spec: no model was built
+    config = TunerConfig("random", 1, 5, 0, tmp_path, "mflops", max_mflops=0)  # any spec exceeds 0
+    with pytest.raises(kt.errors.FailedTrialError, match=r"^too_costly: .* MFLOPs per image "
+                                                         r"exceed --max-mflops 0$"):
+        make_tuner(config, load_search_space("small_cnn"),
+                   random_splits(60)).hypermodel.build(kt.HyperParameters())
+    assert len(built) == calls
 
 
 def test_keras_tuner_hyperparameters_sample_the_default_space():

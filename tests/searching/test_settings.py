@@ -30,6 +30,7 @@ def test_defaults_match_the_documented_cli_defaults():
     ({"trials": 0}, "--trials: expected a positive integer (>= 1), got 0"),
     ({"epochs": 1.5}, "--epochs: expected an integer, got 1.5"),
     ({"max_train_samples": -3}, "--max-train-samples: expected a positive integer"),
+    ({"max_mflops": 0}, "--max-mflops: expected a positive integer (>= 1), got 0"),
     ({"timeout": 0}, "--timeout: expected a positive number of seconds"),
     ({"sampler": "cmaes"}, "--sampler: unknown sampler 'cmaes'; choose from tpe, random"),
     ({"objective": "size"}, "--objective: unknown objective size"),
