@@ -72,13 +72,9 @@ def _add_budget_arguments(group: Any) -> None:
         metavar="N",
         help="prune specs with more than N parameters before training",
     )
-    group.add_argument(
-        "--max-mflops",
-        type=positive_int,
-        metavar="N",
-        help="prune specs whose forward pass costs more than N MFLOPs per image before "
-        "training (a trial's time follows its FLOPs; s000_m1 costs 22)",
-    )
+    group.add_argument("--max-mflops", type=positive_int, metavar="N",
+                       help="prune specs whose forward pass costs more than N MFLOPs per image "
+                       "before training (a trial's time follows its FLOPs; s000_m1 costs 22)")
     group.add_argument(
         "--final-top-k",
         type=non_negative_int,

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nas_mnist.architecture.spec import ArchitectureSpec, Branches, Conv, Dense, Layer, apply_layer
+from nas_mnist.trial_attributes import TOO_COSTLY_REASON, TOO_LARGE_REASON
 
 CALIBRATION_STEPS = 3
 """Training (and evaluation) steps timed per spec by ``measure_step_cost``, after one warm-up."""
@@ -66,13 +67,6 @@ def forward_flops(spec: ArchitectureSpec) -> int:
         shape = (shape[0] * shape[1] * shape[2],)
     macs += _layer_macs(spec.output, shape)[0]
     return 2 * macs
-
-
-TOO_LARGE_REASON = "too_large"
-"""The reason prefix of a spec pruned before training as over ``--max-params``."""
-
-TOO_COSTLY_REASON = "too_costly"
-"""The reason prefix of a spec pruned before training as over ``--max-mflops``."""
 
 
 def limit_reason(spec: ArchitectureSpec, max_params: int | None = None,

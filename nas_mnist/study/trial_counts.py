@@ -14,8 +14,7 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 
-from nas_mnist.model.cost import TOO_COSTLY_REASON, TOO_LARGE_REASON
-from nas_mnist.trial_attributes import REASON_ATTR
+from nas_mnist.trial_attributes import REASON_ATTR, TOO_COSTLY_REASON, TOO_LARGE_REASON
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 """States that count towards ``--trials``: a failed trial is retried, not counted."""
