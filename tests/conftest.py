@@ -20,6 +20,14 @@ def real_mnist_path() -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _runs_in_its_own_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs with its ``tmp_path`` as the current directory, so that what lands in a
+    relative path (MLflow's default artifact root ``./mlruns`` under a SQLite tracking URI, a
+    SavedModel's default folder) never lands in the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh working folder (the current directory) holding ``small.yaml`` (``SMALL_SPACE``)."""
