@@ -243,12 +243,18 @@ class RichProgress:
             self._skipped += 1
             logger.debug("%s", trial_line(trial, finished, self._total, best))
             return
-        line = trial_line(trial, finished, self._total, best, self._skipped)
+        self.log_line(trial_line(trial, finished, self._total, best, self._skipped))
+        self._skipped = 0
+
+    def log_line(self, line: str) -> None:
+        """Where the bars are not drawn live, log ``line`` to the ``nas_mnist`` logger at INFO
+        (print it, in Jupyter without ipywidgets); where they are, do nothing: they show it."""
+        if not self.trial_lines:
+            return
         if self._print_lines:
             console.print(line, highlight=False)
         else:
             logger.info("%s", line)
-        self._skipped = 0
 
     def _show_best(self, value: float | None) -> None:
         """Fold ``value`` and the study's best into ``best`` and show it on the trials bar."""

@@ -170,6 +170,35 @@ def test_final_models_of_another_recipe_are_refused():
     assert final.trials[0].user_attrs[RECIPE_ATTR]["num_train_images"] == 300
 
 
+def _finished(state: TrialState, seconds: float, value: float | None = None, **attrs):
+    """A finished ``FrozenTrial`` of the final study that took ``seconds``."""
+    from datetime import datetime, timedelta
+
+    from optuna.trial import FrozenTrial
+
+    start = datetime(2026, 11, 27, 21, 0)
+    return FrozenTrial(number=3, state=state, value=value, values=None, datetime_start=start,
+                       datetime_complete=start + timedelta(seconds=seconds), params={},
+                       distributions={}, user_attrs=attrs, system_attrs={},
+                       intermediate_values={}, trial_id=3)
+
+
+def test_a_finished_final_model_gets_one_line_with_its_result_or_its_reason():
+    from nas_mnist.searching.final.result import final_model_line
+    from nas_mnist.trial_attributes import BEST_EPOCH_ATTR, REASON_ATTR, TEST_ACCURACY_ATTR
+
+    attrs = {FINAL_KEY_ATTR: "trial:46/seed:1", RECIPE_ATTR: {"epochs": 30}}
+    done = _finished(TrialState.COMPLETE, 541, 0.99554,
+                     **{**attrs, TEST_ACCURACY_ATTR: 0.9944, BEST_EPOCH_ATTR: 23})
+    assert final_model_line(done, 3, 4) == (
+        "final model trial:46/seed:1 complete: val_accuracy 0.9955, test_accuracy 0.9944, "
+        "best epoch 23 of 0-29, 10 min; 3 of 4 final models complete")  # rounded up
+    failed = _finished(TrialState.FAIL, 5, **{**attrs, REASON_ATTR: "NaN loss at epoch 0"})
+    assert final_model_line(failed, 2, 4) == (
+        "final model trial:46/seed:1 failed, 5 s: NaN loss at epoch 0; "
+        "2 of 4 final models complete")
+
+
 # --- end to end ---------------------------------------------------------------------------
 
 LOAD_CHAMPION = """
@@ -212,6 +241,11 @@ def test_tiny_search_retrained_into_a_registered_champion_and_again_trains_nothi
     projected = [r.getMessage() for r in caplog.records
                  if r.getMessage().startswith("final models projected on the CPU")]
     assert len(projected) == 1 and all(f"{key} ~" in projected[0] for key in expected)
+    finished = [r.getMessage() for r in caplog.records
+                if r.getMessage().startswith("final model ")]  # one line each, as they finish
+    assert {line.split()[2] for line in finished} == expected
+    assert [line.rsplit("; ", 1)[1] for line in finished] == [
+        f"{n} of {len(expected)} final models complete" for n in range(1, len(expected) + 1)]
     caplog.clear()
     assert result.final_models["state"].eq("complete").all() and result.trained == len(expected)
     assert result.champion_key == result.final_models["key"].iloc[0]  # best val_accuracy

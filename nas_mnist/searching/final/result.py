@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from nas_mnist.searching.final.recipe import FinalRecipe
+from nas_mnist.timing import format_duration
 from nas_mnist.trial_attributes import (
     BASELINE_ATTR,
     BEST_EPOCH_ATTR,
@@ -16,6 +17,7 @@ from nas_mnist.trial_attributes import (
     FINAL_SEED_ATTR,
     MODEL_URI_ATTR,
     NUM_PARAMS_ATTR,
+    REASON_ATTR,
     RECIPE_ATTR,
     RUN_ATTR,
     SOURCE_TRIAL_ATTR,
@@ -107,6 +109,34 @@ def _row(trial: Any, key: str) -> dict[str, Any]:
         "train_seconds": attrs.get(TRAIN_SECONDS_ATTR), "model_uri": attrs.get(MODEL_URI_ATTR),
         "mlflow_run_id": attrs.get(RUN_ATTR),
     }
+
+
+def final_model_line(trial: Any, complete: int, total: int) -> str:
+    """One line on a finished final model, for logs where no progress bar is drawn, e.g.
+    ``final model trial:46/seed:1 complete: val_accuracy 0.9955, test_accuracy 0.9944, best epoch
+    23 of 0-29, 10 min; 3 of 4 final models complete`` (epochs numbered from 0); a failed one
+    gives its reason instead.
+
+    Args:
+        trial: a finished ``optuna.trial.FrozenTrial`` of the final study.
+        complete: the final models asked for that are complete now; ``total``: those asked for.
+    """
+    attrs = trial.user_attrs
+    seconds = trial.duration.total_seconds() if trial.duration is not None else None
+    took = "" if seconds is None else f", {format_duration(seconds)}"
+    head = f"final model {attrs.get(FINAL_KEY_ATTR, f'trial {trial.number}')}"
+    if trial.state.name == "COMPLETE":
+        facts = [f"val_accuracy {trial.value:.4f}"]
+        if attrs.get(TEST_ACCURACY_ATTR) is not None:
+            facts.append(f"test_accuracy {float(attrs[TEST_ACCURACY_ATTR]):.4f}")
+        epochs = (attrs.get(RECIPE_ATTR) or {}).get("epochs")
+        if attrs.get(BEST_EPOCH_ATTR) is not None and epochs:
+            facts.append(f"best epoch {attrs[BEST_EPOCH_ATTR]} of 0-{int(epochs) - 1}")
+        head += f" complete: {', '.join(facts)}{took}"
+    else:
+        state = {"FAIL": "failed"}.get(trial.state.name, trial.state.name.lower())
+        head += f" {state}{took}: {attrs.get(REASON_ATTR) or 'no reason recorded'}"
+    return f"{head}; {complete} of {total} final models complete"
 
 
 def final_models_frame(grouped: dict[str, list[Any]], keys: Sequence[str]) -> pd.DataFrame:

@@ -19,6 +19,7 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from nas_mnist.processes.quiet_start import quiet_libraries
@@ -217,6 +218,15 @@ def _complete_keys(final_study: Any, plan: Sequence[FinalModel]) -> set[str]:
             if any(t.state.name == "COMPLETE" for t in grouped.get(m.key, []))}
 
 
+def _final_model_finished(progress: Any, plan: Sequence[FinalModel], study: Any,
+                          trial: Any) -> None:
+    """Optuna callback: one line on the final model that finished (``result.final_model_line``),
+    where no bar is drawn."""
+    from nas_mnist.searching.final.result import final_model_line
+
+    progress.log_line(final_model_line(trial, len(_complete_keys(study, plan)), len(plan)))
+
+
 def _stop_when_queue_empty(study: Any, trial: Any) -> None:
     """Optuna callback: stop once no enqueued final model waits (the sampler never proposes)."""
     from nas_mnist.searching.final.queue import waiting_count
@@ -251,7 +261,8 @@ def _train_queue(job: _Job, prepared: Any, final_study: Any, runs: Any) -> None:
             if waiting:  # finished, running (other workers') and waiting ones: all of them
                 run_trials(final_study, FinalObjective(prepared.data, runs, config, progress),
                            count_claimed(final_study) + waiting,
-                           callbacks=[_stop_when_queue_empty])
+                           callbacks=[partial(_final_model_finished, progress, job.plan),
+                                      _stop_when_queue_empty])
         except BaseException:
             status = "KILLED"
             runs.tracker.fail_fast()
