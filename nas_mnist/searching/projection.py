@@ -90,13 +90,15 @@ def _flops(spec: ArchitectureSpec | None, settings: Any) -> float:
 
 
 def measure_cost_model(specs: list[ArchitectureSpec], data: Any) -> CostModel:
-    """A ``CostModel`` fitted to the cheapest and the median spec by FLOPs, measured on this
+    """A ``CostModel`` fitted to the cheapest and the median distinct spec by FLOPs (one spec
+    when all are equal, e.g. the ``--seeds`` final models of one spec), measured on this
     process's device (``model.cost.measure_step_cost``) on ``data``'s training images; Keras'
     state is cleared afterwards."""
     from nas_mnist.model.cost import measure_step_cost
     from nas_mnist.model.training import EVAL_BATCH_SIZE, release_memory
 
-    ranked = sorted(specs, key=forward_flops)
+    distinct = [spec for i, spec in enumerate(specs) if spec not in specs[:i]]
+    ranked = sorted(distinct, key=forward_flops)
     picked = [ranked[0]] + ([ranked[len(ranked) // 2]] if len(ranked) > 1 else [])
     points = []
     for spec in picked:
@@ -105,7 +107,8 @@ def measure_cost_model(specs: list[ArchitectureSpec], data: Any) -> CostModel:
         points.append((cost.flops, cost.train, cost.evaluate))
     release_memory()
     flops = " and ".join(f"{p[0] / 1e6:.1f}" for p in points)
-    return CostModel.fit(points, f"measured on specs of {flops} MFLOPs")
+    return CostModel.fit(points, f"measured on {'specs' if len(points) > 1 else 'a spec'} of "
+                                 f"{flops} MFLOPs")
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,19 @@ def test_measuring_the_device_fits_a_cost_model_to_two_specs():
     assert model.train_seconds(1e7) > 0 and model.eval_seconds(1e7) > 0
 
 
+def test_one_spec_given_twice_is_measured_once(monkeypatch):
+    from nas_mnist.model import cost
+
+    measured = []
+    real = cost.measure_step_cost
+    monkeypatch.setattr(cost, "measure_step_cost",
+                        lambda spec, *a, **k: measured.append(spec) or real(spec, *a, **k))
+    spec = get_baseline("s004_linear").spec
+    model = projection.measure_cost_model([spec, spec], random_splits(300))  # --seeds 2
+    assert measured == [spec]
+    assert model.source.startswith("measured on a spec of")
+
+
 def test_final_models_are_projected_one_by_one_on_their_own_training_images(monkeypatch):
     small, large = get_baseline("s004_linear").spec, get_baseline("s000_m1").spec
     data = random_splits(300)
