@@ -193,6 +193,11 @@ def test_a_finished_final_model_gets_one_line_with_its_result_or_its_reason():
     assert final_model_line(done, 3, 4) == (
         "final model trial:46/seed:1 complete: val_accuracy 0.9955, test_accuracy 0.9944, "
         "best epoch 23 of 0-29, 10 min; 3 of 4 final models complete")  # rounded up
+    one_epoch = _finished(TrialState.COMPLETE, 3, 0.4569, **{
+        **attrs, RECIPE_ATTR: {"epochs": 1}, TEST_ACCURACY_ATTR: 0.46, BEST_EPOCH_ATTR: 0})
+    assert final_model_line(one_epoch, 1, 4) == (  # no "best epoch 0 of 0-0"
+        "final model trial:46/seed:1 complete: val_accuracy 0.4569, test_accuracy 0.4600, 3 s; "
+        "1 of 4 final models complete")
     failed = _finished(TrialState.FAIL, 5, **{**attrs, REASON_ATTR: "NaN loss at epoch 0"})
     assert final_model_line(failed, 2, 4) == (
         "final model trial:46/seed:1 failed, 5 s: NaN loss at epoch 0; "

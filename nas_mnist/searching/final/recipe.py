@@ -85,7 +85,7 @@ class FinalRecipe:
 
     def describe(self) -> str:
         """One line: epochs, augmentation, schedule, training images."""
-        parts = [f"{self.epochs} epochs",
+        parts = [f"{self.epochs} epoch{'s' if self.epochs != 1 else ''}",
                  f"augmentation {FINAL_AUGMENTATION}" if self.augmentation
                  else "no added augmentation",
                  "cosine learning rate" if self.cosine else "the spec's learning-rate schedule",

@@ -130,7 +130,7 @@ def final_model_line(trial: Any, complete: int, total: int) -> str:
         if attrs.get(TEST_ACCURACY_ATTR) is not None:
             facts.append(f"test_accuracy {float(attrs[TEST_ACCURACY_ATTR]):.4f}")
         epochs = (attrs.get(RECIPE_ATTR) or {}).get("epochs")
-        if attrs.get(BEST_EPOCH_ATTR) is not None and epochs:
+        if attrs.get(BEST_EPOCH_ATTR) is not None and epochs and int(epochs) > 1:
             facts.append(f"best epoch {attrs[BEST_EPOCH_ATTR]} of 0-{int(epochs) - 1}")
         head += f" complete: {', '.join(facts)}{took}"
     else:
