@@ -224,7 +224,12 @@ def _final_model_finished(progress: Any, plan: Sequence[FinalModel], study: Any,
     where no bar is drawn."""
     from nas_mnist.searching.final.result import final_model_line
 
-    progress.log_line(final_model_line(trial, len(_complete_keys(study, plan)), len(plan)))
+    try:
+        complete = len(_complete_keys(study, plan))
+    except Exception as exc:  # a storage hiccup must not stop the final stage, as in the search
+        logger.debug("could not read the final study after trial %d: %s", trial.number, exc)
+        return
+    progress.log_line(final_model_line(trial, complete, len(plan)))
 
 
 def _stop_when_queue_empty(study: Any, trial: Any) -> None:
