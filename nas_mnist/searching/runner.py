@@ -141,16 +141,16 @@ def _open(settings: SearchSettings, prepared: Any, baselines: Any) -> tuple[Any,
     from nas_mnist.searching.baseline_trials import seed_baselines
     from nas_mnist.study.locks import storage_lock
 
-    study, created = _open_study(settings, prepared.tracker)
+    study = _open_study(settings, prepared.tracker)
     # Seeding reads the study, then enqueues what is missing: workers take turns.
     with storage_lock(settings.storage, f"seed:{settings.study_name}"):
         seeded = seed_baselines(study, prepared.space, baselines, n_trials=settings.trials)
-    runs = _attach_parent_run(settings, prepared.tracker, study, created)
+    runs = _attach_parent_run(settings, prepared.tracker, study)
     _log_start(settings, prepared, study, seeded)
     return study, runs
 
 
-def _open_study(settings: SearchSettings, tracker: Any) -> tuple[Any, bool]:
+def _open_study(settings: SearchSettings, tracker: Any) -> Any:
     """The study, opened by this search's process, with its dead workers' trials recovered.
 
     Raises:
@@ -162,7 +162,7 @@ def _open_study(settings: SearchSettings, tracker: Any) -> tuple[Any, bool]:
     from nas_mnist.study.recovery import live_workers, recover_dead_trials
     from nas_mnist.study.storage_url import StorageURL
 
-    study, created = open_search_study(settings, tracker)
+    study, _ = open_search_study(settings, tracker)
     for mixed in (check_resumed_fidelity(settings, study),  # refuse before anything is written
                   check_resumed_space(settings, study)):
         if mixed:
@@ -178,11 +178,10 @@ def _open_study(settings: SearchSettings, tracker: Any) -> tuple[Any, bool]:
     for number in recover_dead_trials(study, tracker):
         logger.warning("trial %d was left running by a dead worker: marked failed, its "
                        "configuration queued for one retry", number)
-    return study, created
+    return study
 
 
-def _attach_parent_run(settings: SearchSettings, tracker: Any, study: Any,
-                       created: bool) -> Any:
+def _attach_parent_run(settings: SearchSettings, tracker: Any, study: Any) -> Any:
     """Attach the study's MLflow parent run (made by the first worker), record the search's
     data and settings on the study and as the run's params, close runs left open before.
 
@@ -197,17 +196,18 @@ def _attach_parent_run(settings: SearchSettings, tracker: Any, study: Any,
     from nas_mnist.tracking.tracker import StudyRuns
     from nas_mnist.trial_attributes import EXPERIMENT_ATTR
 
-    parent_run_id = tracker.attach_parent_run(study, wait_seconds=0 if created else 30)
     fingerprint = data_fingerprint(settings.data)
     dataset = mnist_dataset(fingerprint.source, fingerprint.sha256)
-    runs = StudyRuns(tracker, study.user_attrs[EXPERIMENT_ATTR], parent_run_id, dataset)
     # The study remembers its data and settings; the parent run records them as params. Workers
-    # started together take turns: each reads the params logged before it, then logs the others
-    # (MLflow refuses a param logged twice).
+    # started together take turns: the first creates the parent run, the others find it; each
+    # reads the params logged before it, then logs the others (MLflow refuses a param logged
+    # twice).
     with storage_lock(settings.storage, f"params:{settings.study_name}"):
+        parent_run_id = tracker.attach_parent_run(study)
         record_parent_params(tracker, parent_run_id,
                              remember_search(study, settings, fingerprint))
         log_dataset(tracker.client, parent_run_id, dataset)
+    runs = StudyRuns(tracker, study.user_attrs[EXPERIMENT_ATTR], parent_run_id, dataset)
     closed = close_orphan_runs(study, tracker, parent_run_id)
     if closed:
         logger.warning("closed %d MLflow run(s) an earlier search left running", len(closed))

@@ -310,27 +310,22 @@ class Tracker:
             f"deleted in {shown}; restore it with: MLFLOW_TRACKING_URI={shown} mlflow "
             f"experiments restore --experiment-id {experiment.experiment_id}{alternative}")
 
-    def attach_parent_run(self, study: Any, wait_seconds: float = 0.0) -> str:
+    def attach_parent_run(self, study: Any) -> str:
         """The study's parent run: reattached from the study's user attributes, or created.
 
         Sets it RUNNING while the search runs; ``finish_parent_run`` closes it. Stores the ids
         in the study's user attributes, and the tracking URI without its password
-        (``redact_uri``; ``study.memory.study_tracking_uri`` reads it back).
+        (``redact_uri``; ``study.memory.study_tracking_uri`` reads it back). Workers of one
+        study call it under a storage lock, so that all of them share one parent run.
 
         Args:
             study: the ``optuna.Study``.
-            wait_seconds: a worker that did not create the study waits up to this long for the
-                creating worker to store the parent run, so that all workers share one.
 
         Raises:
             TrackingError: the study's experiment is deleted (``check_experiment``).
         """
         self.check_experiment(study.study_name)
-        deadline = time.monotonic() + wait_seconds
         attrs = study.user_attrs
-        while PARENT_RUN_ATTR not in attrs and time.monotonic() < deadline:
-            time.sleep(0.5)
-            attrs = study.user_attrs
         run_id = attrs.get(PARENT_RUN_ATTR)
         if (
             run_id
