@@ -1,5 +1,5 @@
-"""One worker per SQLite storage (an OS lock, not a poll), and stores that survive searches
-started in the same second."""
+"""One worker per SQLite storage (an OS lock, not a poll), stores that survive searches started
+in the same second, and one parent run for workers that attach together."""
 
 from __future__ import annotations
 
@@ -108,3 +108,49 @@ def test_searches_started_together_keep_both_stores_usable_and_one_worker_per_st
         assert len(parents) == 1 and parents[0].info.status == "FINISHED"
         assert all(r.info.status != "RUNNING" for r in children)
     assert not list(Path(workdir).glob("*.lock"))
+
+
+def test_workers_attaching_together_share_one_parent_run(tmp_path, real_mnist_path,
+                                                         monkeypatch):
+    # Two workers of one study (no parent run yet, as a study made by optuna.create_study)
+    # attach at the same moment: they take turns under the storage's lock, so the second finds
+    # the run the first created. A slow run creation widens the window in which both would see
+    # none (without the lock, this makes two parent runs).
+    import threading
+
+    from nas_mnist.searching import runner
+    from nas_mnist.searching.settings import SearchSettings
+    from nas_mnist.study.storage import make_storage
+    from nas_mnist.tracking.tracker import Tracker
+
+    storage = f"journal:///{tmp_path / 's.log'}"
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    optuna.create_study(study_name="demo", storage=make_storage(storage), direction="maximize")
+    Tracker(uri).check()  # the store's tables, made once
+    create = Tracker.create_parent_run
+
+    def slow_create(self, *args, **kwargs):
+        time.sleep(1.0)
+        return create(self, *args, **kwargs)
+
+    monkeypatch.setattr(Tracker, "create_parent_run", slow_create)
+    settings = SearchSettings(storage=storage, study_name="demo", tracking_uri=uri,
+                              data=str(real_mnist_path), seed=0)
+    start, parents, errors = threading.Barrier(2), [], []
+
+    def worker() -> None:
+        try:
+            study = optuna.load_study(study_name="demo", storage=make_storage(storage))
+            start.wait()
+            parents.append(runner._attach_parent_run(settings, Tracker(uri), study).parent_run_id)
+        except Exception as error:  # reported below, with the other worker's result
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors and len(parents) == 2 and parents[0] == parents[1], (errors, parents)
+    runs, _ = mlflow_runs(uri, "demo")
+    assert [r.info.run_id for r in runs] == parents[:1]
