@@ -87,7 +87,7 @@ def prepare(settings: SearchSettings, *, threads: int | None = None,
 
 
 def open_search_study(settings: SearchSettings, tracker: Tracker,
-                      worker: int | None = None) -> tuple[optuna.Study, bool]:
+                      worker: int | None = None) -> optuna.Study:
     """Open (or create) the search's study with its sampler, pruner and objectives.
 
     A RUNNING trial whose heartbeat stops (RDB storages) is failed, its MLflow run closed and its
@@ -100,7 +100,7 @@ def open_search_study(settings: SearchSettings, tracker: Tracker,
             ``WORKER_SEED_STRIDE``); None: the search's own process (seed ``settings.seed``).
 
     Returns:
-        (study, created), as ``study.opening.open_study``.
+        The ``optuna.Study`` (``study.opening.open_study``: created, or resumed as it is).
 
     Raises:
         StorageError: the study exists with other objectives.
@@ -114,10 +114,11 @@ def open_search_study(settings: SearchSettings, tracker: Tracker,
     seed = settings.seed
     if worker is not None:
         seed = (settings.seed + WORKER_SEED_STRIDE * (worker + 1)) % 2**31
-    return open_study(settings.storage, settings.study_name, seed=seed,
-                      on_stale_trial=on_stale_trial, sampler=settings.sampler,
-                      pruner=settings.resolved_pruner, objectives=settings.objectives,
-                      epochs=settings.epochs)
+    study, _ = open_study(settings.storage, settings.study_name, seed=seed,
+                          on_stale_trial=on_stale_trial, sampler=settings.sampler,
+                          pruner=settings.resolved_pruner, objectives=settings.objectives,
+                          epochs=settings.epochs)
+    return study
 
 
 def make_objective(settings: SearchSettings, prepared: Prepared, runs: StudyRuns,

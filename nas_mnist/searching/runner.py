@@ -162,7 +162,7 @@ def _open_study(settings: SearchSettings, tracker: Any) -> Any:
     from nas_mnist.study.recovery import live_workers, recover_dead_trials
     from nas_mnist.study.storage_url import StorageURL
 
-    study, _ = open_search_study(settings, tracker)
+    study = open_search_study(settings, tracker)
     for mixed in (check_resumed_fidelity(settings, study),  # refuse before anything is written
                   check_resumed_space(settings, study)):
         if mixed:

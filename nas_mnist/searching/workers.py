@@ -231,7 +231,7 @@ def _run_worker(plan: WorkerPlan) -> int:
 
     settings = plan.settings
     prepared = prepare(settings, threads=settings.worker_threads, check_tracking=False)
-    study, _ = open_search_study(settings, prepared.tracker, worker=plan.serial)
+    study = open_search_study(settings, prepared.tracker, worker=plan.serial)
     fingerprint = data_fingerprint(settings.data)
     runs = StudyRuns(prepared.tracker, plan.experiment_id, plan.parent_run_id,
                      mnist_dataset(fingerprint.source, fingerprint.sha256))
