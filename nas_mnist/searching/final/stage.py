@@ -57,8 +57,10 @@ def run_final_stage(settings: Any, study: Any, stopped: bool) -> Any | None:
                         "retrain --storage %s --study-name %s --top-k 3",
                         StorageURL.parse(settings.storage), settings.study_name)
         return None
-    logger.info("final stage: the %d best specs and the best baseline retrained for %d epochs",
-                top_k, final_stage_epochs(settings))
+    epochs = final_stage_epochs(settings)
+    logger.info("final stage: the %s and the best baseline retrained for %d epoch%s",
+                "best spec" if top_k == 1 else f"{top_k} best specs", epochs,
+                "" if epochs == 1 else "s")
     return run_retrain(RetrainSettings(
         storage=settings.storage, study_name=settings.study_name, top_k=top_k,
         epochs=final_stage_epochs(settings), data=settings.data,
