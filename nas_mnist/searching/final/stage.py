@@ -63,6 +63,6 @@ def run_final_stage(settings: Any, study: Any, stopped: bool) -> Any | None:
                 "" if epochs == 1 else "s")
     return run_retrain(RetrainSettings(
         storage=settings.storage, study_name=settings.study_name, top_k=top_k,
-        epochs=final_stage_epochs(settings), data=settings.data,
+        epochs=epochs, data=settings.data,
         max_train_samples=settings.max_train_samples, tracking_uri=settings.tracking_uri,
         progress=settings.progress, seed=settings.seed), take_lock=False)
